@@ -1,0 +1,29 @@
+"""Installs the speakernet package.
+
+torch is deliberately given as a range here: ``tools/install.sh`` installs the pinned
+default CPU build first (``TORCH_VERSION`` overrides it), so pip never pulls a multi-GB
+CUDA wheel behind the user's back.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="speakernet",
+    version="0.1.0",
+    description="Kaldi-style speaker-verification recipes and toolkit in PyTorch",
+    packages=find_packages(include=["speakernet", "speakernet.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "torch>=2.1",
+        "numpy>=1.22",
+        "scipy>=1.8",
+        "kaldiio>=2.17",
+        "kaldi-native-fbank>=1.18",
+        "soundfile>=0.12",
+        "pyyaml>=6.0",
+        "scikit-learn>=1.1",
+        "tqdm>=4.60",
+    ],
+    extras_require={"test": ["pytest>=7", "ruff>=0.4"]},
+    entry_points={"console_scripts": ["speakernet=speakernet.bin.cli:main"]},
+)
