@@ -1,23 +1,50 @@
-"""Reading and writing the files of a Kaldi data directory.
+"""Reading, writing and validating the files of a Kaldi data directory.
 
 Every reader reports problems as :class:`DataDirError` naming the file, the 1-based line
 number and the key, so a user can open the file at the bad line. Every writer sorts keys
 in C-locale (byte) order, as Kaldi's ``LC_ALL=C sort`` does, and writes atomically.
+
+Files of a data directory (all ``<key> <value>`` per line, C-sorted by key):
+
+- ``wav.scp``: ``<rec> <path>`` or ``<rec> <command> |`` (keyed by utterance without ``segments``).
+- ``segments``: ``<utt> <rec> <start_s> <end_s>``; ``end_s == -1`` means "to the end of the recording".
+- ``utt2spk`` / ``spk2utt``: speaker of each utterance and its inverse.
+- ``utt2num_frames`` (int frames > 0), ``utt2dur`` (float seconds > 0).
+- ``feats.scp`` / ``vad.scp``: ``<utt> <ark>:<offset>`` rxspecifiers.
+- ``trials``: ``<enroll> <test> target|nontarget`` (not sorted; kept in file order).
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
+import math
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import NamedTuple, TypeVar
 
 from speakernet.utils.fileio import PathLike, atomic_write
 
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
 
 class DataDirError(ValueError):
-    """A malformed or inconsistent file in a Kaldi data directory."""
+    """A malformed or inconsistent file in a Kaldi data directory.
+
+    Attributes:
+        path: The offending file (or directory).
+        message: What is wrong, without the location.
+        line: 1-based line number, if the problem is on one line.
+        key: The key (first field) of that line, if known.
+    """
 
     def __init__(self, path: PathLike, message: str, line: int | None = None, key: str | None = None):
         self.path = str(path)
+        self.message = message
         self.line = line
         self.key = key
         where = self.path if line is None else f"{self.path}:{line}"
@@ -25,20 +52,198 @@ class DataDirError(ValueError):
         super().__init__(f"{where}{what}: {message}")
 
 
+class DataDirValidationError(DataDirError):
+    """Several problems found at once by :func:`validate_data_dir`.
+
+    The location and message of the first problem head the error; the following lines list
+    up to ``max_shown`` problems so that a user can fix them in one go.
+
+    Attributes:
+        problems: Every problem found, in the order the checks ran.
+    """
+
+    def __init__(self, data_dir: PathLike, problems: Sequence[DataDirError], max_shown: int = 10):
+        if not problems:
+            raise ValueError("DataDirValidationError needs at least one problem")
+        self.problems = list(problems)
+        first = self.problems[0]
+        listing = [f"data dir {data_dir} has {len(self.problems)} problem(s):"]
+        listing += [f"  {number}. {problem}" for number, problem in enumerate(self.problems[:max_shown], start=1)]
+        if len(self.problems) > max_shown:
+            listing.append(f"  ... and {len(self.problems) - max_shown} more")
+        super().__init__(first.path, first.message + "\n" + "\n".join(listing), first.line, first.key)
+
+
 def c_sort_key(key: str) -> bytes:
     """Sort key giving C-locale (byte-wise) order, as ``LC_ALL=C sort``."""
     return key.encode("utf-8")
 
 
-def _lines(path: PathLike) -> Iterable[tuple[int, str]]:
+def is_pipe(value: str) -> bool:
+    """True if a ``wav.scp`` value is a command whose stdout is the audio (``cmd ... |``)."""
+    return value.rstrip().endswith("|")
+
+
+# --------------------------------------------------------------------------------------------
+# Line scanning and typed value parsing shared by readers and the validator.
+
+
+class _Entry(NamedTuple):
+    number: int
+    key: str
+    value: str
+
+
+def _raise(error: DataDirError) -> None:
+    raise error
+
+
+Reporter = Callable[[DataDirError], None]
+
+
+def _scan(path: PathLike, report: Reporter = _raise, strict: bool = False) -> list[_Entry]:
+    """Splits every non-blank line into key and rest-of-line.
+
+    ``strict`` (used by the validator) also reports blank lines, leading whitespace and
+    Windows line endings, which the readers tolerate but Kaldi's tools do not.
+    """
     path = Path(path)
     if not path.is_file():
-        raise DataDirError(path, "file does not exist")
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            line = line.rstrip("\n").rstrip("\r")
-            if line.strip():
-                yield number, line
+        report(DataDirError(path, "file does not exist"))
+        return []
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        number = error.object[: error.start].count(b"\n") + 1
+        report(DataDirError(path, f"not UTF-8 text ({error.reason} at byte {error.start})", number))
+        return []
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the final newline ends the last line; it does not start a blank one
+    entries: list[_Entry] = []
+    for number, line in enumerate(lines, start=1):
+        if line.endswith("\r"):
+            line = line.rstrip("\r")
+            if strict:
+                report(DataDirError(path, "line ends with a carriage return (Windows line endings)", number))
+        parts = line.split(None, 1)
+        if not parts:
+            if strict:
+                report(DataDirError(path, "blank line", number))
+            continue
+        if strict and line[0].isspace():
+            report(DataDirError(path, "line starts with whitespace", number, parts[0]))
+        entries.append(_Entry(number, parts[0], parts[1].rstrip() if len(parts) > 1 else ""))
+    return entries
+
+
+def _lines(path: PathLike) -> Iterator[tuple[int, str]]:
+    """Yields ``(line number, line)`` for each non-blank line (kept for older callers)."""
+    for entry in _scan(path):
+        yield entry.number, f"{entry.key} {entry.value}".rstrip()
+
+
+def _parse_entries(
+    path: PathLike, entries: Iterable[_Entry], parse_value: Callable[[str], T], report: Reporter = _raise
+) -> tuple[dict[str, T], dict[str, int]]:
+    """Parses scanned lines into ``{key: value}`` plus ``{key: line number}``."""
+    table: dict[str, T] = {}
+    lines: dict[str, int] = {}
+    for entry in entries:
+        if not entry.value:
+            report(DataDirError(path, "line has a key but no value", entry.number, entry.key))
+            continue
+        if entry.key in table:
+            report(DataDirError(path, f"duplicate key (first on line {lines[entry.key]})", entry.number, entry.key))
+            continue
+        try:
+            value = parse_value(entry.value)
+        except ValueError as error:
+            report(DataDirError(path, str(error), entry.number, entry.key))
+            continue
+        table[entry.key] = value
+        lines[entry.key] = entry.number
+    return table, lines
+
+
+def _read(path: PathLike, parse_value: Callable[[str], T]) -> dict[str, T]:
+    return _parse_entries(path, _scan(path), parse_value)[0]
+
+
+def _as_text(value: str) -> str:
+    return value
+
+
+def _as_token(value: str) -> str:
+    fields = value.split()
+    if len(fields) != 1:
+        raise ValueError(f"expected one value after the key, got {len(fields)} fields: '{value}'")
+    return fields[0]
+
+
+def _as_tokens(value: str) -> list[str]:
+    return value.split()
+
+
+def _as_num_frames(value: str) -> int:
+    token = _as_token(value)
+    try:
+        frames = int(token)
+    except ValueError:
+        raise ValueError(f"number of frames must be an integer, got '{token}'") from None
+    if frames <= 0:
+        raise ValueError(f"number of frames must be > 0, got {frames}")
+    return frames
+
+
+def _as_float(text: str, what: str) -> float:
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError(f"{what} must be a number, got '{text}'") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{what} must be finite, got '{text}'")
+    return number
+
+
+def _as_duration(value: str) -> float:
+    seconds = _as_float(_as_token(value), "duration (seconds)")
+    if seconds <= 0:
+        raise ValueError(f"duration must be > 0 seconds, got {seconds}")
+    return seconds
+
+
+class Segment(NamedTuple):
+    """One line of ``segments``: a span of a recording, in seconds (``end == -1``: to the end)."""
+
+    recording: str
+    start: float
+    end: float
+
+
+def _as_segment(value: str) -> Segment:
+    fields = value.split()
+    if len(fields) != 3:
+        raise ValueError(f"expected '<utt> <recording> <start_s> <end_s>', got {len(fields) + 1} fields")
+    start = _as_float(fields[1], "start time")
+    end = _as_float(fields[2], "end time")
+    if start < 0:
+        raise ValueError(f"start time must be >= 0, got {fields[1]}")
+    if end != -1 and end <= start:
+        raise ValueError(f"end time {fields[2]} must be > start time {fields[1]} (or -1 for the end of the recording)")
+    return Segment(fields[0], start, end)
+
+
+def _format_float(number: float) -> str:
+    """Shortest text that reads back to the same float; integers without a decimal point."""
+    number = float(number)
+    if number.is_integer() and abs(number) < 1e15:
+        return str(int(number))
+    return repr(number)
+
+
+# --------------------------------------------------------------------------------------------
+# Public readers and writers.
 
 
 def read_scp(path: PathLike) -> dict[str, str]:
@@ -56,16 +261,7 @@ def read_scp(path: PathLike) -> dict[str, str]:
     Raises:
         DataDirError: on a missing file, a line without a value or a duplicate key.
     """
-    table: dict[str, str] = {}
-    for number, line in _lines(path):
-        parts = line.strip().split(maxsplit=1)
-        if len(parts) < 2:
-            raise DataDirError(path, "line has a key but no value", number, parts[0])
-        key, value = parts[0], parts[1].strip()
-        if key in table:
-            raise DataDirError(path, "duplicate key", number, key)
-        table[key] = value
-    return table
+    return _read(path, _as_text)
 
 
 def read_scp_lists(path: PathLike) -> dict[str, list[str]]:
@@ -80,7 +276,138 @@ def read_scp_lists(path: PathLike) -> dict[str, list[str]]:
     Raises:
         DataDirError: on a missing file, a line without items or a duplicate key.
     """
-    return {key: value.split() for key, value in read_scp(path).items()}
+    return _read(path, _as_tokens)
+
+
+def read_wav_scp(path: PathLike) -> dict[str, str]:
+    """Reads ``wav.scp``; a value is a path or a whole ``command ... |`` pipe (see :func:`is_pipe`).
+
+    Args:
+        path: File to read.
+
+    Returns:
+        Mapping from recording (or utterance) id to path or command, in file order.
+
+    Raises:
+        DataDirError: on a missing file, a line without a value or a duplicate key.
+    """
+    return _read(path, _as_text)
+
+
+def read_utt2spk(path: PathLike) -> dict[str, str]:
+    """Reads ``utt2spk``.
+
+    Args:
+        path: File to read.
+
+    Returns:
+        Mapping from utterance to speaker, in file order.
+
+    Raises:
+        DataDirError: on a line without exactly one speaker, or a duplicate utterance.
+    """
+    return _read(path, _as_token)
+
+
+def read_spk2utt(path: PathLike) -> dict[str, list[str]]:
+    """Reads ``spk2utt``.
+
+    Args:
+        path: File to read.
+
+    Returns:
+        Mapping from speaker to its utterances, in file order.
+
+    Raises:
+        DataDirError: on a line without utterances or a duplicate speaker.
+    """
+    return _read(path, _as_tokens)
+
+
+def read_segments(path: PathLike) -> dict[str, Segment]:
+    """Reads ``segments`` (``<utt> <rec> <start_s> <end_s>``).
+
+    Args:
+        path: File to read.
+
+    Returns:
+        Mapping from utterance to :class:`Segment`, in file order.
+
+    Raises:
+        DataDirError: on a wrong field count, a non-numeric or non-finite time, ``start < 0``,
+            ``end <= start`` (other than ``end == -1``) or a duplicate utterance.
+    """
+    return _read(path, _as_segment)
+
+
+def read_utt2num_frames(path: PathLike) -> dict[str, int]:
+    """Reads ``utt2num_frames``.
+
+    Args:
+        path: File to read.
+
+    Returns:
+        Mapping from utterance to its number of frames (> 0).
+
+    Raises:
+        DataDirError: on a value that is not a positive integer, or a duplicate utterance.
+    """
+    return _read(path, _as_num_frames)
+
+
+def read_utt2dur(path: PathLike) -> dict[str, float]:
+    """Reads ``utt2dur``.
+
+    Args:
+        path: File to read.
+
+    Returns:
+        Mapping from utterance to its duration in seconds (> 0).
+
+    Raises:
+        DataDirError: on a value that is not a positive finite number, or a duplicate utterance.
+    """
+    return _read(path, _as_duration)
+
+
+def read_feats_scp(path: PathLike) -> dict[str, str]:
+    """Reads ``feats.scp`` (``<utt> <ark>:<offset>``); the rxspecifier is kept whole.
+
+    Raises:
+        DataDirError: on a missing file, a line without a value or a duplicate key.
+    """
+    return _read(path, _as_text)
+
+
+def read_vad_scp(path: PathLike) -> dict[str, str]:
+    """Reads ``vad.scp`` (``<utt> <ark>:<offset>``); the rxspecifier is kept whole.
+
+    Raises:
+        DataDirError: on a missing file, a line without a value or a duplicate key.
+    """
+    return _read(path, _as_text)
+
+
+def read_id_list(path: PathLike) -> list[str]:
+    """Reads a list of ids, one per line; only the first field counts (so an ``utt2spk`` works too).
+
+    Args:
+        path: File to read.
+
+    Returns:
+        The ids in file order.
+
+    Raises:
+        DataDirError: on a missing file or a repeated id.
+    """
+    ids: list[str] = []
+    seen: dict[str, int] = {}
+    for entry in _scan(path):
+        if entry.key in seen:
+            raise DataDirError(path, f"id repeated (first on line {seen[entry.key]})", entry.number, entry.key)
+        seen[entry.key] = entry.number
+        ids.append(entry.key)
+    return ids
 
 
 def write_scp(path: PathLike, table: Mapping[str, str | Sequence[str]], sort: bool = True) -> None:
@@ -100,6 +427,48 @@ def write_scp(path: PathLike, table: Mapping[str, str | Sequence[str]], sort: bo
             handle.write(f"{key} {value}\n")
 
 
+def write_spk2utt(path: PathLike, spk2utt: Mapping[str, Sequence[str]]) -> None:
+    """Writes ``spk2utt`` atomically, C-sorted by speaker and within each speaker's list.
+
+    Args:
+        path: Destination file.
+        spk2utt: Mapping from speaker to its utterances.
+    """
+    write_scp(path, {spk: sorted(utts, key=c_sort_key) for spk, utts in spk2utt.items()})
+
+
+def write_segments(path: PathLike, segments: Mapping[str, Segment | tuple[str, float, float]]) -> None:
+    """Writes ``segments`` atomically, C-sorted by utterance; times in seconds.
+
+    Args:
+        path: Destination file.
+        segments: Mapping from utterance to ``(recording, start_s, end_s)``.
+    """
+    write_scp(path, {
+        utt: f"{rec} {_format_float(start)} {_format_float(end)}" for utt, (rec, start, end) in segments.items()
+    })
+
+
+def write_utt2num_frames(path: PathLike, utt2num_frames: Mapping[str, int]) -> None:
+    """Writes ``utt2num_frames`` atomically, C-sorted.
+
+    Args:
+        path: Destination file.
+        utt2num_frames: Mapping from utterance to its number of frames.
+    """
+    write_scp(path, {utt: str(int(frames)) for utt, frames in utt2num_frames.items()})
+
+
+def write_utt2dur(path: PathLike, utt2dur: Mapping[str, float]) -> None:
+    """Writes ``utt2dur`` atomically, C-sorted; durations in seconds, written without rounding.
+
+    Args:
+        path: Destination file.
+        utt2dur: Mapping from utterance to its duration in seconds.
+    """
+    write_scp(path, {utt: _format_float(seconds) for utt, seconds in utt2dur.items()})
+
+
 def utt2spk_to_spk2utt(utt2spk: Mapping[str, str]) -> dict[str, list[str]]:
     """Inverts utt2spk; utterance lists are C-sorted, like Kaldi's ``utt2spk_to_spk2utt.pl``."""
     spk2utt: dict[str, list[str]] = {}
@@ -116,6 +485,29 @@ def spk2utt_to_utt2spk(spk2utt: Mapping[str, Sequence[str]]) -> dict[str, str]:
 TRIAL_LABELS = ("target", "nontarget")
 
 
+def _as_trial(value: str) -> tuple[str, str]:
+    fields = value.split()
+    if len(fields) != 2:
+        raise ValueError(f"expected '<enroll> <test> target|nontarget', got {len(fields) + 1} fields")
+    if fields[1] not in TRIAL_LABELS:
+        raise ValueError(f"label must be one of {TRIAL_LABELS}, got '{fields[1]}'")
+    return fields[0], fields[1]
+
+
+def _parse_trials(
+    path: PathLike, entries: Iterable[_Entry], report: Reporter = _raise
+) -> list[tuple[int, str, str, str]]:
+    trials = []
+    for entry in entries:
+        try:
+            test, label = _as_trial(entry.value)
+        except ValueError as error:
+            report(DataDirError(path, str(error), entry.number, entry.key))
+            continue
+        trials.append((entry.number, entry.key, test, label))
+    return trials
+
+
 def read_trials(path: PathLike) -> list[tuple[str, str, str]]:
     """Reads a Kaldi trial list ``<enroll> <test> target|nontarget``.
 
@@ -128,15 +520,7 @@ def read_trials(path: PathLike) -> list[tuple[str, str, str]]:
     Raises:
         DataDirError: on a line without three fields or with an unknown label.
     """
-    trials = []
-    for number, line in _lines(path):
-        parts = line.split()
-        if len(parts) != 3:
-            raise DataDirError(path, f"expected '<enroll> <test> target|nontarget', got {len(parts)} fields", number)
-        if parts[2] not in TRIAL_LABELS:
-            raise DataDirError(path, f"label must be one of {TRIAL_LABELS}, got '{parts[2]}'", number, parts[0])
-        trials.append((parts[0], parts[1], parts[2]))
-    return trials
+    return [(enroll, test, label) for _, enroll, test, label in _parse_trials(path, _scan(path))]
 
 
 def write_trials(path: PathLike, trials: Iterable[tuple[str, str, str]]) -> None:
@@ -146,3 +530,418 @@ def write_trials(path: PathLike, trials: Iterable[tuple[str, str, str]]) -> None
             if label not in TRIAL_LABELS:
                 raise ValueError(f"trial label must be one of {TRIAL_LABELS}, got '{label}'")
             handle.write(f"{enroll} {test} {label}\n")
+
+
+# --------------------------------------------------------------------------------------------
+# The data directory as one object.
+
+#: Files :class:`KaldiDataDir` reads and writes; anything else in a data dir is left alone.
+DATA_DIR_FILES = (
+    "wav.scp", "segments", "utt2spk", "spk2utt", "utt2num_frames", "utt2dur", "feats.scp", "vad.scp", "trials",
+)
+
+#: Optional per-utterance files, by :class:`KaldiDataDir` attribute name and file name.
+PER_UTT_FILES = {
+    "feats_scp": "feats.scp", "vad_scp": "vad.scp", "utt2num_frames": "utt2num_frames", "utt2dur": "utt2dur",
+}
+
+
+@dataclass
+class KaldiDataDir:
+    """The contents of a Kaldi data directory; ``spk2utt`` is always derived from ``utt2spk``.
+
+    Attributes:
+        utt2spk: Utterance -> speaker.
+        wav_scp: Recording (utterance, without segments) -> path or ``cmd |``; None if absent.
+        segments: Utterance -> :class:`Segment`; None if absent.
+        feats_scp: Utterance -> feature rxspecifier; None if absent.
+        vad_scp: Utterance -> VAD rxspecifier; None if absent.
+        utt2num_frames: Utterance -> frames; None if absent.
+        utt2dur: Utterance -> seconds; None if absent.
+        trials: ``(enroll, test, label)`` in file order; None if absent.
+    """
+
+    utt2spk: dict[str, str] = field(default_factory=dict)
+    wav_scp: dict[str, str] | None = None
+    segments: dict[str, Segment] | None = None
+    feats_scp: dict[str, str] | None = None
+    vad_scp: dict[str, str] | None = None
+    utt2num_frames: dict[str, int] | None = None
+    utt2dur: dict[str, float] | None = None
+    trials: list[tuple[str, str, str]] | None = None
+
+    @classmethod
+    def load(cls, path: PathLike) -> KaldiDataDir:
+        """Reads whichever of :data:`DATA_DIR_FILES` exist in ``path``.
+
+        Files need not be sorted (so that :func:`fix_data_dir` can load a broken dir), but
+        every line must parse. ``utt2spk`` is derived from ``spk2utt`` if only the latter exists.
+
+        Args:
+            path: Data directory.
+
+        Returns:
+            The loaded directory.
+
+        Raises:
+            DataDirError: if the directory or both utt2spk and spk2utt are missing, or on a bad line.
+        """
+        path = Path(path)
+        if not path.is_dir():
+            raise DataDirError(path, "data directory does not exist")
+
+        def optional(name: str, reader: Callable[[Path], T]) -> T | None:
+            file = path / name
+            return reader(file) if file.is_file() else None
+
+        utt2spk = optional("utt2spk", read_utt2spk)
+        if utt2spk is None:
+            spk2utt = optional("spk2utt", read_spk2utt)
+            if spk2utt is None:
+                raise DataDirError(path / "utt2spk", "neither utt2spk nor spk2utt exists")
+            utt2spk = spk2utt_to_utt2spk(spk2utt)
+        return cls(
+            utt2spk=utt2spk,
+            wav_scp=optional("wav.scp", read_wav_scp),
+            segments=optional("segments", read_segments),
+            feats_scp=optional("feats.scp", read_feats_scp),
+            vad_scp=optional("vad.scp", read_vad_scp),
+            utt2num_frames=optional("utt2num_frames", read_utt2num_frames),
+            utt2dur=optional("utt2dur", read_utt2dur),
+            trials=optional("trials", read_trials),
+        )
+
+    def save(self, path: PathLike) -> None:
+        """Writes every present file into ``path``, each atomically and C-sorted (trials keep their order).
+
+        Files of :data:`DATA_DIR_FILES` whose attribute is None are not touched.
+
+        Args:
+            path: Data directory (created if needed).
+        """
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        write_scp(path / "utt2spk", self.utt2spk)
+        write_spk2utt(path / "spk2utt", self.spk2utt)
+        if self.wav_scp is not None:
+            write_scp(path / "wav.scp", self.wav_scp)
+        if self.segments is not None:
+            write_segments(path / "segments", self.segments)
+        if self.feats_scp is not None:
+            write_scp(path / "feats.scp", self.feats_scp)
+        if self.vad_scp is not None:
+            write_scp(path / "vad.scp", self.vad_scp)
+        if self.utt2num_frames is not None:
+            write_utt2num_frames(path / "utt2num_frames", self.utt2num_frames)
+        if self.utt2dur is not None:
+            write_utt2dur(path / "utt2dur", self.utt2dur)
+        if self.trials is not None:
+            write_trials(path / "trials", self.trials)
+
+    @property
+    def spk2utt(self) -> dict[str, list[str]]:
+        """Speaker -> C-sorted utterances, derived from ``utt2spk``."""
+        return utt2spk_to_spk2utt(self.utt2spk)
+
+    @property
+    def utts(self) -> list[str]:
+        """Utterance ids, C-sorted."""
+        return sorted(self.utt2spk, key=c_sort_key)
+
+    @property
+    def speakers(self) -> list[str]:
+        """Speaker ids, C-sorted."""
+        return sorted(set(self.utt2spk.values()), key=c_sort_key)
+
+    def utt2rec(self) -> dict[str, str]:
+        """Utterance -> its ``wav.scp`` key (the segment's recording, or the utterance itself)."""
+        if self.segments is None:
+            return {utt: utt for utt in self.utt2spk}
+        return {utt: self.segments[utt].recording for utt in self.utt2spk if utt in self.segments}
+
+    def present_files(self) -> list[str]:
+        """Names of the files this object would write."""
+        names = ["utt2spk", "spk2utt"]
+        names += [name for attr, name in (("wav_scp", "wav.scp"), ("segments", "segments"), ("trials", "trials"))
+                  if getattr(self, attr) is not None]
+        names += [name for attr, name in PER_UTT_FILES.items() if getattr(self, attr) is not None]
+        return sorted(names)
+
+    def subset(self, utts: Iterable[str], keep_trials: bool = False) -> KaldiDataDir:
+        """A copy holding only ``utts`` (unknown ids are ignored).
+
+        ``wav.scp`` keeps only the recordings the kept utterances use.
+
+        Args:
+            utts: Utterances to keep.
+            keep_trials: Keep the trial list, minus trials that refer to an utterance or a
+                speaker of this dir that the subset drops (ids from elsewhere, such as an
+                enrolment dir, are kept); otherwise drop the trial list.
+
+        Returns:
+            The subset.
+        """
+        # Work in O(len(utts)) rather than O(size of the dir): split_data_dir calls this once per job.
+        keep = sorted({utt for utt in utts if utt in self.utt2spk}, key=c_sort_key)
+
+        def restrict(table: dict[str, T] | None) -> dict[str, T] | None:
+            return None if table is None else {key: table[key] for key in keep if key in table}
+
+        utt2spk = {utt: self.utt2spk[utt] for utt in keep}
+        segments = restrict(self.segments)
+        wav_scp = None
+        if self.wav_scp is not None:
+            recordings = {seg.recording for seg in segments.values()} if segments is not None else keep
+            wav_scp = {rec: self.wav_scp[rec] for rec in recordings if rec in self.wav_scp}
+        trials = None
+        if keep_trials and self.trials is not None:
+            gone = (set(self.utt2spk) - set(keep)) | (set(self.utt2spk.values()) - set(utt2spk.values()))
+            trials = [trial for trial in self.trials if trial[0] not in gone and trial[1] not in gone]
+        return KaldiDataDir(
+            utt2spk=utt2spk,
+            wav_scp=wav_scp,
+            segments=segments,
+            feats_scp=restrict(self.feats_scp),
+            vad_scp=restrict(self.vad_scp),
+            utt2num_frames=restrict(self.utt2num_frames),
+            utt2dur=restrict(self.utt2dur),
+            trials=trials,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Validation in the spirit of Kaldi's utils/validate_data_dir.sh.
+
+
+@dataclass
+class _Table:
+    path: Path
+    values: dict
+    lines: dict[str, int]
+
+    def line(self, key: str) -> int | None:
+        return self.lines.get(key)
+
+
+_ARK_OFFSET = re.compile(r"^(?P<file>.+?):\d+(\[[^\]]*\])?$")
+
+
+def _rxspecifier_file(value: str) -> str | None:
+    """The file an ``<ark>:<offset>`` rxspecifier points into (None for pipes)."""
+    if is_pipe(value):
+        return None
+    match = _ARK_OFFSET.match(value)
+    return match.group("file") if match else value
+
+
+class _Validator:
+    """Runs every check on one data dir and collects the problems."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        self.problems: list[DataDirError] = []
+
+    def report(self, error: DataDirError) -> None:
+        self.problems.append(error)
+
+    def load(self, name: str, parse_value: Callable[[str], object], required: str | None = None) -> _Table | None:
+        """Scans one file strictly: format, C-sort order, duplicates, values. None if absent."""
+        path = self.data_dir / name
+        if not path.is_file():
+            if required:
+                self.report(DataDirError(path, f"required file is missing ({required})"))
+            return None
+        entries = _scan(path, self.report, strict=True)
+        if not entries:
+            self.report(DataDirError(path, "file is empty"))
+        self.check_sorted(path, entries)
+        values, lines = _parse_entries(path, entries, parse_value, self.report)
+        return _Table(path, values, lines)
+
+    def check_sorted(self, path: Path, entries: Sequence[_Entry]) -> None:
+        for previous, entry in itertools.pairwise(entries):
+            if c_sort_key(entry.key) < c_sort_key(previous.key):
+                self.report(DataDirError(
+                    path,
+                    f"not sorted in C-locale order: '{entry.key}' comes after '{previous.key}' on line "
+                    f"{previous.number} (sort with LC_ALL=C sort, or run fix_data_dir)",
+                    entry.number, entry.key,
+                ))
+                return
+
+    def check_keys_match(self, table: _Table, reference: _Table, what: str) -> None:
+        """Both directions: every key of ``table`` is in ``reference`` and vice versa."""
+        for key, line in table.lines.items():
+            if key not in reference.values:
+                self.report(DataDirError(table.path, f"{what} is not in {reference.path.name}", line, key))
+        for key, line in reference.lines.items():
+            if key not in table.values:
+                self.report(DataDirError(reference.path, f"{what} has no entry in {table.path.name}", line, key))
+
+    def check_utt2spk_speaker_order(self, utt2spk: _Table) -> None:
+        items = sorted(utt2spk.lines.items(), key=lambda item: item[1])
+        for (prev_utt, prev_line), (utt, line) in itertools.pairwise(items):
+            prev_spk, spk = utt2spk.values[prev_utt], utt2spk.values[utt]
+            if c_sort_key(spk) < c_sort_key(prev_spk):
+                self.report(DataDirError(
+                    utt2spk.path,
+                    f"not sorted by speaker: '{utt}' (speaker '{spk}') follows '{prev_utt}' (speaker '{prev_spk}') "
+                    f"on line {prev_line}; make speaker ids prefixes of utterance ids",
+                    line, utt,
+                ))
+                return
+
+    def check_spk2utt(self, utt2spk: _Table, spk2utt: _Table) -> None:
+        listed: dict[str, str] = {}
+        for spk, utts in spk2utt.values.items():
+            line = spk2utt.line(spk)
+            if list(utts) != sorted(utts, key=c_sort_key):
+                self.report(DataDirError(spk2utt.path, "utterance list is not C-sorted", line, spk))
+            for utt in utts:
+                if utt in listed:
+                    self.report(DataDirError(
+                        spk2utt.path, f"utterance '{utt}' is also listed under speaker '{listed[utt]}'", line, spk))
+                    continue
+                listed[utt] = spk
+                if utt not in utt2spk.values:
+                    self.report(DataDirError(spk2utt.path, f"utterance '{utt}' is not in utt2spk", line, spk))
+                elif utt2spk.values[utt] != spk:
+                    self.report(DataDirError(
+                        spk2utt.path, f"utterance '{utt}' belongs to speaker '{utt2spk.values[utt]}' in utt2spk",
+                        line, spk))
+        for utt, spk in utt2spk.values.items():
+            if spk not in spk2utt.values:
+                self.report(DataDirError(utt2spk.path, f"speaker '{spk}' has no entry in spk2utt",
+                                         utt2spk.line(utt), utt))
+            elif listed.get(utt) != spk:
+                self.report(DataDirError(utt2spk.path, f"utterance is not listed under speaker '{spk}' in spk2utt",
+                                         utt2spk.line(utt), utt))
+
+    def check_segments(self, utt2spk: _Table, segments: _Table, wav: _Table | None) -> None:
+        self.check_keys_match(segments, utt2spk, "utterance")
+        if wav is None:
+            self.report(DataDirError(segments.path, "segments exists but wav.scp does not"))
+            return
+        used = set()
+        for utt, segment in segments.values.items():
+            used.add(segment.recording)
+            if segment.recording not in wav.values:
+                self.report(DataDirError(
+                    segments.path, f"recording '{segment.recording}' is not in wav.scp", segments.line(utt), utt))
+        unused = [rec for rec in wav.values if rec not in used]
+        if unused:
+            logger.warning("%s: %d recording(s) are not used by any segment, e.g. '%s'",
+                           wav.path, len(unused), unused[0])
+
+    def check_files_exist(self, table: _Table, locate: Callable[[str], str | None]) -> None:
+        missing: set[str] = set()
+        for key, value in table.values.items():
+            file = locate(value)
+            if file is None or file in missing:
+                continue
+            if not Path(file).exists():
+                missing.add(file)
+                self.report(DataDirError(table.path, f"file '{file}' does not exist", table.line(key), key))
+
+    def check_trials(self, trials_path: Path, utt2spk: _Table | None, check_references: bool) -> None:
+        entries = _scan(trials_path, self.report, strict=True)
+        if not entries:
+            self.report(DataDirError(trials_path, "file is empty"))
+        trials = _parse_trials(trials_path, entries, self.report)
+        if not check_references or utt2spk is None:
+            return
+        speakers = set(utt2spk.values.values())
+        for number, enroll, test, _ in trials:
+            if test not in utt2spk.values:
+                self.report(DataDirError(trials_path, f"test utterance '{test}' is not in utt2spk", number, enroll))
+            if enroll not in utt2spk.values and enroll not in speakers:
+                self.report(DataDirError(
+                    trials_path, f"enrolment '{enroll}' is neither an utterance nor a speaker of this dir",
+                    number, enroll))
+
+
+def validate_data_dir(
+    path: PathLike,
+    need_feats: bool = False,
+    need_vad: bool = False,
+    need_segments: bool = False,
+    check_files_exist: bool = False,
+    check_trials: bool = False,
+    max_shown: int = 10,
+) -> None:
+    """Checks a data directory against the Kaldi contract (cf. Kaldi's ``utils/validate_data_dir.sh``).
+
+    Checks: required files (``utt2spk``, ``spk2utt``, ``wav.scp`` or ``feats.scp``); each file
+    non-empty, parseable, free of duplicate keys, blank lines, leading whitespace and CRs, and
+    C-sorted; ``utt2spk`` also sorted by speaker; ``spk2utt`` consistent with ``utt2spk`` both
+    ways; every utterance has audio (through ``segments`` when present, whose recordings must be
+    in ``wav.scp``); ``feats.scp``, ``utt2dur`` cover exactly the utterances; ``utt2num_frames``
+    and ``vad.scp`` cover exactly the ``feats.scp`` keys (or the utterances without features);
+    ``trials`` parse. All problems are collected and raised together.
+
+    Args:
+        path: Data directory.
+        need_feats: Require ``feats.scp``.
+        need_vad: Require ``vad.scp``.
+        need_segments: Require ``segments``.
+        check_files_exist: Also check that audio files (not pipes) and feature/VAD archives exist.
+        check_trials: Also check that every trial's test side is an utterance of this dir and its
+            enrolment side an utterance or a speaker of it (off by default: enrolment often lives
+            in another dir).
+        max_shown: How many problems the error message lists.
+
+    Raises:
+        DataDirValidationError: listing the problems; its path/line/key are those of the first.
+        DataDirError: if ``path`` is not a directory.
+    """
+    data_dir = Path(path)
+    if not data_dir.is_dir():
+        raise DataDirError(data_dir, "data directory does not exist")
+    check = _Validator(data_dir)
+
+    utt2spk = check.load("utt2spk", _as_token, required="every data dir needs it")
+    spk2utt = check.load("spk2utt", _as_tokens, required="run fix_data_dir to regenerate it from utt2spk")
+    wav = check.load("wav.scp", _as_text)
+    segments = check.load("segments", _as_segment, required="need_segments" if need_segments else None)
+    feats = check.load("feats.scp", _as_text, required="need_feats" if need_feats else None)
+    vad = check.load("vad.scp", _as_text, required="need_vad" if need_vad else None)
+    num_frames = check.load("utt2num_frames", _as_num_frames)
+    utt2dur = check.load("utt2dur", _as_duration)
+    if wav is None and feats is None:
+        check.report(DataDirError(data_dir / "wav.scp", "neither wav.scp nor feats.scp exists"))
+
+    if utt2spk is not None:
+        check.check_utt2spk_speaker_order(utt2spk)
+        if spk2utt is not None:
+            check.check_spk2utt(utt2spk, spk2utt)
+        if segments is not None:
+            check.check_segments(utt2spk, segments, wav)
+        elif wav is not None:
+            check.check_keys_match(wav, utt2spk, "utterance")
+        if feats is not None:
+            check.check_keys_match(feats, utt2spk, "utterance")
+        frames_reference = feats if feats is not None else utt2spk
+        if num_frames is not None:
+            check.check_keys_match(num_frames, frames_reference, "utterance")
+        if vad is not None:
+            check.check_keys_match(vad, frames_reference, "utterance")
+        if utt2dur is not None:
+            check.check_keys_match(utt2dur, utt2spk, "utterance")
+
+    if check_files_exist:
+        if wav is not None:
+            check.check_files_exist(wav, lambda value: None if is_pipe(value) or len(value.split()) > 1 else value)
+        for table in (feats, vad):
+            if table is not None:
+                check.check_files_exist(table, _rxspecifier_file)
+
+    trials_path = data_dir / "trials"
+    if trials_path.is_file():
+        check.check_trials(trials_path, utt2spk, check_trials)
+
+    if check.problems:
+        raise DataDirValidationError(data_dir, check.problems, max_shown)
+    num_speakers = len(set(utt2spk.values.values())) if utt2spk else 0
+    logger.info("validated data dir %s: %d utterances, %d speakers, files: %s", data_dir,
+                len(utt2spk.values) if utt2spk else 0, num_speakers,
+                " ".join(sorted(p.name for p in data_dir.iterdir() if p.name in DATA_DIR_FILES)))

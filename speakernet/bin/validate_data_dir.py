@@ -1,0 +1,52 @@
+"""Stage: check a Kaldi data directory against the data-dir contract.
+
+Lists every problem found (file, line, key) and exits 1, or exits 0 if the dir is valid::
+
+    python -m speakernet.bin.validate_data_dir data/train --need-feats --need-vad
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from speakernet.data.kaldi_dir import DataDirError, validate_data_dir
+from speakernet.utils.logging import setup_logging
+
+logger = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parses the command line and validates; returns 0 if the dir is valid, 1 otherwise."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data_dir", help="data directory")
+    parser.add_argument("--need-feats", action="store_true", help="require feats.scp")
+    parser.add_argument("--need-vad", action="store_true", help="require vad.scp")
+    parser.add_argument("--need-segments", action="store_true", help="require segments")
+    parser.add_argument("--check-files-exist", action="store_true",
+                        help="check that audio files (not pipes) and feature/VAD archives exist")
+    parser.add_argument("--check-trials", action="store_true",
+                        help="check that trials refer to utterances (test) and utterances or speakers (enrolment) "
+                        "of this dir")
+    parser.add_argument("--max-shown", type=int, default=10, help="how many problems to list")
+    args = parser.parse_args(argv)
+    setup_logging()
+    try:
+        validate_data_dir(
+            args.data_dir,
+            need_feats=args.need_feats,
+            need_vad=args.need_vad,
+            need_segments=args.need_segments,
+            check_files_exist=args.check_files_exist,
+            check_trials=args.check_trials,
+            max_shown=args.max_shown,
+        )
+    except DataDirError as error:
+        logger.error("%s", error)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

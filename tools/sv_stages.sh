@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The stages every speaker-verification recipe shares, after its own data preparation:
+#
+#   1  features    fbank + energy VAD for the train, enrol and test data dirs
+#   2  training    under torchrun (--nproc processes: GPUs, or CPU processes with gloo);
+#                  re-running continues from the latest checkpoint
+#   3  embeddings  with the untrained model (checkpoint init) and the trained one (latest)
+#   4  scoring     cosine scoring with train-mean subtraction, EER / minDCF table for both
+#
+# Usage: sv_stages.sh [options]   (options below; --foo-bar sets foo_bar)
+set -euo pipefail
+
+stage=1
+stop_stage=100
+nj=2                  # parallel feature-extraction jobs
+nproc=1               # training processes (torchrun --nproc_per_node)
+conf=                 # recipe YAML (not called "config": parse_options.sh reserves --config)
+train_data=           # training data dir
+test_data=            # evaluation data dir (test side of the trials)
+enroll_data=          # enrolment data dir (default: the test data dir)
+enroll_table=xvector  # xvector (one utterance per enrol id) or spk_xvector (average of the enrol id's utts)
+trials=               # space-separated trial lists, scored against the enrol/test embeddings
+feat_dir=             # where the feature archives go
+exp_dir=              # training output dir
+train_overrides=""    # extra config overrides key.sub=value for training
+checkpoints="init latest"  # models to evaluate: the untrained one beside the trained one
+help_message="Usage: $0 --conf C --train-data D --test-data D --trials 'T ...' --feat-dir F --exp-dir E [options]"
+
+. "$(dirname "${BASH_SOURCE[0]}")/recipe_lib.sh"
+. parse_options.sh
+
+for var in conf train_data test_data trials feat_dir exp_dir; do
+  [ -n "${!var}" ] || { echo "$0: --${var//_/-} is required" >&2; echo "$help_message" >&2; exit 1; }
+done
+enroll_data=${enroll_data:-$test_data}
+eval_dirs=$(printf '%s\n' "$train_data" "$enroll_data" "$test_data" | awk '!seen[$0]++')
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  log "Stage 1: features (fbank + VAD) for: $(echo $eval_dirs)"
+  for data in $eval_dirs; do
+    name=$(basename "$data")
+    run_or_skip "$feat_dir/$name/.done" \
+      python -m speakernet.bin.make_features --data-dir "$data" --feat-dir "$feat_dir/$name" --nj "$nj"
+  done
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  log "Stage 2: training $conf -> $exp_dir on $nproc process(es)"
+  resume=()
+  [ -f "$exp_dir/checkpoints/latest" ] && resume=(--resume latest) && log "  continuing from the latest checkpoint"
+  if [ ! -f "$exp_dir/.train.done" ]; then
+    mkdir -p "$exp_dir/log"
+    if [ "$nproc" -gt 1 ]; then
+      launcher=(python -m torch.distributed.run --standalone --nproc_per_node="$nproc")
+    else
+      launcher=(python)
+    fi
+    # shellcheck disable=SC2086  # overrides are deliberately word-split
+    "${launcher[@]}" -m speakernet.bin.train --conf "$conf" --data-dir "$train_data" --exp-dir "$exp_dir" \
+      "${resume[@]}" $train_overrides 2>&1 | tee "$exp_dir/log/train.$(date +%Y%m%d-%H%M%S).log"
+    touch "$exp_dir/.train.done"
+  else
+    log "  skip: $exp_dir is trained (remove $exp_dir/.train.done to train further)"
+  fi
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  log "Stage 3: embeddings with checkpoints: $checkpoints"
+  for checkpoint in $checkpoints; do
+    for data in $eval_dirs; do
+      out="$exp_dir/embeddings/$checkpoint/$(basename "$data")"
+      run_or_skip "$out/.done" \
+        python -m speakernet.bin.extract --exp-dir "$exp_dir" --checkpoint "$checkpoint" --data-dir "$data" \
+          --out-dir "$out"
+    done
+  done
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  log "Stage 4: cosine scoring (train-mean subtraction) and metrics"
+  score_files=(); names=()
+  for checkpoint in $checkpoints; do
+    embeddings="$exp_dir/embeddings/$checkpoint"
+    for trial_list in $trials; do
+      scores="$exp_dir/scores/$checkpoint/$(basename "$trial_list").score"
+      mkdir -p "$(dirname "$scores")"
+      python -m speakernet.bin.score --trials "$trial_list" \
+        --enroll-scp "$embeddings/$(basename "$enroll_data")/$enroll_table.scp" \
+        --test-scp "$embeddings/$(basename "$test_data")/xvector.scp" \
+        --mean-vec "$embeddings/$(basename "$train_data")/mean.vec" --out "$scores"
+      score_files+=("$scores"); names+=("$checkpoint:$(basename "$trial_list")")
+    done
+  done
+  python -m speakernet.bin.compute_metrics --scores "${score_files[@]}" --name "${names[@]}" \
+    --out "$exp_dir/results" --threshold-out "$exp_dir/threshold"
+  log "results (checkpoint 'init' is the untrained model):"
+  cat "$exp_dir/results"
+fi
