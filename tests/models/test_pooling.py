@@ -1,0 +1,99 @@
+"""Tests for speakernet.models.pooling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from speakernet.models.pooling import VARIANCE_FLOOR, AttentiveStatsPool, TemporalStatsPool
+
+
+def test_temporal_stats_pool_matches_numpy_population_stats() -> None:
+    frames = torch.randn(3, 5, 17, dtype=torch.float64)
+    pooled = TemporalStatsPool(in_dim=5)(frames).numpy()
+    expected = np.concatenate([frames.numpy().mean(axis=2), frames.numpy().std(axis=2)], axis=1)
+    assert pooled.shape == (3, 10)
+    np.testing.assert_allclose(pooled, expected, rtol=1e-10)
+
+
+def test_temporal_stats_pool_single_frame_is_finite() -> None:
+    frames = torch.randn(2, 4, 1, requires_grad=True)
+    pooled = TemporalStatsPool()(frames)
+    torch.testing.assert_close(pooled[:, :4], frames[:, :, 0])
+    torch.testing.assert_close(pooled[:, 4:], torch.full((2, 4), VARIANCE_FLOOR**0.5))
+    pooled.sum().backward()
+    assert torch.isfinite(frames.grad).all()
+
+
+@pytest.mark.parametrize("global_context", [True, False])
+def test_attentive_pool_of_constant_sequence_is_the_constant(global_context: bool) -> None:
+    torch.manual_seed(0)
+    pool = AttentiveStatsPool(in_dim=6, bottleneck_dim=4, global_context=global_context)
+    constant = torch.linspace(-300.0, 300.0, 6).reshape(1, 6, 1)
+    frames = constant.expand(2, 6, 50).clone().requires_grad_(True)
+    pooled = pool(frames)
+    assert pooled.shape == (2, 12)
+    torch.testing.assert_close(pooled[:, :6], constant[:, :, 0].expand(2, 6))
+    assert pooled[:, 6:].abs().max() < 1e-3
+    pooled.sum().backward()  # the variance floor keeps the std's gradient finite
+    assert torch.isfinite(frames.grad).all()
+
+
+def test_attentive_pool_with_flat_attention_equals_plain_stats() -> None:
+    torch.manual_seed(0)
+    pool = AttentiveStatsPool(in_dim=8, bottleneck_dim=3)
+    with torch.no_grad():  # zero scores -> uniform weights over time
+        pool.attention_out.weight.zero_()
+        pool.attention_out.bias.zero_()
+    frames = torch.randn(4, 8, 33)
+    torch.testing.assert_close(pool(frames), TemporalStatsPool(8)(frames), rtol=1e-5, atol=1e-5)
+
+
+def test_attentive_pool_weights_are_channel_dependent() -> None:
+    pool = AttentiveStatsPool(in_dim=2, bottleneck_dim=1, global_context=False)
+    with torch.no_grad():
+        # Hidden unit = tanh(10 * x_channel0); channel 0 attends to frames where it is high,
+        # channel 1 to frames where channel 0 is low.
+        pool.attention_hidden.weight.copy_(torch.tensor([[[10.0], [0.0]]]))
+        pool.attention_hidden.bias.zero_()
+        pool.attention_out.weight.copy_(torch.tensor([[[50.0]], [[-50.0]]]))
+        pool.attention_out.bias.zero_()
+    frames = torch.tensor([[[1.0, -1.0], [5.0, 7.0]]])  # [B=1, C=2, T=2]
+    mean = pool(frames)[0, :2]
+    # channel 0 takes frame 0 (x=1), channel 1 takes frame 1 (x=7)
+    torch.testing.assert_close(mean, torch.tensor([1.0, 7.0]), atol=1e-4, rtol=0)
+
+
+def test_attentive_pool_is_invariant_to_frame_order() -> None:
+    torch.manual_seed(1)
+    pool = AttentiveStatsPool(in_dim=16, bottleneck_dim=8)
+    frames = torch.randn(2, 16, 40)
+    shuffled = frames[:, :, torch.randperm(40)]
+    torch.testing.assert_close(pool(frames), pool(shuffled), rtol=1e-5, atol=1e-5)
+
+
+def test_attentive_pool_parameter_shapes() -> None:
+    with_context = AttentiveStatsPool(in_dim=10, bottleneck_dim=4, global_context=True)
+    without = AttentiveStatsPool(in_dim=10, bottleneck_dim=4, global_context=False)
+    assert with_context.attention_hidden.weight.shape == (4, 30, 1)
+    assert without.attention_hidden.weight.shape == (4, 10, 1)
+    assert with_context.out_dim == 20
+
+
+def test_pooling_rejects_bad_input() -> None:
+    pool = AttentiveStatsPool(in_dim=4)
+    with pytest.raises(ValueError, match="4 channels"):
+        pool(torch.randn(1, 5, 10))
+    with pytest.raises(ValueError, match=r"\[batch, channels, time\]"):
+        pool(torch.randn(4, 10))
+    with pytest.raises(ValueError, match="at least one frame"):
+        TemporalStatsPool()(torch.randn(1, 4, 0))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_pooling_is_scriptable() -> None:
+    pool = AttentiveStatsPool(in_dim=4, bottleneck_dim=2)
+    scripted = torch.jit.script(pool)
+    frames = torch.randn(2, 4, 9)
+    torch.testing.assert_close(scripted(frames), pool(frames))
