@@ -1,0 +1,1 @@
+"""Training: optimisers and schedulers, samplers, checkpoints, the trainer loop, DDP helpers."""

@@ -1,0 +1,247 @@
+"""Recipe configuration: YAML file + dotted command-line overrides, validated strictly.
+
+A config names each component by its registered name plus its own arguments
+(``model: ECAPA_TDNN`` + ``model_args: {...}``). Every key is checked against the schema
+below (or, for ``*_args``, against the component's constructor signature), so a typo is an
+error that lists the valid choices instead of a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import yaml
+
+from speakernet.utils.fileio import PathLike, atomic_write
+
+
+class ConfigError(ValueError):
+    """An invalid key, value or override in a recipe config."""
+
+
+#: The schema: every section and key a config may hold, with its default.
+DEFAULTS: dict[str, Any] = {
+    "model": "ECAPA_TDNN",
+    "model_args": {},
+    "head": "AAMSoftmax",
+    "head_args": {},
+    "margin_schedule": {
+        "enabled": True,
+        "increase_start_epoch": 1,  # 1-based epoch in which the margin starts to rise from 0
+        "fix_start_epoch": 1,  # 1-based first epoch with the final margin (1, 1: fixed from the start)
+    },
+    "optimizer": "SGD",
+    "optimizer_args": {"lr": 0.1},
+    "scheduler": "WarmupExponential",
+    "scheduler_args": {},
+    "data": {
+        "feat_dim": 80,
+        "crop_frames": 200,  # training crop length in frames (10 ms each)
+        "min_frames": 100,  # shorter utterances (after VAD) are not used for training
+        "use_vad": True,  # drop unvoiced frames (vad.scp) before cropping
+        "sampler": "random",  # random | speaker_balanced
+        "batch_size": 64,  # utterances per batch and process
+        "speakers_per_batch": 16,  # P, for the speaker_balanced sampler
+        "utts_per_speaker": 4,  # K, for the speaker_balanced sampler
+        "num_workers": 0,
+    },
+    "training": {
+        "epochs": 10,
+        "max_steps": 0,  # stop after this many optimiser steps in total (0: run all epochs)
+        "grad_clip": 5.0,  # max gradient norm (0: off)
+        "amp": True,  # mixed precision, used on CUDA only
+        "seed": 42,
+        "log_interval": 20,  # steps between log lines
+        "checkpoint_interval": 0,  # steps between mid-epoch checkpoints (0: once per epoch)
+        "keep_checkpoints": 5,  # newest epoch checkpoints to keep (0: all)
+        "num_threads": 0,  # torch intra-op threads per process (0: torch default)
+    },
+    "extract": {
+        "mode": "full",  # full | multicrop
+        "num_crops": 5,
+        "crop_frames": 300,
+        "batch_size": 32,
+    },
+}
+
+#: Sections whose keys are constructor arguments of the named component.
+COMPONENT_ARGS = {
+    "model_args": "model",
+    "head_args": "head",
+    "optimizer_args": "optimizer",
+    "scheduler_args": "scheduler",
+}
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        path = f"{where}{key}"
+        if key not in base:
+            raise ConfigError(f"unknown config key '{path}'; valid keys here: {', '.join(sorted(base))}")
+        if key in COMPONENT_ARGS:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"config key '{path}' must be a mapping, got {value!r}")
+            merged[key] = dict(value)  # a component's args replace the defaults as a whole
+        elif isinstance(base[key], dict):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"config key '{path}' must be a mapping, got {value!r}")
+            merged[key] = _merge(base[key], value, f"{path}.")
+        else:
+            merged[key] = _coerce(value, base[key], path)
+    return merged
+
+
+def _coerce(value: Any, default: Any, path: str) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{path}' must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ConfigError(f"config key '{path}' must be an integer, got {value!r}")
+        return int(value)
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{path}' must be a number, got {value!r}")
+        return float(value)
+    if isinstance(default, str) and not isinstance(value, str):
+        raise ConfigError(f"config key '{path}' must be a string, got {value!r}")
+    return value
+
+
+def parse_override(override: str) -> dict[str, Any]:
+    """Turns ``a.b.c=value`` into ``{"a": {"b": {"c": value}}}``; the value is parsed as YAML.
+
+    Raises:
+        ConfigError: if there is no ``=`` or the key is empty.
+    """
+    if "=" not in override:
+        raise ConfigError(f"override '{override}' must look like key.sub=value")
+    dotted, raw = override.split("=", 1)
+    keys = dotted.strip().split(".")
+    if not all(keys):
+        raise ConfigError(f"override '{override}' has an empty key")
+    try:
+        value: Any = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override '{override}': value is not valid YAML: {error}") from error
+    for key in reversed(keys):
+        value = {key: value}
+    return value
+
+
+def _deep_update(base: dict[str, Any], update: Mapping[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = value
+
+
+def load_config(path: PathLike | None, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Reads a YAML config, applies dotted overrides and validates the result.
+
+    Args:
+        path: YAML file (None: defaults only).
+        overrides: ``key.sub=value`` strings applied after the file.
+
+    Returns:
+        The resolved config: every schema key present, component names checked against
+        their registries and component args against the constructors.
+
+    Raises:
+        ConfigError: on an unreadable file, unknown key, wrong type, unknown component
+            name or an argument the component does not take.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                raw = yaml.safe_load(handle) or {}
+        except OSError as error:
+            raise ConfigError(f"cannot read config {path}: {error}") from error
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config {path} is not valid YAML: {error}") from error
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config {path} must be a YAML mapping at the top level")
+    for override in overrides or []:
+        _deep_update(raw, parse_override(override))
+    try:
+        config = _merge(DEFAULTS, raw)
+    except ConfigError as error:
+        raise ConfigError(f"{path or 'config'}: {error}") from None
+    validate_components(config)
+    return config
+
+
+def component_registries() -> dict[str, Any]:
+    """The registry behind each component key (imports torch-side modules lazily)."""
+    from speakernet.losses import HEADS
+    from speakernet.models import MODELS
+    from speakernet.training.optim import OPTIMIZERS, SCHEDULERS
+
+    return {"model": MODELS, "head": HEADS, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}
+
+
+# Arguments the trainer fills in itself; a config must not set them.
+TRAINER_ARGS = {
+    "head": {"embed_dim", "num_classes"},
+    "optimizer": {"params"},
+    "scheduler": {"optimizer", "steps_per_epoch", "total_epochs"},
+    "model": {"feat_dim"},
+}
+
+
+def _accepted_args(constructor: Callable[..., Any]) -> tuple[set[str], bool]:
+    signature = inspect.signature(constructor)
+    takes_any = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+    names = {name for name, p in signature.parameters.items() if p.kind != inspect.Parameter.VAR_KEYWORD}
+    names.discard("self")
+    return names, takes_any
+
+
+def validate_components(config: Mapping[str, Any]) -> None:
+    """Checks each component name against its registry and its args against its signature.
+
+    Raises:
+        ConfigError: naming the bad component or argument and listing the valid ones.
+    """
+    registries = component_registries()
+    for args_key, name_key in COMPONENT_ARGS.items():
+        registry = registries[name_key]
+        try:
+            constructor = registry.get(config[name_key])
+        except KeyError as error:
+            raise ConfigError(f"config key '{name_key}': {error.args[0]}") from None
+        accepted, takes_any = _accepted_args(constructor)
+        reserved = TRAINER_ARGS.get(name_key, set())
+        for arg in config[args_key]:
+            if arg in reserved:
+                raise ConfigError(f"config key '{args_key}.{arg}' is set by the trainer and must not be configured")
+            if arg not in accepted and not takes_any:
+                valid = ", ".join(sorted(accepted - reserved))
+                raise ConfigError(
+                    f"unknown config key '{args_key}.{arg}' for {name_key} '{config[name_key]}'; valid: {valid}"
+                )
+
+
+def save_config(config: Mapping[str, Any], path: PathLike) -> None:
+    """Writes the resolved config as YAML, atomically."""
+    with atomic_write(path) as handle:
+        yaml.safe_dump(dict(config), handle, sort_keys=False, default_flow_style=False)
+
+
+def load_resolved_config(exp_dir: PathLike) -> dict[str, Any]:
+    """Reads ``exp_dir/config.yaml`` written by the training stage, validated again.
+
+    Raises:
+        ConfigError: if the file is missing or invalid.
+    """
+    path = Path(exp_dir) / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist: run the training stage for this exp_dir first")
+    return load_config(path)

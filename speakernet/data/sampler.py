@@ -1,0 +1,117 @@
+"""Batch plans for training: which utterances (and crop seeds) go in each batch.
+
+A plan is a pure function of (seed, epoch, rank, world size), so any step of any epoch
+can be reproduced, which is what makes mid-epoch resume exact, and every DDP rank draws
+disjoint batches without communication.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+
+class BatchPlan:
+    """Deterministic per-epoch batches of ``(utterance index, crop seed)`` pairs.
+
+    Args:
+        labels: Speaker label of each utterance.
+        batch_size: Utterances per batch and process (``random`` sampler).
+        sampler: ``random`` (shuffle all utterances) or ``speaker_balanced`` (P speakers
+            x K utterances per batch).
+        speakers_per_batch: P, for ``speaker_balanced``.
+        utts_per_speaker: K, for ``speaker_balanced`` (drawn with replacement when a
+            speaker has fewer).
+        seed: Base seed.
+        rank: This process's DDP rank.
+        world_size: Number of DDP processes; each takes every ``world_size``-th batch.
+    """
+
+    SAMPLERS = ("random", "speaker_balanced")
+
+    def __init__(
+        self,
+        labels: np.ndarray,
+        batch_size: int,
+        sampler: str = "random",
+        speakers_per_batch: int = 16,
+        utts_per_speaker: int = 4,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if sampler not in self.SAMPLERS:
+            raise ValueError(f"unknown sampler '{sampler}'; choose one of: {', '.join(self.SAMPLERS)}")
+        self.labels = np.asarray(labels)
+        self.sampler = sampler
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.speakers = np.unique(self.labels)
+        self.batch_size = speakers_per_batch * utts_per_speaker if sampler == "speaker_balanced" else batch_size
+        self.speakers_per_batch = speakers_per_batch
+        self.utts_per_speaker = utts_per_speaker
+        if sampler == "speaker_balanced" and speakers_per_batch > len(self.speakers):
+            raise ValueError(
+                f"speakers_per_batch={speakers_per_batch} exceeds the {len(self.speakers)} training speakers"
+            )
+        self.num_batches = len(self.labels) // (self.batch_size * world_size)
+        if self.num_batches == 0:
+            raise ValueError(
+                f"{len(self.labels)} utterances cannot fill one batch of {self.batch_size} on {world_size} process(es)"
+            )
+
+    def _global_batches(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, epoch])
+        total = self.num_batches * self.world_size
+        if self.sampler == "random":
+            order = rng.permutation(len(self.labels))[: total * self.batch_size]
+            indices = order.reshape(total, self.batch_size)
+        else:
+            by_speaker = {spk: np.flatnonzero(self.labels == spk) for spk in self.speakers}
+            indices = np.empty((total, self.batch_size), dtype=np.int64)
+            speaker_queue = np.empty(0, dtype=self.speakers.dtype)
+            for b in range(total):
+                if len(speaker_queue) < self.speakers_per_batch:
+                    speaker_queue = np.concatenate([speaker_queue, rng.permutation(self.speakers)])
+                    # a speaker may not appear twice in one batch across the refill seam
+                chosen, speaker_queue = _take_distinct(speaker_queue, self.speakers_per_batch)
+                row = []
+                for spk in chosen:
+                    pool = by_speaker[spk]
+                    replace = len(pool) < self.utts_per_speaker
+                    row.extend(rng.choice(pool, size=self.utts_per_speaker, replace=replace))
+                indices[b] = row
+        seeds = rng.integers(0, 2**31 - 1, size=indices.shape)
+        return np.stack([indices, seeds], axis=-1)
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[list[tuple[int, int]]]:
+        """This rank's batches of ``epoch``, from batch number ``start`` on.
+
+        Args:
+            epoch: Epoch number (0-based).
+            start: Batches of this epoch already done (for mid-epoch resume).
+
+        Yields:
+            Lists of ``(utterance index, crop seed)``.
+        """
+        plan = self._global_batches(epoch)[self.rank :: self.world_size]
+        for row in plan[start:]:
+            yield [(int(index), int(seed)) for index, seed in row]
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+
+def _take_distinct(queue: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pops the first ``count`` distinct items of ``queue``; skipped duplicates stay queued."""
+    chosen: list = []
+    skipped: list = []
+    position = 0
+    while len(chosen) < count and position < len(queue):
+        item = queue[position]
+        (skipped if item in chosen else chosen).append(item)
+        position += 1
+    rest = np.concatenate([np.asarray(skipped, dtype=queue.dtype), queue[position:]])
+    return np.asarray(chosen, dtype=queue.dtype), rest

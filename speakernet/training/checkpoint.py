@@ -1,0 +1,150 @@
+"""Full-state checkpoints, written atomically, and loading a trained model from an exp dir.
+
+A training checkpoint holds everything needed to continue bit-exactly: model and head
+weights, optimiser, scheduler and grad-scaler state, the position in the batch plan
+(epoch, batch within the epoch, global step), every RNG state and the resolved config.
+It contains only tensors and plain Python values, so it loads with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from speakernet.utils.fileio import PathLike, atomic_write
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+LATEST = "latest"
+INIT_NAME = "init.pt"
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG's state as tensors and plain values."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restores the RNG states saved by :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(state: dict[str, Any], path: PathLike) -> None:
+    """Writes ``state`` to ``path`` atomically (a temporary file renamed into place)."""
+    with atomic_write(path, "wb") as handle:
+        torch.save(state, handle)
+
+
+def load_checkpoint(path: PathLike) -> dict[str, Any]:
+    """Loads a checkpoint with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def checkpoint_name(epoch: int, batch_in_epoch: int, step: int) -> str:
+    """File name of a checkpoint taken after ``step`` optimiser steps."""
+    return f"epoch{epoch:03d}_batch{batch_in_epoch:06d}_step{step:08d}.pt"
+
+
+def mark_latest(exp_dir: PathLike, path: PathLike) -> None:
+    """Points ``exp_dir/checkpoints/latest`` at ``path`` (a text file holding its name)."""
+    with atomic_write(Path(exp_dir) / CHECKPOINT_DIR / LATEST) as handle:
+        handle.write(Path(path).name + "\n")
+
+
+def resolve_checkpoint(exp_dir: PathLike, which: str = "latest") -> Path:
+    """Finds a checkpoint of an exp dir.
+
+    Args:
+        exp_dir: Experiment dir written by the training stage.
+        which: ``latest``, ``init`` (the untrained model saved before the first step),
+            a file name inside ``exp_dir/checkpoints`` or a path.
+
+    Returns:
+        Path of the checkpoint file.
+
+    Raises:
+        FileNotFoundError: naming what was looked for.
+    """
+    directory = Path(exp_dir) / CHECKPOINT_DIR
+    if which == "latest":
+        pointer = directory / LATEST
+        if not pointer.is_file():
+            raise FileNotFoundError(f"{pointer} does not exist: {exp_dir} has no finished training step yet")
+        path = directory / pointer.read_text().strip()
+    elif which == "init":
+        path = directory / INIT_NAME
+    elif os.sep in which or Path(which).is_file():
+        path = Path(which)
+    else:
+        path = directory / which
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    return path
+
+
+def prune_checkpoints(exp_dir: PathLike, keep: int) -> None:
+    """Deletes all but the newest ``keep`` end-of-epoch and mid-epoch checkpoints.
+
+    The untrained ``init.pt`` and the one ``latest`` points at are always kept.
+    """
+    if keep <= 0:
+        return
+    directory = Path(exp_dir) / CHECKPOINT_DIR
+    pointer = directory / LATEST
+    latest = pointer.read_text().strip() if pointer.is_file() else None
+    paths = sorted(p for p in directory.glob("epoch*_step*.pt"))
+    for path in paths[:-keep]:
+        if path.name != latest:
+            path.unlink(missing_ok=True)
+
+
+def load_model(exp_dir: PathLike, which: str = "latest") -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Builds the embedding model of an exp dir from its ``config.yaml`` and a checkpoint.
+
+    Args:
+        exp_dir: Experiment dir written by the training stage.
+        which: Checkpoint, as :func:`resolve_checkpoint` takes it.
+
+    Returns:
+        ``(model in eval mode on CPU, resolved config)``.
+    """
+    from speakernet.config import load_resolved_config
+    from speakernet.models import build_model
+
+    config = load_resolved_config(exp_dir)
+    path = resolve_checkpoint(exp_dir, which)
+    state = load_checkpoint(path)
+    model = build_model(config["model"], feat_dim=config["data"]["feat_dim"], **config["model_args"])
+    model.load_state_dict(state["model"])
+    model.eval()
+    logger.info("loaded %s (%s, step %d) from %s", config["model"], which, state.get("step", -1), path)
+    return model, config

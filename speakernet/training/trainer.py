@@ -1,0 +1,331 @@
+"""The training loop: one code path for a single process and for DDP under ``torchrun``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from speakernet.config import save_config
+from speakernet.data.dataset import FeatureCropDataset, collate_crops
+from speakernet.data.kaldi_dir import read_scp, write_scp
+from speakernet.data.sampler import BatchPlan
+from speakernet.training import checkpoint as ckpt
+from speakernet.training.distributed import DistributedContext, all_reduce_mean, barrier, cleanup, init_distributed
+from speakernet.training.optim import OPTIMIZERS, SCHEDULERS
+
+logger = logging.getLogger(__name__)
+
+FRAME_SHIFT_S = 0.01
+
+
+class EmbeddingTrainingModel(nn.Module):
+    """The embedding model and its training head as one module (one DDP wrapper for both)."""
+
+    def __init__(self, model: nn.Module, head: nn.Module):
+        super().__init__()
+        self.model = model
+        self.head = head
+
+    def forward(self, feats: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns ``(loss, margin-free logits)`` for ``feats [B, T, F]`` and ``labels [B]``."""
+        return self.head(self.model(feats), labels)
+
+
+def _embed_dim(model: nn.Module, feat_dim: int) -> int:
+    dim = getattr(model, "embed_dim", None)
+    if dim is None:
+        with torch.no_grad():
+            was_training = model.training
+            model.eval()
+            dim = model(torch.zeros(1, 200, feat_dim)).shape[-1]
+            model.train(was_training)
+    return int(dim)
+
+
+def margin_at(config: dict[str, Any], epoch_progress: float) -> float | None:
+    """The head's margin at a (fractional) epoch under the config's margin schedule."""
+    from speakernet.losses import margin_schedule
+
+    schedule = config["margin_schedule"]
+    final = config["head_args"].get("margin")
+    if not schedule["enabled"] or final is None:
+        return None
+    return margin_schedule(epoch_progress, final, schedule["increase_start_epoch"], schedule["fix_start_epoch"])
+
+
+class Trainer:
+    """Trains an embedding model on the features of a data dir.
+
+    Args:
+        config: Resolved config (:func:`speakernet.config.load_config`).
+        data_dir: Training data dir (``feats.scp``, ``utt2spk``, ``vad.scp``).
+        exp_dir: Output dir: ``config.yaml``, ``spk2label``, ``checkpoints/``.
+        resume: None to start afresh, or a checkpoint as
+            :func:`speakernet.training.checkpoint.resolve_checkpoint` takes it.
+        device: ``cpu``/``cuda``; None picks CUDA when available.
+    """
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        data_dir: str | Path,
+        exp_dir: str | Path,
+        resume: str | None = None,
+        device: str | None = None,
+    ):
+        from speakernet.models import build_head, build_model
+
+        self.config = config
+        self.exp_dir = Path(exp_dir)
+        self.context: DistributedContext = init_distributed(device)
+        train_cfg, data_cfg = config["training"], config["data"]
+        threads = train_cfg["num_threads"] or max(1, (os.cpu_count() or 1) // self.context.world_size)
+        torch.set_num_threads(threads)
+
+        resume_state = None
+        if resume is not None:
+            resume_path = ckpt.resolve_checkpoint(self.exp_dir, resume)
+            resume_state = ckpt.load_checkpoint(resume_path)
+            logger.info("resuming from %s (step %d)", resume_path, resume_state["step"])
+
+        # Labels come from the checkpoint when resuming, so a changed data dir cannot shuffle classes.
+        if resume_state is not None:
+            speakers = list(resume_state["speakers"])
+        else:
+            speakers = sorted(set(read_scp(Path(data_dir) / "utt2spk").values()), key=lambda s: s.encode())
+        spk2label = {spk: i for i, spk in enumerate(speakers)}
+        self.dataset = FeatureCropDataset(
+            data_dir, data_cfg["crop_frames"], data_cfg["min_frames"], data_cfg["use_vad"], spk2label
+        )
+        self.plan = BatchPlan(
+            self.dataset.labels,
+            batch_size=data_cfg["batch_size"],
+            sampler=data_cfg["sampler"],
+            speakers_per_batch=data_cfg["speakers_per_batch"],
+            utts_per_speaker=data_cfg["utts_per_speaker"],
+            seed=train_cfg["seed"],
+            rank=self.context.rank,
+            world_size=self.context.world_size,
+        )
+
+        torch.manual_seed(train_cfg["seed"])
+        np.random.seed(train_cfg["seed"] % 2**32)
+        model = build_model(config["model"], feat_dim=data_cfg["feat_dim"], **config["model_args"])
+        head = build_head(
+            config["head"],
+            embed_dim=_embed_dim(model, data_cfg["feat_dim"]),
+            num_classes=len(speakers),
+            **config["head_args"],
+        )
+        self.module = EmbeddingTrainingModel(model, head).to(self.context.device)
+        self.speakers = speakers
+        self.optimizer = OPTIMIZERS.build(
+            config["optimizer"], params=self.module.parameters(), **config["optimizer_args"]
+        )
+        self.scheduler = SCHEDULERS.build(
+            config["scheduler"],
+            optimizer=self.optimizer,
+            steps_per_epoch=len(self.plan),
+            total_epochs=train_cfg["epochs"],
+            **config["scheduler_args"],
+        )
+        self.use_amp = bool(train_cfg["amp"]) and self.context.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
+
+        if resume_state is not None:
+            self._load_state(resume_state)
+        if self.context.is_distributed:
+            self.ddp_module: nn.Module = nn.parallel.DistributedDataParallel(
+                self.module, device_ids=[self.context.local_rank] if self.context.device.type == "cuda" else None
+            )
+        else:
+            self.ddp_module = self.module
+
+        if self.context.is_main:
+            save_config(config, self.exp_dir / "config.yaml")
+            write_scp(self.exp_dir / "spk2label", {spk: str(i) for i, spk in enumerate(speakers)})
+            if resume_state is None:
+                path = self.exp_dir / ckpt.CHECKPOINT_DIR / ckpt.INIT_NAME
+                ckpt.save_checkpoint(self._state(), path)
+                logger.info("saved the untrained model as %s", path)
+        barrier(self.context)
+        num_params = sum(p.numel() for p in model.parameters())
+        logger.info(
+            "%s: %.2f M parameters (without the %d-class head); %d batches/epoch of %d per process x %d "
+            "process(es); %d threads per process",
+            config["model"], num_params / 1e6, len(speakers), len(self.plan), self.plan.batch_size,
+            self.context.world_size, threads,
+        )
+
+    # --- state ---------------------------------------------------------------------------
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "model": self.module.model.state_dict(),
+            "head": self.module.head.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "step": self.step,
+            "rng": ckpt.rng_state(),
+            "speakers": list(self.speakers),
+            "world_size": self.context.world_size,
+            "config": self.config,
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.module.model.load_state_dict(state["model"])
+        self.module.head.load_state_dict(state["head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
+        if state["world_size"] != self.context.world_size:
+            logger.warning(
+                "checkpoint was written with %d process(es), resuming with %d: the batch plan differs from here on",
+                state["world_size"], self.context.world_size,
+            )
+        ckpt.set_rng_state(state["rng"])
+
+    def save(self) -> Path | None:
+        """Writes a full checkpoint of the current position (main process only) and marks it latest."""
+        path = None
+        if self.context.is_main:
+            path = self.exp_dir / ckpt.CHECKPOINT_DIR / ckpt.checkpoint_name(self.epoch, self.batch_in_epoch, self.step)
+            ckpt.save_checkpoint(self._state(), path)
+            ckpt.mark_latest(self.exp_dir, path)
+            ckpt.prune_checkpoints(self.exp_dir, self.config["training"]["keep_checkpoints"])
+            logger.info("saved checkpoint %s", path)
+        barrier(self.context)
+        return path
+
+    # --- loop ----------------------------------------------------------------------------
+
+    def _loader(self, epoch: int, start: int) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(
+            self.dataset,
+            batch_sampler=list(self.plan.batches(epoch, start)),
+            num_workers=self.config["data"]["num_workers"],
+            collate_fn=collate_crops,
+        )
+
+    def train(self) -> dict[str, float]:
+        """Runs until the configured epochs (or ``training.max_steps``) are done.
+
+        Returns:
+            Statistics of the last logged interval (loss, accuracy, lr).
+        """
+        train_cfg = self.config["training"]
+        epochs, max_steps = train_cfg["epochs"], train_cfg["max_steps"]
+        steps_per_epoch = len(self.plan)
+        if self.batch_in_epoch >= steps_per_epoch:
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        stats: dict[str, float] = {}
+        stopped = False
+        while self.epoch < epochs and not stopped:
+            stats, stopped = self._train_epoch(steps_per_epoch, max_steps)
+            if not stopped:
+                self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        self._check_replicas()
+        cleanup(self.context)
+        return stats
+
+    def _train_epoch(self, steps_per_epoch: int, max_steps: int) -> tuple[dict[str, float], bool]:
+        train_cfg = self.config["training"]
+        self.module.train()
+        loader = self._loader(self.epoch, self.batch_in_epoch)
+        show_bar = self.context.is_main and sys.stderr.isatty()
+        bar = tqdm(total=steps_per_epoch, initial=self.batch_in_epoch, desc=f"epoch {self.epoch}", disable=not show_bar)
+        totals = torch.zeros(3)  # loss sum, correct, examples since the last log line
+        interval_start, interval_frames = time.perf_counter(), 0
+        stats: dict[str, float] = {}
+        for feats, labels in loader:
+            margin = margin_at(self.config, self.epoch + self.batch_in_epoch / steps_per_epoch)
+            if margin is not None and hasattr(self.module.head, "update_margin"):
+                self.module.head.update_margin(margin)
+            feats, labels = feats.to(self.context.device), labels.to(self.context.device)
+            with torch.autocast(self.context.device.type, enabled=self.use_amp):
+                loss, logits = self.ddp_module(feats, labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if train_cfg["grad_clip"] > 0:
+                self.scaler.unscale_(self.optimizer)
+                grad_norm = nn.utils.clip_grad_norm_(self.module.parameters(), train_cfg["grad_clip"])
+                if not torch.isfinite(grad_norm):
+                    logger.warning("step %d: non-finite gradient norm, the update is skipped", self.step)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            self.step += 1
+            self.batch_in_epoch += 1
+            bar.update(1)
+
+            totals += torch.tensor(
+                [loss.item() * len(labels), (logits.argmax(-1) == labels).sum().item(), len(labels)]
+            )
+            interval_frames += feats.shape[0] * feats.shape[1]
+            last_of_epoch = self.batch_in_epoch == steps_per_epoch
+            reached_max = max_steps > 0 and self.step >= max_steps
+            if self.step % train_cfg["log_interval"] == 0 or last_of_epoch or reached_max:
+                stats = self._log(totals, interval_frames, time.perf_counter() - interval_start, margin)
+                bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['accuracy']:.1f}%")
+                totals.zero_()
+                interval_start, interval_frames = time.perf_counter(), 0
+            interval = train_cfg["checkpoint_interval"]
+            if reached_max or last_of_epoch or (interval > 0 and self.step % interval == 0):
+                self.save()
+            if reached_max:
+                bar.close()
+                logger.info("reached training.max_steps=%d", max_steps)
+                return stats, True
+        bar.close()
+        return stats, False
+
+    def _log(self, totals: torch.Tensor, frames: int, seconds: float, margin: float | None) -> dict[str, float]:
+        totals = all_reduce_mean(totals, self.context)
+        loss = float(totals[0] / max(totals[2], 1))
+        accuracy = float(100.0 * totals[1] / max(totals[2], 1))
+        lr = self.scheduler.get_last_lr()[0]
+        audio_seconds = frames * FRAME_SHIFT_S * self.context.world_size
+        speed = audio_seconds / max(seconds, 1e-9)
+        utts_per_s = float(totals[2]) * self.context.world_size / max(seconds, 1e-9)
+        if self.context.is_main:
+            logger.info(
+                "epoch %d batch %d/%d step %d: loss %.4f acc %.2f%% lr %.3g margin %s | %.1f utts/s, %.1fx real time",
+                self.epoch, self.batch_in_epoch, len(self.plan), self.step, loss, accuracy, lr,
+                "-" if margin is None else f"{margin:.3f}", utts_per_s, speed,
+            )
+        return {"loss": loss, "accuracy": accuracy, "lr": lr}
+
+    def _check_replicas(self) -> None:
+        """Under DDP, checks that every process ends with the same weights."""
+        if not self.context.is_distributed:
+            return
+        checksum = torch.stack([p.detach().double().sum() for p in self.module.parameters()]).sum().reshape(1)
+        gathered = [torch.zeros_like(checksum) for _ in range(self.context.world_size)]
+        torch.distributed.all_gather(gathered, checksum)
+        values = [float(g) for g in gathered]
+        if max(values) - min(values) > 1e-6 * max(1.0, abs(values[0])):
+            raise RuntimeError(f"DDP replicas diverged: parameter checksums {values}")
+        logger.info("DDP replicas in sync: parameter checksum %.6f on all %d processes", values[0], len(values))
+
+
+def train(config: dict[str, Any], data_dir: str | Path, exp_dir: str | Path, resume: str | None = None,
+          device: str | None = None) -> dict[str, float]:
+    """Builds a :class:`Trainer` and runs it; see there for the arguments."""
+    return Trainer(config, data_dir, exp_dir, resume=resume, device=device).train()
+
+
+__all__ = ["Trainer", "train", "margin_at", "EmbeddingTrainingModel"]

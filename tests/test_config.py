@@ -1,0 +1,64 @@
+"""Config loading: overrides, strict keys, component checks, round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from speakernet.config import ConfigError, load_config, load_resolved_config, parse_override, save_config
+
+
+def test_defaults_and_overrides(tmp_path: Path) -> None:
+    conf = tmp_path / "c.yaml"
+    conf.write_text("model_args: {channels: 64}\ntraining: {epochs: 3}\n")
+    config = load_config(conf, ["training.epochs=7", "model_args.embed_dim=32", "data.use_vad=false"])
+    assert config["training"]["epochs"] == 7
+    assert config["model_args"] == {"channels": 64, "embed_dim": 32}
+    assert config["data"]["use_vad"] is False
+    assert config["data"]["crop_frames"] == 200  # untouched default
+
+
+def test_parse_override_types() -> None:
+    assert parse_override("a.b=3") == {"a": {"b": 3}}
+    assert parse_override("a=0.5") == {"a": 0.5}
+    assert parse_override("a={x: 1}") == {"a": {"x": 1}}
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        parse_override("training.epochs")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("training.epoch=3", "unknown config key 'training.epoch'.*epochs"),
+        ("traning.epochs=3", "unknown config key 'traning'.*training"),
+        ("model=ECAPA", "unknown model 'ECAPA'.*ECAPA_TDNN"),
+        ("head=ArcFace", "unknown head 'ArcFace'.*AAMSoftmax"),
+        ("model_args.chanels=64", "unknown config key 'model_args.chanels'.*channels"),
+        ("head_args.num_classes=10", "set by the trainer"),
+        ("optimizer_args.momentun=0.9", "momentum"),
+        ("training.epochs=2.5", "must be an integer"),
+        ("data.use_vad=yes_please", "true or false"),
+        ("data.sampler=3", "must be a string"),
+    ],
+)
+def test_bad_keys_and_names_list_valid_choices(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_bad_yaml_file_names_it(tmp_path: Path) -> None:
+    conf = tmp_path / "bad.yaml"
+    conf.write_text("training: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_config(conf)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_resolved_config_round_trip(tmp_path: Path) -> None:
+    config = load_config(None, ["model_args={channels: 32}", "training.seed=7"])
+    save_config(config, tmp_path / "config.yaml")
+    assert load_resolved_config(tmp_path) == config
+    with pytest.raises(ConfigError, match="run the training stage"):
+        load_resolved_config(tmp_path / "nowhere")

@@ -1,0 +1,68 @@
+"""Batch plans and lr schedules."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from speakernet.data.sampler import BatchPlan
+from speakernet.training.optim import SCHEDULERS, WarmupExponential
+
+LABELS = np.repeat(np.arange(10), [5, 3, 8, 2, 6, 4, 7, 1, 9, 5])
+
+
+def test_random_plan_is_deterministic_and_covers_without_repeats() -> None:
+    plan = BatchPlan(LABELS, batch_size=8, seed=3)
+    first = list(plan.batches(epoch=0))
+    assert first == list(BatchPlan(LABELS, batch_size=8, seed=3).batches(epoch=0))
+    assert first != list(plan.batches(epoch=1))
+    indices = [i for batch in first for i, _ in batch]
+    assert len(indices) == len(set(indices)) == len(plan) * 8 == (len(LABELS) // 8) * 8
+    # resuming mid-epoch yields exactly the remaining batches
+    assert list(plan.batches(epoch=0, start=2)) == first[2:]
+
+
+def test_ranks_take_disjoint_batches() -> None:
+    ranks = [list(BatchPlan(LABELS, batch_size=4, seed=0, rank=r, world_size=2).batches(0)) for r in range(2)]
+    assert len(ranks[0]) == len(ranks[1])
+    seen = [i for batches in ranks for batch in batches for i, _ in batch]
+    assert len(seen) == len(set(seen))
+
+
+def test_speaker_balanced_batches_have_p_distinct_speakers_k_each() -> None:
+    plan = BatchPlan(LABELS, batch_size=0, sampler="speaker_balanced", speakers_per_batch=4, utts_per_speaker=3, seed=1)
+    for batch in plan.batches(epoch=0):
+        speakers = LABELS[[i for i, _ in batch]]
+        values, counts = np.unique(speakers, return_counts=True)
+        assert len(values) == 4 and set(counts) == {3}
+
+
+def test_bad_plans_are_explained() -> None:
+    with pytest.raises(ValueError, match="unknown sampler"):
+        BatchPlan(LABELS, 4, sampler="balanced")
+    with pytest.raises(ValueError, match="cannot fill one batch"):
+        BatchPlan(LABELS[:3], 4)
+    with pytest.raises(ValueError, match="exceeds the 10 training speakers"):
+        BatchPlan(LABELS, 4, sampler="speaker_balanced", speakers_per_batch=11)
+
+
+def test_warmup_exponential_schedule() -> None:
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    scheduler = WarmupExponential(optimizer, steps_per_epoch=10, total_epochs=10, warmup_epochs=2, final_lr=1e-3)
+    lrs = [scheduler.get_last_lr()[0]]
+    for _ in range(100):
+        scheduler.step()
+        lrs.append(scheduler.get_last_lr()[0])
+    assert lrs[0] == pytest.approx(0.1 * (1 / 20) * math.exp(0))  # first warm-up step
+    assert all(b > a for a, b in zip(lrs[:19], lrs[1:20]))  # rising during warm-up
+    assert lrs[100] == pytest.approx(1e-3)
+    # after warm-up: exactly exponential between 0.1 and 1e-3
+    assert lrs[50] == pytest.approx(0.1 * (1e-3 / 0.1) ** 0.5)
+    state = scheduler.state_dict()
+    fresh = SCHEDULERS.build("WarmupExponential", optimizer=optimizer, steps_per_epoch=10, total_epochs=10,
+                             warmup_epochs=2, final_lr=1e-3)
+    fresh.load_state_dict(state)
+    assert fresh.get_last_lr() == scheduler.get_last_lr()

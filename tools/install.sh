@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs speakernet (editable) and its dependencies into the active Python environment.
+#
+#   tools/install.sh            # runtime dependencies
+#   tools/install.sh --test     # plus the test tools (pytest, ruff)
+#
+# torch is pinned to a CPU-friendly default so pip never pulls a multi-GB CUDA build by
+# surprise. Bring your own build with TORCH_VERSION=<version> (e.g. a CUDA one), or
+# TORCH_VERSION=keep to leave an installed torch untouched.
+set -euo pipefail
+
+TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+PYTHON=${PYTHON:-python3}
+extras=""
+for arg in "$@"; do
+  case "$arg" in
+    --test) extras="[test]" ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "install.sh: unknown option '$arg' (valid: --test, --help)" >&2; exit 1 ;;
+  esac
+done
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+pip_install() { "$PYTHON" -m pip install --disable-pip-version-check -q "$@"; }
+
+if [ "$TORCH_VERSION" = keep ]; then
+  "$PYTHON" -c 'import torch' 2>/dev/null || { echo "install.sh: TORCH_VERSION=keep but torch is not installed" >&2; exit 1; }
+else
+  have=$("$PYTHON" -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null || true)
+  [ "$have" = "$TORCH_VERSION" ] || pip_install "torch==${TORCH_VERSION}"
+fi
+pip_install -e ".${extras}"
+echo "install.sh: speakernet installed with torch $("$PYTHON" -c 'import torch; print(torch.__version__)')"
