@@ -1,0 +1,266 @@
+"""Audio loading for Kaldi data directories.
+
+A ``wav.scp`` value is either a path to an audio file in any format libsndfile reads
+(wav, flac, ogg, ...) or a Kaldi pipe ``<command> |`` whose standard output is an audio
+file (usually wav). Waveforms come back as float32 in [-1, 1] (integer formats are divided
+by their full scale; float files are returned as stored), mono, at the requested rate.
+
+Multi-channel audio: like Kaldi's ``compute-fbank-feats --channel=-1`` (which warns and
+defaults to channel 0), the **first channel** is used, not the mean of the channels.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import subprocess
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import soundfile
+
+from speakernet.data.kaldi_dir import DataDirError, read_scp
+from speakernet.utils.fileio import PathLike
+
+logger = logging.getLogger(__name__)
+
+# Kaldi's extract-segments --max-overshoot default: a segment may end this far (seconds) past
+# the end of its recording and is then truncated; further than that is an error.
+MAX_SEGMENT_OVERSHOOT_S = 0.5
+
+_STDERR_TAIL_CHARS = 2000
+
+
+class AudioError(RuntimeError):
+    """Audio that cannot be read or is unusable (empty, NaN/Inf, failing command).
+
+    Attributes:
+        spec: The ``wav.scp`` value (path or ``cmd |``) that was being read.
+        utt: The utterance id, when known.
+    """
+
+    def __init__(self, spec: str, message: str, utt: str | None = None):
+        self.spec = spec
+        self.utt = utt
+        self.reason = message
+        who = f"utterance '{utt}' " if utt is not None else ""
+        super().__init__(f"{who}(wav.scp value '{spec}'): {message}")
+
+    def for_utt(self, utt: str) -> "AudioError":
+        """Returns a copy of this error attributed to utterance ``utt``."""
+        return AudioError(self.spec, self.reason, utt=utt)
+
+
+def resample(waveform: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Resamples a 1-D waveform with a polyphase filter (``scipy.signal.resample_poly``).
+
+    Args:
+        waveform: 1-D samples.
+        orig_sr: Rate of ``waveform`` in Hz.
+        target_sr: Wanted rate in Hz.
+
+    Returns:
+        float32 samples at ``target_sr`` (the input itself when the rates are equal).
+
+    Raises:
+        ValueError: on a non-positive rate.
+    """
+    if orig_sr <= 0 or target_sr <= 0:
+        raise ValueError(f"sample rates must be positive, got {orig_sr} -> {target_sr}")
+    if orig_sr == target_sr:
+        return waveform.astype(np.float32, copy=False)
+    from scipy.signal import resample_poly
+
+    divisor = math.gcd(int(orig_sr), int(target_sr))
+    up, down = int(target_sr) // divisor, int(orig_sr) // divisor
+    return resample_poly(waveform.astype(np.float64), up, down).astype(np.float32)
+
+
+def _run_pipe(spec: str) -> bytes:
+    command = spec.rstrip()[:-1].strip()
+    if not command:
+        raise AudioError(spec, "empty command before '|'")
+    try:
+        result = subprocess.run(command, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    except OSError as error:
+        raise AudioError(spec, f"could not start command '{command}': {error}") from error
+    if result.returncode != 0:
+        tail = result.stderr.decode("utf-8", errors="replace")[-_STDERR_TAIL_CHARS:].strip()
+        raise AudioError(spec, f"command '{command}' exited with code {result.returncode}; stderr: {tail or '(empty)'}")
+    return result.stdout
+
+
+def load_audio(spec: str, sample_rate: int | None = 16000) -> tuple[np.ndarray, int]:
+    """Reads one ``wav.scp`` value into a mono float32 waveform.
+
+    Args:
+        spec: A path to an audio file, or a Kaldi pipe ``<command> |`` (run with the shell;
+            its standard output must be an audio file).
+        sample_rate: Rate to return, in Hz; the audio is resampled with
+            ``scipy.signal.resample_poly`` when its rate differs. ``None`` keeps the file's rate.
+
+    Returns:
+        ``(waveform, rate)``: float32 1-D samples (first channel of multi-channel audio) and
+        their rate in Hz.
+
+    Raises:
+        AudioError: the file is missing or unreadable, the command fails (the message holds
+            the command and the tail of its stderr), or the audio is empty or has NaN/Inf.
+    """
+    spec = spec.strip()
+    if spec.endswith("|"):
+        source: object = io.BytesIO(_run_pipe(spec))
+    else:
+        if not Path(spec).is_file():
+            raise AudioError(spec, "file does not exist")
+        source = spec
+    try:
+        data, file_rate = soundfile.read(source, dtype="float32", always_2d=True)
+    except (RuntimeError, soundfile.LibsndfileError, ValueError, TypeError) as error:
+        raise AudioError(spec, f"cannot decode audio: {error}") from error
+    if data.shape[0] == 0:
+        raise AudioError(spec, "audio is empty (0 samples)")
+    waveform = np.ascontiguousarray(data[:, 0])
+    if not np.isfinite(waveform).all():
+        bad = int(np.count_nonzero(~np.isfinite(waveform)))
+        raise AudioError(spec, f"audio has {bad} NaN/Inf samples")
+    if sample_rate is not None and file_rate != sample_rate:
+        waveform = resample(waveform, int(file_rate), int(sample_rate))
+        file_rate = sample_rate
+    return waveform, int(file_rate)
+
+
+def read_segments(path: PathLike) -> dict[str, tuple[str, float, float]]:
+    """Reads a Kaldi ``segments`` file ``<utt> <recording> <start_s> <end_s>``.
+
+    Args:
+        path: The segments file.
+
+    Returns:
+        Mapping from utterance to ``(recording, start, end)`` in seconds, in file order;
+        ``end`` is ``-1.0`` for "to the end of the recording".
+
+    Raises:
+        DataDirError: on a line without four fields, unparsable or negative times, an end not
+            after the start, or a duplicate utterance (naming file, line and key).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataDirError(path, "file does not exist")
+    segments: dict[str, tuple[str, float, float]] = {}
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            key = parts[0]
+            if len(parts) != 4:
+                raise DataDirError(path, f"expected '<utt> <recording> <start> <end>', got {len(parts)} fields",
+                                   number, key)
+            try:
+                start, end = float(parts[2]), float(parts[3])
+            except ValueError:
+                raise DataDirError(path, f"start/end are not numbers: '{parts[2]}' '{parts[3]}'", number, key) from None
+            if not (math.isfinite(start) and math.isfinite(end)) or start < 0:
+                raise DataDirError(path, f"bad start time {parts[2]}", number, key)
+            if end != -1 and end <= start:
+                raise DataDirError(path, f"end {parts[3]} is not after start {parts[2]} (use -1 for 'to the end')",
+                                   number, key)
+            if key in segments:
+                raise DataDirError(path, "duplicate key", number, key)
+            segments[key] = (parts[1], start, end)
+    return segments
+
+
+def _cut_segment(waveform: np.ndarray, rate: int, start: float, end: float, spec: str) -> np.ndarray:
+    duration = waveform.shape[0] / rate
+    first = int(round(start * rate))
+    if end == -1:
+        last = waveform.shape[0]
+    else:
+        if end > duration + MAX_SEGMENT_OVERSHOOT_S:
+            raise AudioError(spec, f"segment ends at {end:.3f} s, past the end of the recording ({duration:.3f} s)")
+        last = min(int(round(end * rate)), waveform.shape[0])
+    if last <= first:
+        raise AudioError(spec, f"segment {start:.3f}-{end:.3f} s is empty (recording is {duration:.3f} s)")
+    return waveform[first:last]
+
+
+def iter_data_dir_audio(
+    data_dir: PathLike,
+    utts: Sequence[str] | None = None,
+    sample_rate: int | None = 16000,
+    on_error: Callable[[AudioError], None] | None = None,
+) -> Iterator[tuple[str, np.ndarray, int]]:
+    """Yields the audio of every utterance of a data directory.
+
+    With a ``segments`` file, ``wav.scp`` is keyed by recording; each recording is read once
+    for all of its segments, then cut by the segment times (at the returned rate).
+
+    Args:
+        data_dir: Kaldi data directory with ``wav.scp`` (and optional ``segments``).
+        utts: Utterances to read, in this order (segments are grouped by recording, in the
+            order of each recording's first utterance). ``None`` reads them all.
+        sample_rate: Rate to resample to, or ``None`` to keep each file's rate.
+        on_error: Called with the :class:`AudioError` (which names the utterance and the
+            ``wav.scp`` value) of each unreadable, empty or non-finite utterance, and the
+            iteration goes on. ``None`` raises the first such error instead.
+
+    Yields:
+        ``(utt, waveform, rate)`` with float32 1-D waveforms.
+
+    Raises:
+        DataDirError: on a missing ``wav.scp``, a malformed ``segments`` file, a segment whose
+            recording is not in ``wav.scp`` or a requested utterance that does not exist.
+        AudioError: on bad audio when ``on_error`` is ``None``.
+    """
+    data_dir = Path(data_dir)
+    wav_scp_path = data_dir / "wav.scp"
+    wav_scp = read_scp(wav_scp_path)
+    segments_path = data_dir / "segments"
+
+    def fail(error: AudioError) -> None:
+        if on_error is None:
+            raise error
+        on_error(error)
+
+    if not segments_path.exists():
+        for utt in wav_scp if utts is None else utts:
+            if utt not in wav_scp:
+                raise DataDirError(wav_scp_path, "utterance not found", key=utt)
+            try:
+                waveform, rate = load_audio(wav_scp[utt], sample_rate)
+            except AudioError as error:
+                fail(error.for_utt(utt))
+                continue
+            yield utt, waveform, rate
+        return
+
+    segments = read_segments(segments_path)
+    wanted = list(segments) if utts is None else list(utts)
+    by_recording: dict[str, list[str]] = {}
+    for utt in wanted:
+        if utt not in segments:
+            raise DataDirError(segments_path, "utterance not found", key=utt)
+        recording = segments[utt][0]
+        if recording not in wav_scp:
+            raise DataDirError(segments_path, f"recording '{recording}' is not in {wav_scp_path}", key=utt)
+        by_recording.setdefault(recording, []).append(utt)
+    for recording, rec_utts in by_recording.items():
+        spec = wav_scp[recording]
+        try:
+            waveform, rate = load_audio(spec, sample_rate)
+        except AudioError as error:
+            for utt in rec_utts:
+                fail(error.for_utt(utt))
+            continue
+        for utt in rec_utts:
+            _, start, end = segments[utt]
+            try:
+                piece = _cut_segment(waveform, rate, start, end, spec)
+            except AudioError as error:
+                fail(error.for_utt(utt))
+                continue
+            yield utt, piece, rate

@@ -1,0 +1,144 @@
+"""Tests of wav.scp audio loading: formats, pipes, resampling, channels, segments and bad audio."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile
+
+from speakernet.data.audio import AudioError, iter_data_dir_audio, load_audio, read_segments, resample
+from speakernet.data.kaldi_dir import DataDirError
+
+
+def _tone(seconds: float, rate: int, freq: float = 440.0, amplitude: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def _write_int16(path, waveform: np.ndarray, rate: int) -> np.ndarray:
+    """Writes int16 audio; returns exactly what a reader should get back in [-1, 1]."""
+    samples = np.round(waveform * 32767).astype(np.int16)
+    soundfile.write(path, samples, rate, subtype="PCM_16")
+    return samples.astype(np.float32) / 32768
+
+
+def _peak_frequency(waveform: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(waveform * np.hanning(len(waveform))))
+    return float(np.argmax(spectrum) * rate / len(waveform))
+
+
+def test_wav_and_flac_read_exactly(tmp_path):
+    for name in ("a.wav", "a.flac"):
+        expected = _write_int16(tmp_path / name, _tone(0.5, 16000), 16000)
+        waveform, rate = load_audio(str(tmp_path / name))
+        assert rate == 16000 and waveform.dtype == np.float32 and waveform.ndim == 1
+        np.testing.assert_array_equal(waveform, expected)
+
+
+def test_ogg_reads(tmp_path):
+    soundfile.write(tmp_path / "a.ogg", _tone(0.5, 16000), 16000, format="OGG", subtype="VORBIS")
+    waveform, rate = load_audio(str(tmp_path / "a.ogg"))
+    assert rate == 16000 and abs(len(waveform) - 8000) < 400
+    assert _peak_frequency(waveform, rate) == pytest.approx(440, abs=5)
+
+
+def test_pipe_gives_the_same_samples(tmp_path):
+    expected = _write_int16(tmp_path / "a.wav", _tone(0.3, 16000), 16000)
+    waveform, rate = load_audio(f"cat {tmp_path / 'a.wav'} |")
+    assert rate == 16000
+    np.testing.assert_array_equal(waveform, expected)
+
+
+def test_failing_pipe_names_command_and_stderr():
+    with pytest.raises(AudioError) as info:
+        load_audio("sh -c 'echo no such corpus file >&2; exit 3' |")
+    message = str(info.value)
+    assert "exit 3" in message and "code 3" in message and "no such corpus file" in message
+
+
+def test_8k_is_resampled_to_16k(tmp_path):
+    _write_int16(tmp_path / "n.wav", _tone(1.0, 8000, freq=1000), 8000)
+    waveform, rate = load_audio(str(tmp_path / "n.wav"), sample_rate=16000)
+    assert rate == 16000 and len(waveform) == 16000 and waveform.dtype == np.float32
+    assert _peak_frequency(waveform, rate) == pytest.approx(1000, abs=2)
+    assert np.abs(waveform[2000:-2000]).max() == pytest.approx(0.5, abs=0.01)
+    kept, kept_rate = load_audio(str(tmp_path / "n.wav"), sample_rate=None)
+    assert kept_rate == 8000 and len(kept) == 8000
+    np.testing.assert_array_equal(resample(kept, 8000, 8000), kept)
+
+
+def test_stereo_uses_first_channel(tmp_path):
+    left, right = _tone(0.2, 16000, 300), _tone(0.2, 16000, 900)
+    soundfile.write(tmp_path / "s.wav", np.stack([left, right], axis=1), 16000, subtype="FLOAT")
+    waveform, _ = load_audio(str(tmp_path / "s.wav"))
+    np.testing.assert_array_equal(waveform, left)
+
+
+def test_bad_audio_raises_audio_error(tmp_path):
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF\x00\x00garbage" * 10)
+    soundfile.write(tmp_path / "empty.wav", np.zeros(0, dtype=np.int16), 16000)
+    nan = _tone(0.1, 16000)
+    nan[10] = np.nan
+    soundfile.write(tmp_path / "nan.wav", nan, 16000, subtype="FLOAT")
+    cases = {"missing.wav": "does not exist", "corrupt.wav": "cannot decode", "empty.wav": "empty",
+             "nan.wav": "NaN"}
+    for name, reason in cases.items():
+        with pytest.raises(AudioError, match=reason) as info:
+            load_audio(str(tmp_path / name))
+        assert name in str(info.value)
+
+
+def _make_dir(tmp_path, wav_scp: dict[str, str], segments: str | None = None):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "wav.scp").write_text("".join(f"{k} {v}\n" for k, v in wav_scp.items()))
+    if segments is not None:
+        (data / "segments").write_text(segments)
+    return data
+
+
+def test_iter_without_segments_and_error_collection(tmp_path):
+    good = _write_int16(tmp_path / "g.wav", _tone(0.2, 16000), 16000)
+    data = _make_dir(tmp_path, {"u1": str(tmp_path / "g.wav"), "u2": str(tmp_path / "gone.wav"),
+                                "u3": f"cat {tmp_path / 'g.wav'} |"})
+    errors: list[AudioError] = []
+    items = list(iter_data_dir_audio(data, on_error=errors.append))
+    assert [utt for utt, _, _ in items] == ["u1", "u3"]
+    np.testing.assert_array_equal(items[1][1], good)
+    assert len(errors) == 1 and errors[0].utt == "u2" and "u2" in str(errors[0]) and "gone.wav" in str(errors[0])
+    with pytest.raises(AudioError, match="u2"):
+        list(iter_data_dir_audio(data))
+    assert [utt for utt, _, _ in iter_data_dir_audio(data, utts=["u3"])] == ["u3"]
+    with pytest.raises(DataDirError, match="nope"):
+        list(iter_data_dir_audio(data, utts=["nope"]))
+
+
+def test_segments_cut_once_per_recording(tmp_path):
+    recording = _write_int16(tmp_path / "rec.wav", np.random.default_rng(0).uniform(-0.5, 0.5, 32000), 16000)
+    counter = tmp_path / "reads"
+    # The pipe appends a line to a counter each time the recording is read.
+    data = _make_dir(tmp_path, {"rec": f"sh -c 'echo x >> {counter}; cat {tmp_path / 'rec.wav'}' |"},
+                     "rec-a rec 0.00 0.50\nrec-b rec 0.50 1.25\nrec-c rec 1.25 -1\nrec-d rec 1.9 2.3\n")
+    got = {utt: wav for utt, wav, rate in iter_data_dir_audio(data)}
+    assert counter.read_text().count("x") == 1
+    np.testing.assert_array_equal(got["rec-a"], recording[:8000])
+    np.testing.assert_array_equal(got["rec-b"], recording[8000:20000])
+    np.testing.assert_array_equal(got["rec-c"], recording[20000:])
+    np.testing.assert_array_equal(got["rec-d"], recording[30400:])  # 0.3 s overshoot is truncated
+
+
+def test_segments_errors(tmp_path):
+    _write_int16(tmp_path / "rec.wav", _tone(1.0, 16000), 16000)
+    data = _make_dir(tmp_path, {"rec": str(tmp_path / "rec.wav")},
+                     "rec-a rec 0 0.5\nrec-far rec 0.5 3.0\nrec-x other 0 1\n")
+    with pytest.raises(DataDirError, match="other") as info:
+        list(iter_data_dir_audio(data))
+    assert info.value.key == "rec-x"
+    errors: list[AudioError] = []
+    items = list(iter_data_dir_audio(data, utts=["rec-a", "rec-far"], on_error=errors.append))
+    assert [utt for utt, _, _ in items] == ["rec-a"]
+    assert errors[0].utt == "rec-far" and "past the end" in str(errors[0])
+    (data / "segments").write_text("rec-a rec 0 0.5\nrec-b rec 0.7 0.2\n")
+    with pytest.raises(DataDirError) as info:
+        read_segments(data / "segments")
+    assert info.value.line == 2 and info.value.key == "rec-b"

@@ -1,0 +1,164 @@
+"""End-to-end tests of the parallel feature-extraction stage on tiny generated data dirs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+import pytest
+import soundfile
+
+from speakernet.bin.make_features import main as make_features_main
+from speakernet.data.audio import iter_data_dir_audio
+from speakernet.data.kaldi_dir import read_scp
+from speakernet.features.fbank import compute_fbank_and_energy
+from speakernet.features.make_features import FeatureExtractionError, make_features, split_contiguous
+from speakernet.features.vad import compute_vad
+
+
+def _audio(seconds: float, rate: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    speech = 0.3 * np.sin(2 * np.pi * (150 + 50 * seed) * t) * (np.sin(2 * np.pi * 2 * t) > 0)  # on/off bursts
+    return (speech + 0.003 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def _write_dir(data: Path, wav_scp: dict[str, str], segments: dict[str, str] | None = None) -> None:
+    data.mkdir(parents=True, exist_ok=True)
+    utts = sorted(segments or wav_scp)
+    (data / "wav.scp").write_text("".join(f"{k} {wav_scp[k]}\n" for k in sorted(wav_scp)))
+    if segments:
+        (data / "segments").write_text("".join(f"{k} {segments[k]}\n" for k in utts))
+    (data / "utt2spk").write_text("".join(f"{u} {u.split('-')[0]}\n" for u in utts))
+    spk2utt: dict[str, list[str]] = {}
+    for utt in utts:
+        spk2utt.setdefault(utt.split("-")[0], []).append(utt)
+    (data / "spk2utt").write_text("".join(f"{s} {' '.join(us)}\n" for s, us in sorted(spk2utt.items())))
+
+
+@pytest.fixture
+def mixed_dir(tmp_path):
+    """16 kHz wav, flac, 8 kHz wav and a `cat x.wav |` pipe; returns (data dir, 16 kHz sample counts)."""
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    soundfile.write(audio / "a.wav", _audio(1.30, 16000, 1), 16000, subtype="PCM_16")
+    soundfile.write(audio / "b.flac", _audio(0.87, 16000, 2), 16000)
+    soundfile.write(audio / "c.wav", _audio(1.00, 8000, 3), 8000, subtype="PCM_16")
+    soundfile.write(audio / "d.wav", _audio(2.01, 16000, 4), 16000, subtype="PCM_16")
+    data = tmp_path / "data"
+    _write_dir(data, {"spk1-a": str(audio / "a.wav"), "spk1-b": str(audio / "b.flac"),
+                      "spk2-c": str(audio / "c.wav"), "spk2-d": f"cat {audio / 'd.wav'} |"})
+    return data, {"spk1-a": 20800, "spk1-b": 13920, "spk2-c": 16000, "spk2-d": 32160}
+
+
+def test_split_contiguous():
+    assert split_contiguous(list("abcdefg"), 3) == [list("abc"), list("de"), list("fg")]
+    assert sum(split_contiguous(list("ab"), 2), []) == ["a", "b"]
+
+
+def test_mixed_dir_with_two_jobs(mixed_dir, tmp_path):
+    data, samples = mixed_dir
+    feat_dir = tmp_path / "fbank"
+    make_features(data, feat_dir, nj=2)
+    feats_scp = (data / "feats.scp").read_text().splitlines()
+    assert [line.split()[0] for line in feats_scp] == sorted(samples)  # C-sorted, no duplicates
+    num_frames = {k: int(v) for k, v in read_scp(data / "utt2num_frames").items()}
+    assert num_frames == {utt: 1 + (n - 400) // 160 for utt, n in samples.items()}
+    assert {Path(v.rsplit(":", 1)[0]).name for v in read_scp(data / "feats.scp").values()} == {"fbank.1.ark",
+                                                                                               "fbank.2.ark"}
+    feats = kaldiio.load_scp(str(data / "feats.scp"))
+    vads = kaldiio.load_scp(str(data / "vad.scp"))
+    # Round trip: what the archive holds is bit-identical to computing the features directly.
+    for utt, waveform, _ in iter_data_dir_audio(data):
+        fbank, log_energy = compute_fbank_and_energy(waveform)
+        stored = feats[utt]
+        assert stored.dtype == np.float32 and stored.shape == (num_frames[utt], 80)
+        np.testing.assert_array_equal(stored, fbank)
+        np.testing.assert_array_equal(vads[utt], compute_vad(log_energy))
+        assert set(np.unique(vads[utt])) <= {0.0, 1.0} and 0 < vads[utt].sum() < len(vads[utt])
+    assert (feat_dir / "log" / "make_fbank.1.log").is_file() and (feat_dir / "log" / "make_fbank.2.log").is_file()
+    assert "real time" in (feat_dir / "log" / "make_fbank.2.log").read_text()
+
+    # A re-run with fewer jobs overwrites cleanly: same content, no stale job archives.
+    before = {utt: feats[utt].copy() for utt in samples}
+    assert make_features_main(["--data-dir", str(data), "--feat-dir", str(feat_dir), "--nj", "1"]) == 0
+    assert len((data / "feats.scp").read_text().splitlines()) == len(samples)
+    assert not (feat_dir / "fbank.2.ark").exists() and not list(feat_dir.glob(".*.tmp"))
+    feats = kaldiio.load_scp(str(data / "feats.scp"))
+    for utt in samples:
+        np.testing.assert_array_equal(feats[utt], before[utt])
+
+
+def test_compressed_features_are_close(mixed_dir, tmp_path):
+    data, _ = mixed_dir
+    make_features(data, tmp_path / "fbank", nj=1, compress=True)
+    feats = kaldiio.load_scp(str(data / "feats.scp"))
+    for utt, waveform, _ in iter_data_dir_audio(data):
+        exact = compute_fbank_and_energy(waveform)[0]
+        assert feats[utt].shape == exact.shape
+        np.testing.assert_allclose(feats[utt], exact, atol=0.15)
+
+
+def test_segments_dir(tmp_path):
+    soundfile.write(tmp_path / "rec1.wav", _audio(3.0, 16000, 5), 16000, subtype="PCM_16")
+    soundfile.write(tmp_path / "rec2.wav", _audio(2.0, 8000, 6), 8000, subtype="PCM_16")
+    data = tmp_path / "data"
+    segments = {"spkA-rec1-000": "rec1 0.0 1.0", "spkA-rec1-001": "rec1 1.0 2.5", "spkB-rec1-002": "rec1 2.5 -1",
+                "spkB-rec2-000": "rec2 0.25 1.75"}
+    _write_dir(data, {"rec1": str(tmp_path / "rec1.wav"), "rec2": str(tmp_path / "rec2.wav")}, segments)
+    make_features(data, tmp_path / "fbank", nj=2)
+    samples = {"spkA-rec1-000": 16000, "spkA-rec1-001": 24000, "spkB-rec1-002": 8000, "spkB-rec2-000": 24000}
+    num_frames = {k: int(v) for k, v in read_scp(data / "utt2num_frames").items()}
+    assert num_frames == {utt: 1 + (n - 400) // 160 for utt, n in samples.items()}
+    assert {utt: m.shape for utt, m in kaldiio.load_scp(str(data / "feats.scp")).items()} == {
+        utt: (n, 80) for utt, n in num_frames.items()}
+
+
+def test_bad_audio_fails_naming_every_key_then_rerun_works(mixed_dir, tmp_path):
+    data, samples = mixed_dir
+    feat_dir = tmp_path / "fbank"
+    make_features(data, feat_dir, nj=2)  # an earlier good run: its feats.scp must not survive a failure
+    audio = tmp_path / "audio"
+    (audio / "bad.wav").write_bytes(b"RIFF this is not a wav file at all" * 20)
+    nan = _audio(0.5, 16000, 9)
+    nan[100:110] = np.nan
+    soundfile.write(audio / "nan.wav", nan, 16000, subtype="FLOAT")
+    wav_scp = {utt: value for utt, value in read_scp(data / "wav.scp").items()}
+    wav_scp.update({"spk1-bad": str(audio / "bad.wav"), "spk2-nan": str(audio / "nan.wav")})
+    _write_dir(data, wav_scp)
+
+    with pytest.raises(FeatureExtractionError) as info:
+        make_features(data, feat_dir, nj=2)
+    assert set(info.value.failed_utts) == {"spk1-bad", "spk2-nan"}
+    assert "spk1-bad" in str(info.value) and "spk2-nan" in str(info.value)
+    assert not (data / "feats.scp").exists() and not (data / "vad.scp").exists()
+    assert not (data / "utt2num_frames").exists()
+    logs = "".join(p.read_text() for p in (feat_dir / "log").glob("make_fbank.*.log"))
+    assert "spk1-bad" in logs and "NaN" in logs
+    assert make_features_main(["--data-dir", str(data), "--feat-dir", str(feat_dir), "--nj", "2"]) == 1
+
+    # Repair the audio and re-run: everything comes out.
+    soundfile.write(audio / "bad.wav", _audio(0.5, 16000, 10), 16000, subtype="PCM_16")
+    soundfile.write(audio / "nan.wav", _audio(0.5, 16000, 11), 16000, subtype="PCM_16")
+    make_features(data, feat_dir, nj=2)
+    assert sorted(read_scp(data / "feats.scp")) == sorted(list(samples) + ["spk1-bad", "spk2-nan"])
+    assert int(read_scp(data / "utt2num_frames")["spk2-nan"]) == 1 + (8000 - 400) // 160
+    assert not list((feat_dir / "log").glob("*.failed"))
+
+
+def test_data_dir_and_feat_dir_checks(mixed_dir, tmp_path):
+    data, _ = mixed_dir
+    from speakernet.data.kaldi_dir import DataDirError
+
+    with pytest.raises(DataDirError, match="does not exist"):
+        make_features(tmp_path / "nowhere", tmp_path / "f")
+    (data / "utt2spk").write_text("spk1-a spk1\n")
+    with pytest.raises(DataDirError, match="utt2spk"):
+        make_features(data, tmp_path / "f")
+    other = tmp_path / "other"
+    _write_dir(other, {"x-1": "cat /dev/null |"})
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "data_dir").write_text(str(data.resolve()) + "\n")
+    with pytest.raises(ValueError, match="another data dir|already holds"):
+        make_features(other, tmp_path / "f")
