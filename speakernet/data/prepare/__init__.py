@@ -1,0 +1,186 @@
+"""Corpus preparers: official corpus layouts -> Kaldi data directories and trial lists.
+
+Each corpus has its own module (:mod:`.voxceleb`, :mod:`.cnceleb`, :mod:`.pooled`); this module
+holds what they share: a fast directory scanner, ``wav.scp`` value builders and an atomic
+data-directory writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+from speakernet.data.kaldi_dir import utt2spk_to_spk2utt, write_scp, write_trials
+from speakernet.utils.fileio import PathLike, atomic_dir
+
+logger = logging.getLogger(__name__)
+
+AUDIO_EXTENSIONS = (".wav", ".flac")
+
+
+class ScannedFile(NamedTuple):
+    """One audio file found by :func:`scan_audio_tree`.
+
+    Attributes:
+        dirs: Names of the directories between the scanned base and the file.
+        stem: File name without its extension.
+        suffix: Lower-cased extension including the dot (``".wav"``).
+        path: Absolute path of the file.
+    """
+
+    dirs: tuple[str, ...]
+    stem: str
+    suffix: str
+    path: str
+
+
+def scan_audio_tree(base: PathLike, depth: int, extensions: Sequence[str] = AUDIO_EXTENSIONS) -> list[ScannedFile]:
+    """Lists the audio files exactly ``depth`` directory levels below ``base``.
+
+    ``os.scandir`` is used level by level (its directory entries carry the file type, so no
+    per-file ``stat`` call is made): VoxCeleb2's 1 M files are listed in seconds, where
+    ``Path.rglob`` would stat every file. Hidden entries (names starting with ``.``) are skipped.
+
+    Args:
+        base: Directory to scan.
+        depth: Number of directory levels between ``base`` and the files (0: files directly in it).
+        extensions: Accepted extensions, lower case with the dot; matched case-insensitively.
+
+    Returns:
+        The files, sorted by (dirs, stem, suffix).
+
+    Raises:
+        FileNotFoundError: if ``base`` is not a directory.
+    """
+    base = Path(base).resolve()
+    if not base.is_dir():
+        raise FileNotFoundError(f"{base}: corpus directory does not exist")
+    wanted = tuple(ext.lower() for ext in extensions)
+    found: list[ScannedFile] = []
+    started = time.perf_counter()
+
+    def visit(directory: str, dirs: tuple[str, ...]) -> None:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if len(dirs) < depth:
+                    if entry.is_dir():
+                        visit(entry.path, dirs + (entry.name,))
+                elif entry.is_file():
+                    stem, suffix = os.path.splitext(entry.name)
+                    if suffix.lower() in wanted:
+                        found.append(ScannedFile(dirs, stem, suffix.lower(), entry.path))
+
+    visit(str(base), ())
+    found.sort()
+    elapsed = max(time.perf_counter() - started, 1e-9)
+    logger.info("Scanned %s: %d %s files in %.2f s (%.0f files/s)", base, len(found), "/".join(wanted), elapsed,
+                len(found) / elapsed)
+    return found
+
+
+def unique_by_key(files: Iterable[tuple[str, ScannedFile]], preference: Sequence[str]) -> dict[str, ScannedFile]:
+    """Keeps one file per key when a recording exists in several formats (``a.flac`` and ``a.wav``).
+
+    Args:
+        files: ``(key, file)`` pairs.
+        preference: Extensions, most preferred first; the first one present wins.
+
+    Returns:
+        Mapping from key to the chosen file, in input order.
+    """
+    rank = {ext: index for index, ext in enumerate(preference)}
+    chosen: dict[str, ScannedFile] = {}
+    duplicates = 0
+    for key, scanned in files:
+        previous = chosen.get(key)
+        if previous is None:
+            chosen[key] = scanned
+            continue
+        duplicates += 1
+        if rank.get(scanned.suffix, len(rank)) < rank.get(previous.suffix, len(rank)):
+            chosen[key] = scanned
+    if duplicates:
+        logger.info("%d recordings exist in more than one format; kept one per key, preferring %s", duplicates,
+                    "/".join(preference))
+    return chosen
+
+
+def scp_path(path: PathLike) -> str:
+    """Returns the ``wav.scp`` value reading an audio file: its absolute path.
+
+    Kaldi splits ``wav.scp`` lines at the first whitespace and takes the rest as the value, so a
+    path containing whitespace is read through a quoted ``cat '<path>' |`` pipe instead (real
+    corpora have such folders, e.g. Arabic Speech Commands' ``zoom in``).
+
+    Args:
+        path: Audio file.
+
+    Returns:
+        The absolute path, or ``cat <quoted absolute path> |`` if it contains whitespace.
+    """
+    text = os.path.abspath(os.fspath(path))
+    if any(char.isspace() for char in text):
+        return f"cat {shlex.quote(text)} |"
+    return text
+
+
+def ffmpeg_pipe(path: PathLike, sample_rate: int = 16000) -> str:
+    """Returns a ``wav.scp`` pipe decoding any ffmpeg-readable file to mono wav at ``sample_rate``.
+
+    Args:
+        path: Audio file (e.g. VoxCeleb2's ``.m4a``).
+        sample_rate: Output rate in Hz.
+
+    Returns:
+        ``ffmpeg -nostdin -v error -i <quoted abs path> -ac 1 -ar <rate> -f wav - |``.
+    """
+    quoted = shlex.quote(os.path.abspath(os.fspath(path)))
+    return f"ffmpeg -nostdin -v error -i {quoted} -ac 1 -ar {sample_rate} -f wav - |"
+
+
+def write_data_dir(
+    path: PathLike,
+    wav_scp: Mapping[str, str],
+    utt2spk: Mapping[str, str],
+    segments: Mapping[str, tuple[str, float, float]] | None = None,
+    tables: Mapping[str, Mapping[str, str]] | None = None,
+    trials: Mapping[str, Sequence[tuple[str, str, str]]] | None = None,
+) -> Path:
+    """Writes a complete Kaldi data directory atomically (built aside, then renamed into place).
+
+    An existing directory at ``path`` is replaced as a whole, so features or embeddings of an
+    older preparation never sit next to new lists.
+
+    Args:
+        path: Data directory to (re)create.
+        wav_scp: Recording (or utterance, without segments) -> path or ``cmd |``.
+        utt2spk: Utterance -> speaker.
+        segments: Utterance -> (recording, start s, end s), or None.
+        tables: Further ``<key> <value>`` files by name (e.g. ``utt2dur``).
+        trials: Trial lists by file name, each ``(enroll, test, label)`` in the order to write.
+
+    Returns:
+        ``path`` as a :class:`Path`.
+    """
+    path = Path(path)
+    with atomic_dir(path) as tmp:
+        write_scp(tmp / "wav.scp", wav_scp)
+        write_scp(tmp / "utt2spk", utt2spk)
+        write_scp(tmp / "spk2utt", utt2spk_to_spk2utt(utt2spk))
+        if segments is not None:
+            write_scp(tmp / "segments", {utt: f"{rec} {start:.3f} {end:.3f}" for utt, (rec, start, end)
+                                         in segments.items()})
+        for name, table in (tables or {}).items():
+            write_scp(tmp / name, table)
+        for name, trial_list in (trials or {}).items():
+            write_trials(tmp / name, trial_list)
+    logger.info("Wrote %s: %d utterances, %d speakers%s", path, len(utt2spk), len(set(utt2spk.values())),
+                "".join(f", {name} ({len(trial_list)} trials)" for name, trial_list in (trials or {}).items()))
+    return path

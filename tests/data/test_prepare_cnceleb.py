@@ -1,0 +1,188 @@
+"""CN-Celeb preparation on a tiny fake corpus: exact data dirs and trials, and list errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from speakernet.bin import prepare_cnceleb as prepare_cnceleb_bin
+from speakernet.data.kaldi_dir import DataDirError
+from speakernet.data.prepare.cnceleb import prepare_cnceleb
+
+CNC1_FILES = [
+    "data/id00001/interview-01-001.flac",
+    "data/id00001/speech-02-001.flac",
+    "data/id00002/singing-01-001.flac",
+    "data/id00002/singing-01-001.wav",  # converted next to the flac: the wav is used
+    "data/id00800/drama-01-001.flac",
+    "data/id00800/singing-01-001.flac",
+    "data/id00800/singing-01-002.flac",
+    "data/id00801/vlog-01-001.flac",
+    "data/id00801/vlog-01-002.flac",
+    "eval/enroll/id00800-enroll.flac",
+    "eval/enroll/id00801-enroll.flac",
+    "eval/test/id00800-drama-01-002.flac",
+    "eval/test/id00801-movie-01-001.flac",
+    "eval/test/id00801-vlog-01-003.flac",
+]
+LISTS = {
+    "dev/dev.lst": "id00001\nid00002\n",
+    "eval/lists/enroll.lst": "id00800-enroll enroll/id00800-enroll.wav\nid00801-enroll enroll/id00801-enroll.wav\n",
+    "eval/lists/enroll.map": (
+        "id00800-enroll id00800/singing-01-001.wav id00800/singing-01-002.wav\n"
+        "id00801-enroll id00801/vlog-01-001.wav id00801/vlog-01-002.wav\n"
+    ),
+    "eval/lists/trials.lst": (
+        "id00800-enroll test/id00800-drama-01-002.wav 1\n"
+        "id00800-enroll test/id00801-vlog-01-003.wav 0\n"
+        "id00801-enroll test/id00801-movie-01-001.wav 1\n"
+        "id00801-enroll test/id00800-drama-01-002.wav 0\n"
+    ),
+}
+
+
+def make_cnceleb(tmp_path: Path, **replace: str) -> Path:
+    """Writes CN-Celeb1 (empty audio files: only paths are read); ``replace`` swaps list texts by file name."""
+    root = tmp_path / "CN-Celeb_flac"
+    for relative in CNC1_FILES:
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).touch()
+    for relative, text in LISTS.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(replace.get(Path(relative).name.replace(".", "_"), text))
+    return root
+
+
+def make_cnceleb2(tmp_path: Path) -> Path:
+    root = tmp_path / "CN-Celeb2_flac"
+    for relative in ["data/id10001/recitation-01-001.flac", "data/id10001/vlog-03-002.flac",
+                     "data/id10002/live_broadcast-01-001.flac"]:
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).touch()
+    (root / "spk.lst").write_text("id10001\n")
+    return root
+
+
+def read(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def test_cnceleb_all_dirs_exact(tmp_path: Path) -> None:
+    root = make_cnceleb(tmp_path)
+    root2 = make_cnceleb2(tmp_path)
+    out = tmp_path / "data"
+    written = prepare_cnceleb(root, out, cnceleb2_root=root2)
+    assert sorted(written) == ["cnceleb_train", "eval_enroll", "eval_enroll_map", "eval_test"]
+    r1, r2 = root.resolve(), root2.resolve()
+
+    assert read(out / "cnceleb_train" / "wav.scp") == (
+        f"id00001-interview-01-001 {r1}/data/id00001/interview-01-001.flac\n"
+        f"id00001-speech-02-001 {r1}/data/id00001/speech-02-001.flac\n"
+        f"id00002-singing-01-001 {r1}/data/id00002/singing-01-001.wav\n"
+        f"id10001-recitation-01-001 {r2}/data/id10001/recitation-01-001.flac\n"
+        f"id10001-vlog-03-002 {r2}/data/id10001/vlog-03-002.flac\n"
+    )
+    assert read(out / "cnceleb_train" / "utt2spk") == (
+        "id00001-interview-01-001 id00001\nid00001-speech-02-001 id00001\nid00002-singing-01-001 id00002\n"
+        "id10001-recitation-01-001 id10001\nid10001-vlog-03-002 id10001\n"
+    )
+    assert read(out / "cnceleb_train" / "spk2utt") == (
+        "id00001 id00001-interview-01-001 id00001-speech-02-001\nid00002 id00002-singing-01-001\n"
+        "id10001 id10001-recitation-01-001 id10001-vlog-03-002\n"
+    )
+
+    # "concat": the official enrolment file, found as .flac although the list says .wav.
+    assert read(out / "eval_enroll" / "wav.scp") == (
+        f"id00800-enroll {r1}/eval/enroll/id00800-enroll.flac\nid00801-enroll {r1}/eval/enroll/id00801-enroll.flac\n"
+    )
+    assert read(out / "eval_enroll" / "utt2spk") == "id00800-enroll id00800-enroll\nid00801-enroll id00801-enroll\n"
+    assert read(out / "eval_enroll" / "spk2utt") == "id00800-enroll id00800-enroll\nid00801-enroll id00801-enroll\n"
+
+    # "average": every enroll.map utterance, mapped to its enrolment id.
+    assert read(out / "eval_enroll_map" / "wav.scp") == (
+        f"id00800-enroll-singing-01-001 {r1}/data/id00800/singing-01-001.flac\n"
+        f"id00800-enroll-singing-01-002 {r1}/data/id00800/singing-01-002.flac\n"
+        f"id00801-enroll-vlog-01-001 {r1}/data/id00801/vlog-01-001.flac\n"
+        f"id00801-enroll-vlog-01-002 {r1}/data/id00801/vlog-01-002.flac\n"
+    )
+    assert read(out / "eval_enroll_map" / "spk2utt") == (
+        "id00800-enroll id00800-enroll-singing-01-001 id00800-enroll-singing-01-002\n"
+        "id00801-enroll id00801-enroll-vlog-01-001 id00801-enroll-vlog-01-002\n"
+    )
+
+    assert read(out / "eval_test" / "wav.scp") == (
+        f"id00800-drama-01-002 {r1}/eval/test/id00800-drama-01-002.flac\n"
+        f"id00801-movie-01-001 {r1}/eval/test/id00801-movie-01-001.flac\n"
+        f"id00801-vlog-01-003 {r1}/eval/test/id00801-vlog-01-003.flac\n"
+    )
+    assert read(out / "eval_test" / "utt2spk") == (
+        "id00800-drama-01-002 id00800\nid00801-movie-01-001 id00801\nid00801-vlog-01-003 id00801\n"
+    )
+    assert read(out / "eval_test" / "trials") == (
+        "id00800-enroll id00800-drama-01-002 target\n"
+        "id00800-enroll id00801-vlog-01-003 nontarget\n"
+        "id00801-enroll id00801-movie-01-001 target\n"
+        "id00801-enroll id00800-drama-01-002 nontarget\n"
+    )
+
+
+def test_cnceleb_enroll_modes_and_no_dev_list(tmp_path: Path) -> None:
+    root = make_cnceleb(tmp_path)
+    (root / "dev" / "dev.lst").unlink()
+    out = tmp_path / "data"
+    assert sorted(prepare_cnceleb(root, out, enroll_mode="concat")) == ["cnceleb_train", "eval_enroll", "eval_test"]
+    # Without dev.lst the dev speakers are the ids below id00800.
+    assert read(out / "cnceleb_train" / "spk2utt") == (
+        "id00001 id00001-interview-01-001 id00001-speech-02-001\nid00002 id00002-singing-01-001\n"
+    )
+    out2 = tmp_path / "data2"
+    assert sorted(prepare_cnceleb(root, out2, enroll_mode="average")) == [
+        "cnceleb_train", "eval_enroll_map", "eval_test"]
+    with pytest.raises(ValueError, match="enroll_mode"):
+        prepare_cnceleb(root, out, enroll_mode="mean")
+
+
+def test_cnceleb_trial_with_missing_test_file(tmp_path: Path) -> None:
+    bad = LISTS["eval/lists/trials.lst"].replace("id00801-movie-01-001", "id00801-movie-09-009")
+    root = make_cnceleb(tmp_path, trials_lst=bad)
+    with pytest.raises(DataDirError) as info:
+        prepare_cnceleb(root, tmp_path / "data")
+    assert info.value.path == str(root.resolve() / "eval" / "lists" / "trials.lst")
+    assert (info.value.line, info.value.key) == (3, "id00801-movie-09-009")
+    assert "trials.lst:3 (key 'id00801-movie-09-009')" in str(info.value)
+    assert not (tmp_path / "data").exists()  # nothing is written before every list checked
+
+
+def test_cnceleb_trial_with_unknown_enroll_id(tmp_path: Path) -> None:
+    bad = LISTS["eval/lists/trials.lst"] + "id00999-enroll test/id00800-drama-01-002.wav 0\n"
+    root = make_cnceleb(tmp_path, trials_lst=bad)
+    with pytest.raises(DataDirError, match=r"trials.lst:5 \(key 'id00999-enroll'\)"):
+        prepare_cnceleb(root, tmp_path / "data")
+
+
+def test_cnceleb_enroll_map_missing_file(tmp_path: Path) -> None:
+    bad = LISTS["eval/lists/enroll.map"].replace("vlog-01-002", "vlog-07-002")
+    root = make_cnceleb(tmp_path, enroll_map=bad)
+    with pytest.raises(DataDirError, match=r"enroll.map:2 \(key 'id00801-enroll'\).*id00801/vlog-07-002.wav"):
+        prepare_cnceleb(root, tmp_path / "data")
+    # Concatenated enrolment alone does not read enroll.map.
+    prepare_cnceleb(root, tmp_path / "data", enroll_mode="concat")
+
+
+def test_cnceleb_enroll_lst_missing_file_and_dev_list_speaker(tmp_path: Path) -> None:
+    root = make_cnceleb(tmp_path, enroll_lst="id00800-enroll enroll/id00800-enroll.wav\nid00802-enroll "
+                                              "enroll/id00802-enroll.wav\n")
+    with pytest.raises(DataDirError, match=r"enroll.lst:2 \(key 'id00802-enroll'\)"):
+        prepare_cnceleb(root, tmp_path / "data", enroll_mode="concat")
+    root = make_cnceleb(tmp_path / "b", dev_lst="id00001\nid00003\n")
+    with pytest.raises(DataDirError, match=r"dev.lst \(key 'id00003'\)"):
+        prepare_cnceleb(root, tmp_path / "data")
+
+
+def test_prepare_cnceleb_entry_point(tmp_path: Path) -> None:
+    root = make_cnceleb(tmp_path)
+    out = tmp_path / "data"
+    assert prepare_cnceleb_bin.main(["--cnceleb1-root", str(root), "--out-dir", str(out), "--enroll-mode", "both"]) == 0
+    assert (out / "eval_test" / "trials").is_file() and (out / "eval_enroll_map" / "utt2spk").is_file()
+    assert prepare_cnceleb_bin.main(["--cnceleb1-root", str(tmp_path / "nope"), "--out-dir", str(out)]) == 1
