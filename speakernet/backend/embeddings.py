@@ -1,0 +1,286 @@
+"""Embedding tables: reading and writing ``xvector.ark/.scp``, speaker and global means.
+
+A table is a list of keys and a float32 matrix ``[num_keys, embed_dim]`` whose row ``i`` is the
+embedding of ``keys[i]``. On disk it is a Kaldi archive of float vectors indexed by a scp
+(read and written with kaldiio), so Kaldi's ``ivector-*`` tools and WeSpeaker read it too.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+
+from speakernet.data.kaldi_dir import DataDirError, read_scp
+from speakernet.utils.fileio import PathLike, atomic_write
+
+logger = logging.getLogger(__name__)
+
+
+def load_embeddings(scp: PathLike) -> tuple[list[str], np.ndarray]:
+    """Loads every embedding indexed by a scp file.
+
+    Args:
+        scp: ``<key> <ark>:<offset>`` file of float vectors (a ``[1, dim]`` matrix is taken
+            as a vector).
+
+    Returns:
+        ``(keys, matrix)``: keys in file order and a float32 matrix ``[num_keys, dim]``.
+
+    Raises:
+        DataDirError: on a missing or empty scp, a duplicate key, an unreadable entry, an entry
+            that is not a vector, a dimension that differs from the first entry's, or a
+            non-finite value; the message names the scp file and the key.
+    """
+    scp = Path(scp)
+    entries = read_scp(scp)  # checks existence, format and duplicate keys with line numbers
+    if not entries:
+        raise DataDirError(scp, "no embeddings in scp file")
+    start = time.perf_counter()
+    entry_keys = list(entries)
+    keys: list[str] = []
+    rows: list[np.ndarray] = []
+    iterator = kaldiio.load_scp_sequential(str(scp))
+    for expected in entry_keys:
+        try:
+            key, value = next(iterator)
+        except Exception as error:  # kaldiio raises assorted errors on missing or truncated arks
+            raise DataDirError(scp, f"cannot read embedding: {error}", key=expected) from error
+        vector = np.asarray(value)
+        if vector.ndim == 2 and vector.shape[0] == 1:
+            vector = vector[0]
+        if vector.ndim != 1:
+            raise DataDirError(scp, f"embedding must be a vector, got shape {vector.shape}", key=key)
+        if rows and vector.shape[0] != rows[0].shape[0]:
+            raise DataDirError(
+                scp,
+                f"embedding dimension {vector.shape[0]} differs from {rows[0].shape[0]} of '{keys[0]}'",
+                key=key,
+            )
+        if not np.all(np.isfinite(vector)):
+            raise DataDirError(scp, "embedding has non-finite values", key=key)
+        keys.append(key)
+        rows.append(vector.astype(np.float32, copy=False))
+    matrix = np.stack(rows)
+    elapsed = max(time.perf_counter() - start, 1e-9)
+    logger.info(
+        "Loaded %d embeddings of dimension %d from %s (%.0f embeddings/s)",
+        len(keys), matrix.shape[1], scp, len(keys) / elapsed,
+    )
+    return keys, matrix
+
+
+def select_embeddings(
+    keys: Sequence[str], matrix: np.ndarray, wanted: Sequence[str], source: PathLike = "embeddings"
+) -> np.ndarray:
+    """Returns the rows of a table for the given keys, in the given order.
+
+    Args:
+        keys: Key of each row of ``matrix``.
+        matrix: Embeddings ``[num_keys, dim]``.
+        wanted: Keys to look up (repeats allowed).
+        source: Name of the table (its scp file), for error messages.
+
+    Returns:
+        Matrix ``[len(wanted), dim]``.
+
+    Raises:
+        DataDirError: naming ``source`` and the first key of ``wanted`` that is not in the table.
+    """
+    index = {key: row for row, key in enumerate(keys)}
+    rows = np.empty(len(wanted), dtype=np.int64)
+    for position, key in enumerate(wanted):
+        row = index.get(key)
+        if row is None:
+            raise DataDirError(source, "no embedding for this key", key=key)
+        rows[position] = row
+    return np.asarray(matrix)[rows]
+
+
+def write_embeddings(ark_path: PathLike, scp_path: PathLike, keys: Sequence[str], matrix: np.ndarray) -> None:
+    """Writes an embedding table as a Kaldi archive and its scp, atomically.
+
+    Both files are written under temporary names and moved into place (the archive first);
+    the scp points at ``ark_path`` exactly as given, like Kaldi's ``ark,scp:`` writers.
+
+    Args:
+        ark_path: Destination archive (``xvector.ark``).
+        scp_path: Destination index (``xvector.scp``).
+        keys: One key per row; no duplicates, no whitespace.
+        matrix: Float matrix ``[num_keys, dim]``; written as float32 vectors.
+
+    Raises:
+        ValueError: on a key count that differs from the row count, a duplicate or empty key,
+            a key containing whitespace, or a matrix that is not 2-D.
+    """
+    matrix = np.asarray(matrix)
+    if matrix.ndim != 2:
+        raise ValueError(f"embedding matrix must be 2-D [num_keys, dim], got shape {matrix.shape}")
+    if len(keys) != matrix.shape[0]:
+        raise ValueError(f"got {len(keys)} keys for {matrix.shape[0]} embeddings")
+    seen: set[str] = set()
+    for key in keys:
+        if not key or len(key.split()) != 1 or key != key.strip():
+            raise ValueError(f"embedding key must be non-empty without whitespace, got '{key}'")
+        if key in seen:
+            raise ValueError(f"duplicate embedding key '{key}'")
+        seen.add(key)
+    matrix = matrix.astype(np.float32, copy=False)
+    # kaldiio.save_ark would write the temporary archive name into the scp, so each entry is
+    # written here (key, space, kaldiio's binary vector) and its offset recorded by hand.
+    offsets = []
+    with atomic_write(scp_path) as scp_handle:
+        with atomic_write(ark_path, "wb") as ark_handle:
+            for key, row in zip(keys, matrix):
+                ark_handle.write(f"{key} ".encode())
+                offsets.append(ark_handle.tell())
+                kaldiio.save_mat(ark_handle, row)
+        for key, offset in zip(keys, offsets):
+            scp_handle.write(f"{key} {ark_path}:{offset}\n")
+    logger.info("Wrote %d embeddings to %s and %s", len(keys), ark_path, scp_path)
+
+
+def write_vector(path: PathLike, vector: np.ndarray) -> None:
+    """Writes one float32 vector as a Kaldi binary vector file (``mean.vec``), atomically.
+
+    Args:
+        path: Destination file.
+        vector: 1-D array.
+
+    Raises:
+        ValueError: if ``vector`` is not 1-D.
+    """
+    vector = np.asarray(vector)
+    if vector.ndim != 1:
+        raise ValueError(f"expected a 1-D vector, got shape {vector.shape}")
+    with atomic_write(path, "wb") as handle:
+        kaldiio.save_mat(handle, vector.astype(np.float32, copy=False))
+
+
+def read_vector(path: PathLike) -> np.ndarray:
+    """Reads a Kaldi vector file such as ``mean.vec``.
+
+    Args:
+        path: File written by :func:`write_vector`, Kaldi's ``ivector-mean`` or kaldiio.
+
+    Returns:
+        Float32 vector.
+
+    Raises:
+        DataDirError: if the file is missing, unreadable or not a vector.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataDirError(path, "file does not exist")
+    try:
+        value = np.asarray(kaldiio.load_mat(str(path)))
+    except Exception as error:  # kaldiio raises assorted errors on malformed files
+        raise DataDirError(path, f"cannot read Kaldi vector: {error}") from error
+    if value.ndim == 2 and value.shape[0] == 1:
+        value = value[0]
+    if value.ndim != 1:
+        raise DataDirError(path, f"expected a vector, got shape {value.shape}")
+    return value.astype(np.float32, copy=False)
+
+
+def global_mean(matrix: np.ndarray) -> np.ndarray:
+    """The mean embedding of a table (accumulated in float64).
+
+    Args:
+        matrix: Embeddings ``[num_keys, dim]``.
+
+    Returns:
+        Float32 vector ``[dim]``.
+
+    Raises:
+        ValueError: on an empty or non-2-D matrix.
+    """
+    matrix = np.asarray(matrix)
+    if matrix.ndim != 2 or matrix.shape[0] == 0:
+        raise ValueError(f"expected a non-empty [num_keys, dim] matrix, got shape {matrix.shape}")
+    return matrix.mean(axis=0, dtype=np.float64).astype(np.float32)
+
+
+def speaker_means(
+    utt_keys: Sequence[str], matrix: np.ndarray, utt2spk: Mapping[str, str], utt2spk_path: PathLike = "utt2spk"
+) -> tuple[list[str], np.ndarray]:
+    """Averages utterance embeddings per speaker (plain mean, not length-normalised).
+
+    This is Kaldi's ``ivector-mean`` over spk2utt and WeSpeaker's ``tools/vector_mean.py``.
+
+    Args:
+        utt_keys: Utterance key of each row of ``matrix``.
+        matrix: Utterance embeddings ``[num_utts, dim]``.
+        utt2spk: Utterance -> speaker map; every key of ``utt_keys`` must be in it.
+        utt2spk_path: Name of the utt2spk file, for error messages.
+
+    Returns:
+        ``(spk_keys, means)``: speakers in C-locale order and a float32 matrix
+        ``[num_speakers, dim]`` of their mean embeddings.
+
+    Raises:
+        DataDirError: for an utterance with no speaker in ``utt2spk`` (names the key).
+        ValueError: if the key count differs from the row count or there are no rows.
+    """
+    matrix = np.asarray(matrix)
+    if matrix.ndim != 2 or matrix.shape[0] == 0:
+        raise ValueError(f"expected a non-empty [num_utts, dim] matrix, got shape {matrix.shape}")
+    if len(utt_keys) != matrix.shape[0]:
+        raise ValueError(f"got {len(utt_keys)} keys for {matrix.shape[0]} embeddings")
+    speakers = []
+    for utt in utt_keys:
+        speaker = utt2spk.get(utt)
+        if speaker is None:
+            raise DataDirError(utt2spk_path, "utterance has an embedding but no speaker", key=utt)
+        speakers.append(speaker)
+    # np.unique sorts str by code point, which is UTF-8 byte order, i.e. LC_ALL=C order.
+    spk_keys, speaker_index = np.unique(np.asarray(speakers), return_inverse=True)
+    order = np.argsort(speaker_index, kind="stable")
+    starts = np.flatnonzero(np.r_[True, speaker_index[order][1:] != speaker_index[order][:-1]])
+    sums = np.add.reduceat(matrix[order].astype(np.float64), starts, axis=0)
+    counts = np.diff(np.r_[starts, len(order)])
+    means = (sums / counts[:, None]).astype(np.float32)
+    return [str(key) for key in spk_keys], means
+
+
+def compute_mean_files(
+    scp: PathLike,
+    mean_out: PathLike | None = None,
+    utt2spk_path: PathLike | None = None,
+    spk_out_dir: PathLike | None = None,
+) -> None:
+    """The ``compute_mean`` stage: global mean vector and/or per-speaker mean embeddings.
+
+    Args:
+        scp: Utterance embeddings (``xvector.scp``).
+        mean_out: Where to write the global mean as a Kaldi vector (``mean.vec``), or None.
+        utt2spk_path: utt2spk of the utterances, required with ``spk_out_dir``.
+        spk_out_dir: Directory for ``spk_xvector.ark/.scp``, or None. Utterances of utt2spk with
+            no embedding are skipped with a warning, as Kaldi's ``ivector-mean`` does.
+
+    Raises:
+        ValueError: if neither output is requested, or ``spk_out_dir`` comes without utt2spk.
+        DataDirError: on unreadable inputs or an embedded utterance missing from utt2spk.
+    """
+    if mean_out is None and spk_out_dir is None:
+        raise ValueError("nothing to do: give a global mean output and/or a speaker output directory")
+    if spk_out_dir is not None and utt2spk_path is None:
+        raise ValueError("per-speaker means need an utt2spk file")
+    keys, matrix = load_embeddings(scp)
+    if mean_out is not None:
+        write_vector(mean_out, global_mean(matrix))
+        logger.info("Wrote the mean of %d embeddings to %s", len(keys), mean_out)
+    if spk_out_dir is not None:
+        utt2spk = read_scp(utt2spk_path)
+        missing = len(set(utt2spk) - set(keys))
+        if missing:
+            logger.warning("%d utterances of %s have no embedding in %s; skipped", missing, utt2spk_path, scp)
+        spk_keys, means = speaker_means(keys, matrix, utt2spk, utt2spk_path)
+        spk_out_dir = Path(spk_out_dir)
+        spk_out_dir.mkdir(parents=True, exist_ok=True)
+        write_embeddings(spk_out_dir / "spk_xvector.ark", spk_out_dir / "spk_xvector.scp", spk_keys, means)
+        logger.info("Wrote mean embeddings of %d speakers to %s", len(spk_keys), spk_out_dir)

@@ -1,0 +1,54 @@
+"""Stage: EER and minDCF of score files, as a table in the log and in ``--out``.
+
+    python -m speakernet.bin.compute_metrics --scores exp/scores/vox1_O.score exp/scores/vox1_E.score \\
+        --name vox1_O --name vox1_E --out exp/scores/results
+    python -m speakernet.bin.compute_metrics --scores kaldi_scores --trials data/test/trials --out results
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from speakernet.backend.metrics import DEFAULT_P_TARGETS
+from speakernet.backend.scoring import compute_metrics_files
+from speakernet.utils.fileio import atomic_write
+from speakernet.data.kaldi_dir import DataDirError
+from speakernet.utils.logging import setup_logging
+
+logger = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parses the command line and computes the metrics; returns the process exit code."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scores", required=True, nargs="+", action="extend",
+                        help="score files: 4 columns, or 3 columns with --trials (option may repeat)")
+    parser.add_argument("--name", nargs="+", action="extend", default=None,
+                        help="row name for each score file, in order (default: the file names; option may repeat)")
+    parser.add_argument("--trials", default=None, help="trial list joined with every score file")
+    parser.add_argument("--p-target", type=float, nargs="+", default=list(DEFAULT_P_TARGETS),
+                        help="target priors of the minDCF columns (default: %(default)s)")
+    parser.add_argument("--out", required=True, help="results table (written atomically)")
+    parser.add_argument("--threshold-out", default=None,
+                        help="also write the EER threshold of the last score file here (the default decision "
+                        "threshold of `speakernet compare`)")
+    args = parser.parse_args(argv)
+    setup_logging()
+    try:
+        table, rows = compute_metrics_files(args.scores, args.out, args.name, args.trials, args.p_target)
+    except (DataDirError, ValueError) as error:
+        logger.error("%s", error)
+        return 1
+    if args.threshold_out is not None:
+        name, metrics = rows[-1]
+        with atomic_write(args.threshold_out) as handle:
+            handle.write(f"{metrics['eer_threshold']:.6f} EER threshold of {name}\n")
+    logger.info("Results (written to %s):\n%s", args.out, table.rstrip("\n"))
+    sys.stdout.write(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""Cosine scoring, score files (3 and 4 columns), and the score / compute_metrics commands."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from speakernet.backend.embeddings import write_embeddings, write_vector
+from speakernet.backend.metrics import compute_eer, compute_min_dcf
+from speakernet.backend.scoring import (
+    compute_metrics_files,
+    cosine_score_trials,
+    read_scores,
+    score_trials_files,
+    trial_labels,
+    write_scores,
+)
+from speakernet.bin import compute_metrics as compute_metrics_bin
+from speakernet.bin import score as score_bin
+from speakernet.data.kaldi_dir import DataDirError, write_trials
+
+
+def test_cosine_hand_computed():
+    # enroll a = [3, 4] (unit [0.6, 0.8]); test b = [4, 3] (unit [0.8, 0.6]) -> 0.48 + 0.48 = 0.96;
+    # test c = [0, -2] (unit [0, -1]) -> -0.8; a with itself -> 1.
+    enroll = {"a": np.array([3.0, 4.0])}
+    test = {"b": np.array([4.0, 3.0]), "c": np.array([0.0, -2.0]), "a": np.array([3.0, 4.0])}
+    trials = [("a", "b", "target"), ("a", "c", "nontarget"), ("a", "a", "target")]
+    scores = cosine_score_trials(trials, enroll, test)
+    np.testing.assert_allclose(scores, [0.96, -0.8, 1.0], rtol=1e-6)
+    # Mean [1, 1] subtracted first: a -> [2, 3], b -> [3, 2]: 12 / 13; c -> [-1, -3]: (-2 - 9) / sqrt(13 * 10).
+    scores = cosine_score_trials(trials, enroll, test, mean=np.array([1.0, 1.0]))
+    np.testing.assert_allclose(scores, [12 / 13, -11 / np.sqrt(130), 1.0], rtol=1e-6)
+
+
+def test_cosine_matches_naive_loop_and_chunking():
+    rng = np.random.default_rng(0)
+    enroll_keys = [f"e{index}" for index in range(40)]
+    test_keys = [f"t{index}" for index in range(70)]
+    enroll = rng.standard_normal((40, 16)).astype(np.float32)
+    test = rng.standard_normal((70, 16)).astype(np.float32)
+    mean = rng.standard_normal(16).astype(np.float32) * 0.1
+    trials = [(enroll_keys[rng.integers(40)], test_keys[rng.integers(70)], "nontarget") for _ in range(1000)]
+    expected = []
+    for enroll_key, test_key, _ in trials:
+        x = enroll[enroll_keys.index(enroll_key)].astype(np.float64) - mean
+        y = test[test_keys.index(test_key)].astype(np.float64) - mean
+        expected.append(x @ y / np.linalg.norm(x) / np.linalg.norm(y))
+    for chunk_size in (1, 7, 4096):
+        scores = cosine_score_trials(trials, (enroll_keys, enroll), (test_keys, test), mean, chunk_size=chunk_size)
+        assert scores.shape == (1000,)
+        np.testing.assert_allclose(scores, expected, atol=1e-5)
+
+
+def test_missing_key_error_names_trial_line_key_and_table():
+    table = (["a", "b"], np.eye(2, dtype=np.float32))
+    trials = [("a", "b", "target"), ("a", "zz", "nontarget"), ("b", "zz", "nontarget")]
+    with pytest.raises(DataDirError, match=r"data/trials:2 \(key 'zz'\): test key has no embedding in test\.scp "
+                                           r"\(2 trials affected\)"):
+        cosine_score_trials(trials, table, table, trials_path="data/trials", test_source="test.scp")
+    with pytest.raises(DataDirError, match=r"data/trials:1 \(key 'q'\): enroll key .* in enroll\.scp"):
+        cosine_score_trials([("q", "a", "target")], table, table, trials_path="data/trials",
+                            enroll_source="enroll.scp")
+
+
+def test_degenerate_embeddings():
+    table = (["a", "b", "zero"], np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]], dtype=np.float32))
+    # An unused zero vector is harmless.
+    np.testing.assert_allclose(cosine_score_trials([("a", "b", "nontarget")], table, table), [0.0], atol=1e-7)
+    with pytest.raises(DataDirError, match=r"emb\.scp \(key 'zero'\): .*zero or non-finite norm"):
+        cosine_score_trials([("a", "zero", "nontarget")], table, table, enroll_source="emb.scp")
+    with pytest.raises(ValueError, match="dimension 3 but embeddings 2"):
+        cosine_score_trials([("a", "b", "nontarget")], table, table, mean=np.zeros(3))
+    with pytest.raises(ValueError, match="dimension 2 but test embeddings 3"):
+        cosine_score_trials([("a", "b", "nontarget")], table, (["b"], np.ones((1, 3))))
+
+
+def test_trial_labels():
+    np.testing.assert_array_equal(trial_labels([("a", "b", "target"), ("a", "c", "nontarget")]), [True, False])
+
+
+TRIALS = [("e1", "t1", "target"), ("e1", "t2", "nontarget"), ("e2", "t1", "nontarget")]
+
+
+def test_four_column_round_trip(tmp_path):
+    path = tmp_path / "scores"
+    write_scores(path, TRIALS, [0.123456, -0.5, 1.0])
+    assert path.read_text().splitlines() == [
+        "e1 t1 0.12346 target", "e1 t2 -0.50000 nontarget", "e2 t1 1.00000 nontarget"
+    ]
+    trials, scores = read_scores(path)
+    assert trials == TRIALS
+    np.testing.assert_allclose(scores, [0.12346, -0.5, 1.0])
+    # With the trial list: same result; the labels are checked against it.
+    write_trials(tmp_path / "trials", TRIALS)
+    trials, scores = read_scores(path, tmp_path / "trials")
+    assert trials == TRIALS
+    np.testing.assert_allclose(scores, [0.12346, -0.5, 1.0])
+
+
+def test_three_column_join_any_order(tmp_path):
+    write_trials(tmp_path / "trials", TRIALS)
+    path = tmp_path / "kaldi_scores"
+    path.write_text("e2 t1 1.5\ne1 t1 2.5\n\ne1 t2 -3\n")
+    trials, scores = read_scores(path, tmp_path / "trials")
+    assert trials == TRIALS
+    np.testing.assert_array_equal(scores, [2.5, -3.0, 1.5])
+    with pytest.raises(DataDirError, match="3-column scores have no labels"):
+        read_scores(path)
+
+
+def test_join_with_repeated_trials(tmp_path):
+    # A trial list that repeats a pair: line-by-line scores work, and so do reordered ones when the
+    # repeated pair has one score.
+    repeated = TRIALS + [("e1", "t1", "target")]
+    write_trials(tmp_path / "trials", repeated)
+    (tmp_path / "same_order").write_text("e1 t1 0.1\ne1 t2 0.2\ne2 t1 0.3\ne1 t1 0.1\n")
+    trials, scores = read_scores(tmp_path / "same_order", tmp_path / "trials")
+    assert trials == repeated
+    np.testing.assert_array_equal(scores, [0.1, 0.2, 0.3, 0.1])
+    (tmp_path / "reordered").write_text("e2 t1 0.3\ne1 t1 0.1\ne1 t2 0.2\n")
+    trials, scores = read_scores(tmp_path / "reordered", tmp_path / "trials")
+    np.testing.assert_array_equal(scores, [0.1, 0.2, 0.3, 0.1])
+
+
+@pytest.mark.parametrize(
+    ("content", "pattern"),
+    [
+        ("e1 t1 0.5\ne1 t2 0.1\n", r"trials:3 \(key 'e2 t1'\): trial has no score"),
+        ("e1 t1 0.5\ne1 t2 0.1\ne2 t1 0.2\ne9 t9 0.3\n", r"scores:4 \(key 'e9 t9'\): scored pair is not in"),
+        ("e1 t1 0.5\ne1 t2 0.1\ne1 t1 0.2\n", r"scores:3 \(key 'e1 t1'\): trial scored twice .*line 1\)"),
+        ("e1 t1 0.5 target\ne1 t2 0.1 target\ne2 t1 0.2 nontarget\n", r"scores:2 .*'target' disagrees"),
+    ],
+)
+def test_join_errors(tmp_path, content, pattern):
+    write_trials(tmp_path / "trials", TRIALS)
+    (tmp_path / "scores").write_text(content)
+    with pytest.raises(DataDirError, match=pattern):
+        read_scores(tmp_path / "scores", tmp_path / "trials")
+
+
+@pytest.mark.parametrize(
+    ("content", "pattern"),
+    [
+        ("e1 t1 0.5 target\ne1 t2 0.1\n", r"scores:2 \(key 'e1'\): expected 4 fields like the first line, got 3"),
+        ("e1 t1 abc target\n", r"scores:1 \(key 'e1'\): score 'abc' is not a number"),
+        ("e1 t1 nan target\n", r"scores:1 .*not finite"),
+        ("e1 t1 0.5 1\n", r"scores:1 .*label must be one of"),
+        ("e1 t1\n", r"scores:1 .*got 2 fields"),
+        ("\n\n", r"no scores in file"),
+    ],
+)
+def test_malformed_score_files(tmp_path, content, pattern):
+    (tmp_path / "scores").write_text(content)
+    with pytest.raises(DataDirError, match=pattern):
+        read_scores(tmp_path / "scores")
+
+
+def test_write_scores_validates(tmp_path):
+    with pytest.raises(ValueError, match="2 scores for 3 trials"):
+        write_scores(tmp_path / "s", TRIALS, [0.1, 0.2])
+    with pytest.raises(ValueError, match="trial 2 .*e1 t2.* not finite"):
+        write_scores(tmp_path / "s", TRIALS, [0.1, np.inf, 0.2])
+    assert not (tmp_path / "s").exists()
+
+
+def make_experiment(tmp_path, seed=0):
+    """Embeddings of 6 speakers x 4 utterances around speaker centres, all-pairs trials."""
+    rng = np.random.default_rng(seed)
+    keys = [f"spk{speaker}-utt{utt}" for speaker in range(6) for utt in range(4)]
+    centres = rng.standard_normal((6, 8))
+    matrix = (np.repeat(centres, 4, axis=0) + 0.6 * rng.standard_normal((24, 8)) + 3.0).astype(np.float32)
+    write_embeddings(tmp_path / "xvector.ark", tmp_path / "xvector.scp", keys, matrix)
+    write_vector(tmp_path / "mean.vec", matrix.mean(axis=0))
+    trials = [(a, b, "target" if a[:4] == b[:4] else "nontarget") for i, a in enumerate(keys) for b in keys[i + 1:]]
+    write_trials(tmp_path / "trials", trials)
+    return keys, matrix, trials
+
+
+def test_score_command_end_to_end(tmp_path):
+    keys, matrix, trials = make_experiment(tmp_path)
+    scp = str(tmp_path / "xvector.scp")
+    code = score_bin.main(["--trials", str(tmp_path / "trials"), "--enroll-scp", scp, "--test-scp", scp,
+                           "--mean-vec", str(tmp_path / "mean.vec"), "--out", str(tmp_path / "scores")])
+    assert code == 0
+    read_trials_back, scores = read_scores(tmp_path / "scores")
+    assert read_trials_back == trials
+    centred = matrix - matrix.mean(axis=0)
+    unit = centred / np.linalg.norm(centred, axis=1, keepdims=True)
+    index = {key: row for row, key in enumerate(keys)}
+    expected = [unit[index[a]] @ unit[index[b]] for a, b, _ in trials]
+    np.testing.assert_allclose(scores, expected, atol=1e-5)  # file keeps 5 decimals
+    # Mean subtraction matters here (all embeddings share a +3 offset): it must improve the EER.
+    labels = trial_labels(trials)
+    raw = score_trials_files(tmp_path / "trials", scp, scp, tmp_path / "raw_scores")
+    assert compute_eer(scores, labels)[0] < compute_eer(raw, labels)[0]
+
+
+def test_score_command_reports_missing_key(tmp_path):
+    make_experiment(tmp_path)
+    write_trials(tmp_path / "bad_trials", [("spk0-utt0", "spk0-utt1", "target"), ("spk0-utt0", "ghost", "nontarget")])
+    scp = str(tmp_path / "xvector.scp")
+    pattern = r"bad_trials:2 \(key 'ghost'\): test key has no embedding in .*xvector\.scp"
+    with pytest.raises(DataDirError, match=pattern):
+        score_trials_files(tmp_path / "bad_trials", scp, scp, tmp_path / "out")
+    args = ["--trials", str(tmp_path / "bad_trials"), "--enroll-scp", scp, "--test-scp", scp, "--out",
+            str(tmp_path / "out")]
+    assert score_bin.main(args) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_compute_metrics_command(tmp_path, capsys):
+    write_trials(tmp_path / "trials", [("a", "b", "target"), ("a", "c", "nontarget"), ("b", "c", "nontarget"),
+                                       ("a", "d", "target"), ("c", "d", "nontarget")])
+    # Scores: targets 0.9, 0.4; non-targets 0.5, 0.1, 0.3 -> thresholds 0.1 .. 0.9:
+    #   t=0.4: fnr 0, fpr 1/3; t=0.5: fnr 1/2, fpr 1/3; fnr - fpr: -1/3 -> +1/6, a = (1/6) / (1/2) = 1/3,
+    #   EER = 1/2 + 1/3 * (0 - 1/2) = 1/3.
+    (tmp_path / "four").write_text(
+        "a b 0.9 target\na c 0.5 nontarget\nb c 0.1 nontarget\na d 0.4 target\nc d 0.3 nontarget\n"
+    )
+    (tmp_path / "three").write_text("c d 0.3\na b 0.9\na d 0.4\nb c 0.1\na c 0.5\n")
+    out = tmp_path / "results"
+    code = compute_metrics_bin.main(["--scores", str(tmp_path / "four"), "--scores", str(tmp_path / "three"),
+                                     "--name", "sys4", "--name", "sys3", "--trials", str(tmp_path / "trials"),
+                                     "--out", str(out)])
+    assert code == 0
+    lines = out.read_text().splitlines()
+    assert lines[0].split() == ["name", "#trials", "EER(%)", "minDCF@0.01", "minDCF@0.05"]
+    expected_dcf = [f"{compute_min_dcf([0.9, 0.5, 0.1, 0.4, 0.3], [1, 0, 0, 1, 0], p)[0]:.4f}" for p in (0.01, 0.05)]
+    assert lines[1].split() == ["sys4", "5", "33.333"] + expected_dcf
+    assert lines[2].split() == ["sys3", "5", "33.333"] + expected_dcf
+    assert capsys.readouterr().out == out.read_text()
+
+    # Default names are the file names; custom priors change the columns.
+    table, rows = compute_metrics_files([tmp_path / "four"], p_targets=(0.5,))
+    assert table.splitlines()[0].split()[-1] == "minDCF@0.5"
+    assert table.splitlines()[1].split()[0] == "four"
+    # minDCF at p=0.5 is fnr + fpr at best: t=0.9 gives 1/2 + 0, t=0.4 gives 0 + 1/3 -> 1/3.
+    assert rows[0][1]["min_dcf"][0.5] == pytest.approx(1 / 3)
+
+    # Bad input: the error names the file, and nothing is written.
+    assert compute_metrics_bin.main(["--scores", str(tmp_path / "three"), "--out", str(tmp_path / "r2")]) == 1
+    assert not (tmp_path / "r2").exists()
+    (tmp_path / "all_target").write_text("a b 0.9 target\n")
+    with pytest.raises(DataDirError, match=r"all_target: no non-target trials"):
+        compute_metrics_files([tmp_path / "all_target"])
+    with pytest.raises(ValueError, match="1 names for 2 score files"):
+        compute_metrics_files([tmp_path / "four", tmp_path / "three"], names=["x"], trials_path=tmp_path / "trials")
