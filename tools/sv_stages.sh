@@ -88,11 +88,11 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
         --enroll-scp "$embeddings/$(basename "$enroll_data")/$enroll_table.scp" \
         --test-scp "$embeddings/$(basename "$test_data")/xvector.scp" \
         --mean-vec "$embeddings/$(basename "$train_data")/mean.vec" --out "$scores"
-      score_files+=("$scores"); names+=("$checkpoint:$(basename "$trial_list")")
+      case "$checkpoint" in init) model=untrained ;; latest) model=trained ;; *) model=$checkpoint ;; esac
+      score_files+=("$scores"); names+=("$model:$(basename "$trial_list")")
     done
   done
+  log "results in $exp_dir/results ('untrained' is the model before its first training step):"
   python -m speakernet.bin.compute_metrics --scores "${score_files[@]}" --name "${names[@]}" \
     --out "$exp_dir/results" --threshold-out "$exp_dir/threshold"
-  log "results (checkpoint 'init' is the untrained model):"
-  cat "$exp_dir/results"
 fi

@@ -1,0 +1,77 @@
+"""speakernet: embed recordings and compare two of them with a trained model.
+
+    speakernet embed --exp-dir exp/ecapa a.wav b.flac --out-dir embeds/
+    speakernet compare --exp-dir exp/ecapa a.wav b.wav [--threshold 0.35] [--mean-vec exp/ecapa/embed/train/mean.vec]
+
+The default threshold of ``compare`` is the EER threshold that the recipe's scoring stage
+wrote to ``exp_dir/threshold`` when it exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from speakernet.utils.logging import setup_logging
+
+logger = logging.getLogger(__name__)
+
+
+def _default_threshold(exp_dir: Path) -> float | None:
+    path = exp_dir / "threshold"
+    return float(path.read_text().split()[0]) if path.is_file() else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the ``embed`` or ``compare`` sub-command; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="speakernet", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    embed = commands.add_parser("embed", help="write the embedding of each audio file")
+    compare = commands.add_parser("compare", help="score two recordings: same speaker or not?")
+    for sub in (embed, compare):
+        sub.add_argument("--exp-dir", required=True, type=Path, help="training output dir")
+        sub.add_argument("--checkpoint", default="latest")
+    embed.add_argument("audio", nargs="+", help="audio files (wav/flac/...) or 'cmd |' pipes")
+    embed.add_argument("--out-dir", type=Path, required=True, help="writes xvector.ark/.scp here, keyed by file stem")
+    compare.add_argument("audio_a")
+    compare.add_argument("audio_b")
+    compare.add_argument("--threshold", type=float, default=None,
+                         help="decision threshold on the cosine score (default: exp_dir/threshold)")
+    compare.add_argument("--mean-vec", type=Path, default=None, help="mean embedding to subtract (mean.vec)")
+    args = parser.parse_args(argv)
+    setup_logging(logging.WARNING)
+
+    import numpy as np
+
+    from speakernet.backend.embeddings import read_vector, write_embeddings
+    from speakernet.inference import SpeakerEmbedder, describe
+
+    try:
+        embedder = SpeakerEmbedder(args.exp_dir, args.checkpoint)
+        if args.command == "embed":
+            keys = [Path(a.rstrip(" |").split()[-1]).stem for a in args.audio]
+            if len(set(keys)) != len(keys):
+                raise ValueError("two inputs have the same file stem; embed them in separate calls")
+            matrix = np.stack([embedder.embed(audio) for audio in args.audio])
+            write_embeddings(args.out_dir / "xvector.ark", args.out_dir / "xvector.scp", keys, matrix)
+            print(f"wrote {len(keys)} embeddings of dimension {matrix.shape[1]} to {args.out_dir / 'xvector.scp'}")
+            return 0
+        mean = read_vector(args.mean_vec) if args.mean_vec else None
+        threshold = args.threshold if args.threshold is not None else _default_threshold(args.exp_dir)
+        if threshold is None:
+            raise ValueError(f"no --threshold given and {args.exp_dir / 'threshold'} does not exist")
+        verdict = describe(embedder.compare(args.audio_a, args.audio_b, mean), threshold)
+        print(json.dumps(verdict))
+        print("same speaker" if verdict["same_speaker"] else "different speakers")
+        return 0
+    except (OSError, ValueError, RuntimeError) as error:
+        logger.error("%s", error)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Stage: extract embeddings of a data dir with a trained (or the untrained) model.
+
+    python -m speakernet.bin.extract --exp-dir exp/ecapa --data-dir data/test --out-dir exp/ecapa/embed/test
+    python -m speakernet.bin.extract --exp-dir exp/ecapa --checkpoint init ...   # the untrained model
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from speakernet.utils.logging import setup_logging
+
+logger = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parses the command line and extracts; returns the process exit code."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exp-dir", required=True, help="training output dir (config.yaml, checkpoints/)")
+    parser.add_argument("--data-dir", required=True, help="data dir with feats.scp (and vad.scp)")
+    parser.add_argument("--out-dir", required=True, help="where xvector.scp, spk_xvector.scp and mean.vec go")
+    parser.add_argument("--checkpoint", default="latest", help="latest | init (untrained) | file name | path")
+    parser.add_argument("--mode", choices=["full", "multicrop"], default=None, help="default: the config's")
+    parser.add_argument("--num-crops", type=int, default=None)
+    parser.add_argument("--crop-frames", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--num-threads", type=int, default=0, help="torch threads (0: torch default)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    setup_logging()
+
+    import torch
+
+    from speakernet.backend.extract import extract_embeddings
+    from speakernet.training.checkpoint import load_model
+
+    if args.num_threads > 0:
+        torch.set_num_threads(args.num_threads)
+    model, config = load_model(args.exp_dir, args.checkpoint)
+    extract_cfg = config["extract"]
+    extract_embeddings(
+        model,
+        args.data_dir,
+        args.out_dir,
+        mode=args.mode or extract_cfg["mode"],
+        use_vad=config["data"]["use_vad"],
+        num_crops=args.num_crops or extract_cfg["num_crops"],
+        crop_frames=args.crop_frames or extract_cfg["crop_frames"],
+        batch_size=args.batch_size or extract_cfg["batch_size"],
+        device=args.device,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Everyday questions answered from a trained exp dir: embed a wav, compare two wavs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from speakernet.backend.extract import prepare_features
+from speakernet.data.audio import load_audio
+from speakernet.features.fbank import FbankConfig, compute_fbank_and_energy
+from speakernet.features.vad import VadConfig, compute_vad
+from speakernet.training.checkpoint import load_model
+
+
+class SpeakerEmbedder:
+    """Turns audio files into embeddings with the model of an exp dir.
+
+    The front-end is the one the feature stage uses (Kaldi 16 kHz fbank with
+    ``data.feat_dim`` bins, energy VAD with Kaldi VoxCeleb settings, CMN), so CLI scores
+    match the recipe's scores for the same audio.
+
+    Args:
+        exp_dir: Training output dir.
+        checkpoint: ``latest``, ``init`` or a checkpoint file.
+    """
+
+    def __init__(self, exp_dir: str | Path, checkpoint: str = "latest"):
+        self.model, self.config = load_model(exp_dir, checkpoint)
+        self.fbank_config = FbankConfig(num_mel_bins=self.config["data"]["feat_dim"])
+        self.vad_config = VadConfig()
+        self.use_vad = self.config["data"]["use_vad"]
+
+    @torch.inference_mode()
+    def embed(self, audio: str) -> np.ndarray:
+        """The embedding of one audio file (any soundfile format or a ``cmd |`` pipe).
+
+        Returns:
+            float32 ``[embed_dim]``.
+        """
+        waveform, _ = load_audio(audio, self.fbank_config.sample_rate)
+        fbank, energy = compute_fbank_and_energy(waveform, self.fbank_config)
+        if len(fbank) == 0:
+            raise ValueError(f"{audio}: too short for one {self.fbank_config.frame_length_ms:g} ms frame")
+        vad = compute_vad(energy, **self.vad_config.to_dict()) if self.use_vad else None
+        feats = prepare_features(fbank, vad, min_frames=50)
+        return self.model(torch.from_numpy(feats)[None])[0].numpy()
+
+    def compare(self, audio_a: str, audio_b: str, mean: np.ndarray | None = None) -> float:
+        """Cosine similarity of two recordings' embeddings (after optional mean subtraction)."""
+        a, b = self.embed(audio_a), self.embed(audio_b)
+        if mean is not None:
+            a, b = a - mean, b - mean
+        return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+
+
+def describe(score: float, threshold: float) -> dict[str, Any]:
+    """The verdict for a cosine score at a decision threshold."""
+    return {"score": score, "threshold": threshold, "same_speaker": score >= threshold}

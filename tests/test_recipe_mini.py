@@ -1,0 +1,100 @@
+"""Smoke run of egs/mini/v1/run.sh through every stage on a tiny corpus, then the user CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from speakernet.backend.metrics import compute_eer
+from speakernet.backend.scoring import read_scores, trial_labels
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ROOT / "egs" / "mini" / "v1" / "run.sh"
+
+CORPUS_OPTS = (
+    "--num-train-speakers 8 --num-test-speakers 4 --utts-per-speaker 4 --test-utts-per-speaker 3 "
+    "--min-duration 1.5 --max-duration 2.0 --trials-per-utt 2"
+)
+TRAIN_OVERRIDES = (
+    "training.epochs=2 data.batch_size=8 data.min_frames=50 data.crop_frames=100 "
+    "model_args.channels=16 model_args.embed_dim=16 training.log_interval=1"
+)
+
+
+def _run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHON": sys.executable}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    work = tmp_path_factory.mktemp("mini")
+    paths = {"corpus": work / "corpus", "exp": work / "exp" / "ecapa"}
+    result = _run(str(RUN), "--corpus", str(paths["corpus"]), "--exp", str(paths["exp"]),
+                  "--corpus-opts", CORPUS_OPTS, "--train-overrides", TRAIN_OVERRIDES)
+    assert result.returncode == 0, result.stderr[-4000:]
+    paths["stderr"] = work / "stderr.txt"
+    paths["stderr"].write_text(result.stderr)
+    return paths
+
+
+def test_every_stage_ran_and_results_show_untrained_and_trained(recipe: dict[str, Path]) -> None:
+    log = recipe["stderr"].read_text()
+    for stage in range(5):
+        assert f"Stage {stage}:" in log
+    exp = recipe["exp"]
+    data = recipe["corpus"] / "data"
+    assert (data / "train" / "feats.scp").is_file() and (data / "test" / "vad.scp").is_file()
+    assert len((data / "train" / "feats.scp").read_text().splitlines()) == 32
+    lines = (exp / "results").read_text().splitlines()
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert set(rows) == {"untrained:trials", "trained:trials"}
+    num_trials = len((data / "test" / "trials").read_text().splitlines())
+    for row in rows.values():
+        assert int(row[1]) == num_trials
+        assert 0.0 <= float(row[2]) <= 100.0
+    # the CLI's default threshold is the trained model's EER threshold on these trials
+    trials, scores = read_scores(exp / "scores" / "latest" / "trials.score")
+    _, threshold = compute_eer(scores, trial_labels(trials))
+    assert float((exp / "threshold").read_text().split()[0]) == pytest.approx(threshold, abs=1e-6)
+    assert "x real time" in log and "trials/s" in log and "utts/s" in log
+
+
+def test_rerun_skips_finished_stages_and_changes_nothing(recipe: dict[str, Path]) -> None:
+    exp = recipe["exp"]
+    before = {p: p.read_bytes() for p in [exp / "results", recipe["corpus"] / "data" / "train" / "feats.scp"]}
+    result = _run(str(RUN), "--corpus", str(recipe["corpus"]), "--exp", str(exp), "--corpus-opts", CORPUS_OPTS,
+                  "--train-overrides", TRAIN_OVERRIDES, "--stage", "1")
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "skip:" in result.stderr
+    for path, content in before.items():
+        assert path.read_bytes() == content, f"{path} changed on a re-run"
+
+
+def test_cli_embed_and_compare(recipe: dict[str, Path], tmp_path: Path) -> None:
+    wavs = sorted((recipe["corpus"] / "wav").glob("te*/*.wav"))
+    same = [w for w in wavs if w.parent == wavs[0].parent]
+    out = tmp_path / "emb"
+    result = _run(sys.executable, "-m", "speakernet.bin.cli", "embed", "--exp-dir", str(recipe["exp"]),
+                  str(same[0]), str(same[1]), "--out-dir", str(out))
+    assert result.returncode == 0, result.stderr
+    assert len((out / "xvector.scp").read_text().splitlines()) == 2
+    result = _run(sys.executable, "-m", "speakernet.bin.cli", "compare", "--exp-dir", str(recipe["exp"]),
+                  str(same[0]), str(same[0]))
+    assert result.returncode == 0, result.stderr
+    verdict = json.loads(result.stdout.splitlines()[0])
+    assert verdict["score"] == pytest.approx(1.0, abs=1e-5) and verdict["same_speaker"] is True
+    bad = _run(sys.executable, "-m", "speakernet.bin.cli", "compare", "--exp-dir", str(recipe["exp"]),
+               str(same[0]), str(tmp_path / "missing.wav"))
+    assert bad.returncode == 1 and "missing.wav" in bad.stderr
+
+
+def test_wrong_option_is_reported() -> None:
+    result = _run(str(RUN), "--no-such-option", "1")
+    assert result.returncode != 0 and "no-such-option" in result.stderr
