@@ -22,7 +22,7 @@ enroll_table=xvector  # xvector (one utterance per enrol id) or spk_xvector (ave
 trials=               # space-separated trial lists, scored against the enrol/test embeddings
 feat_dir=             # where the feature archives go
 exp_dir=              # training output dir
-train_overrides=""    # extra config overrides key.sub=value for training
+train_overrides=""    # extra config overrides key.sub=value for training, space-separated (no spaces in values)
 checkpoints="init latest"  # models to evaluate: the untrained one beside the trained one
 help_message="Usage: $0 --conf C --train-data D --test-data D --trials 'T ...' --feat-dir F --exp-dir E [options]"
 
@@ -57,7 +57,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     fi
     # shellcheck disable=SC2086  # overrides are deliberately word-split
     "${launcher[@]}" -m speakernet.bin.train --conf "$conf" --data-dir "$train_data" --exp-dir "$exp_dir" \
-      "${resume[@]}" $train_overrides 2>&1 | tee "$exp_dir/log/train.$(date +%Y%m%d-%H%M%S).log"
+      "${resume[@]}" $train_overrides 2>&1 | tee "$exp_dir/log/train.$(date +%Y%m%d-%H%M%S).log" >&2
     touch "$exp_dir/.train.done"
   else
     log "  skip: $exp_dir is trained (remove $exp_dir/.train.done to train further)"

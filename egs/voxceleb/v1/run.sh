@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# VoxCeleb recipe: train on VoxCeleb2 dev, evaluate on the cleaned VoxCeleb1 O, E and H lists.
+#
+#   0  data dirs from the official layouts (vox2 m4a decoded by an ffmpeg pipe in wav.scp)
+#   1  fbank + VAD   2  training   3  embeddings (untrained + trained)   4  scoring, EER/minDCF
+#
+#   ./run.sh --vox1-root /data/VoxCeleb1 --vox2-root /data/VoxCeleb2 [--nproc 8] [--conf conf/ecapa_c1024.yaml]
+#
+# The trial lists (veri_test2.txt, list_test_all2.txt, list_test_hard2.txt) are looked for in
+# the VoxCeleb1 root or next to it (--trial-lists-dir overrides). E and H use VoxCeleb1 dev
+# speakers, so VoxCeleb1 is not used for training.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+. ./path.sh
+
+stage=0
+stop_stage=4
+vox1_root=
+vox2_root=
+trial_lists_dir=
+nj=16
+nproc=1
+conf=conf/ecapa_c512.yaml
+data=data
+exp=exp/ecapa_c512
+train_overrides=""
+help_message=$(sed -n '2,12p' "$0")
+. parse_options.sh
+. recipe_lib.sh
+
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  log "Stage 0: data dirs from $vox1_root and $vox2_root -> $data"
+  [ -n "$vox1_root" ] && [ -n "$vox2_root" ] || { echo "$0: give --vox1-root and --vox2-root" >&2; exit 1; }
+  run_or_skip "$data/.prepared" python -m speakernet.bin.prepare_voxceleb --voxceleb1-root "$vox1_root" \
+    --voxceleb2-root "$vox2_root" ${trial_lists_dir:+--trial-lists-dir "$trial_lists_dir"} --out-dir "$data"
+  for part in vox2_dev vox1_all; do
+    python -m speakernet.bin.validate_data_dir "$data/$part"
+  done
+fi
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ] && grep -q ' ffmpeg ' "$data/vox2_dev/wav.scp" \
+    && ! command -v ffmpeg >/dev/null; then
+  echo "$0: $data/vox2_dev/wav.scp decodes m4a with ffmpeg, which is not on PATH (apt-get install ffmpeg)" >&2
+  exit 1
+fi
+
+trials=""
+for name in O E H; do
+  for dir in vox1_test vox1_all; do
+    [ -f "$data/$dir/trials_vox1_$name" ] && trials+=" $data/$dir/trials_vox1_$name"
+  done
+done
+# Every list is scored against vox1_all, which holds the O list's test speakers too.
+trials=$(echo $trials)
+[ "$stage" -gt 0 ] || [ -n "$trials" ] || { echo "$0: no VoxCeleb1 trial list was prepared" >&2; exit 1; }
+
+sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" --nj "$nj" --nproc "$nproc" \
+  --conf "$conf" --train-data "$data/vox2_dev" --test-data "$data/vox1_all" --trials "$trials" \
+  --feat-dir "$(dirname "$exp")/fbank" --exp-dir "$exp" --train-overrides "$train_overrides"
