@@ -11,6 +11,7 @@ import torch
 from speakernet.backend.extract import prepare_features
 from speakernet.data.audio import load_audio
 from speakernet.features.fbank import FbankConfig, compute_fbank_and_energy
+from speakernet.features.frontend import load_frontend
 from speakernet.features.vad import VadConfig, compute_vad
 from speakernet.training.checkpoint import load_model
 
@@ -18,9 +19,9 @@ from speakernet.training.checkpoint import load_model
 class SpeakerEmbedder:
     """Turns audio files into embeddings with the model of an exp dir.
 
-    The front-end is the one the feature stage uses (Kaldi 16 kHz fbank with
-    ``data.feat_dim`` bins, energy VAD with Kaldi VoxCeleb settings, CMN), so CLI scores
-    match the recipe's scores for the same audio.
+    The front-end is the one the training features were made with (``exp_dir/frontend.json``:
+    fbank and energy VAD options), followed by CMN as in extraction, so CLI scores match the
+    recipe's scores for the same audio.
 
     Args:
         exp_dir: Training output dir.
@@ -29,8 +30,10 @@ class SpeakerEmbedder:
 
     def __init__(self, exp_dir: str | Path, checkpoint: str = "latest"):
         self.model, self.config = load_model(exp_dir, checkpoint)
-        self.fbank_config = FbankConfig(num_mel_bins=self.config["data"]["feat_dim"])
-        self.vad_config = VadConfig()
+        frontend = load_frontend(exp_dir)
+        if frontend is None:  # an exp dir trained on features without a record: the stage defaults
+            frontend = FbankConfig(num_mel_bins=self.config["data"]["feat_dim"]), VadConfig()
+        self.fbank_config, self.vad_config = frontend
         self.use_vad = self.config["data"]["use_vad"]
 
     @torch.inference_mode()

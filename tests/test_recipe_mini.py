@@ -52,6 +52,8 @@ def test_every_stage_ran_and_results_show_untrained_and_trained(recipe: dict[str
     data = recipe["corpus"] / "data"
     assert (data / "train" / "feats.scp").is_file() and (data / "test" / "vad.scp").is_file()
     assert len((data / "train" / "feats.scp").read_text().splitlines()) == 32
+    # the training features' front-end travels with the model (the CLI rebuilds it from there)
+    assert (exp / "frontend.json").read_text() == (data / "train" / "frontend.json").read_text()
     lines = (exp / "results").read_text().splitlines()
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert set(rows) == {"untrained:trials", "trained:trials"}

@@ -34,10 +34,16 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from speakernet.backend.extract import extract_embeddings
+    from speakernet.features.frontend import check_same_frontend
     from speakernet.training.checkpoint import load_model
 
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
+    try:
+        check_same_frontend(args.exp_dir, args.data_dir)
+    except ValueError as error:
+        logger.error("%s", error)
+        return 1
     model, config = load_model(args.exp_dir, args.checkpoint)
     extract_cfg = config["extract"]
     extract_embeddings(

@@ -32,6 +32,7 @@ from typing import Sequence
 
 from speakernet.data import kaldi_dir
 from speakernet.data.kaldi_dir import DataDirError, c_sort_key, read_scp, write_scp
+from speakernet.features.frontend import FRONTEND_CONFIG_NAME, save_frontend
 from speakernet.features.fbank import FbankConfig
 from speakernet.features.vad import VadConfig
 from speakernet.utils.fileio import PathLike, atomic_write
@@ -188,9 +189,10 @@ def make_features(
     """Computes fbank features and energy VAD for every utterance of a data dir, in parallel.
 
     Writes ``feats.scp``, ``vad.scp`` and ``utt2num_frames`` (C-sorted, atomically) into the
-    data dir once every job succeeded and every utterance came out; existing ones are removed
-    first, so a failed run never leaves a feats.scp pointing into rewritten archives. Re-running
-    overwrites the job archives cleanly.
+    data dir, with the front-end options in ``frontend.json`` (training copies it into the exp
+    dir, so extraction and the CLI compute the same features), once every job succeeded and
+    every utterance came out. Existing ones are removed first, so a failed run never leaves a
+    feats.scp pointing into rewritten archives. Re-running overwrites the job archives cleanly.
 
     Args:
         data_dir: Kaldi data dir with ``wav.scp`` and ``utt2spk`` (optional ``segments``).
@@ -213,7 +215,7 @@ def make_features(
     utts = list_utterances(data_dir)
     # Old outputs are about to be invalidated (the job archives get rewritten); remove them
     # before validating, so a stale feats.scp from an earlier data dir cannot block a re-run.
-    for name in ("feats.scp", "vad.scp", "utt2num_frames"):
+    for name in ("feats.scp", "vad.scp", "utt2num_frames", FRONTEND_CONFIG_NAME):
         with contextlib.suppress(FileNotFoundError):
             (data_dir / name).unlink()
             logger.info("removed old %s", data_dir / name)
@@ -300,6 +302,7 @@ def make_features(
     write_scp(data_dir / "utt2num_frames", num_frames)
     write_scp(data_dir / "vad.scp", vads)
     write_scp(data_dir / "feats.scp", feats)
+    save_frontend(data_dir, fbank_config, vad_config)
     logger.info("made features for %d utterances (%.1f s of audio) in %.1f s wall: %.1fx real time, %.1f utts/s",
                 len(utts), audio_seconds, wall, audio_seconds / max(wall, 1e-9), len(utts) / max(wall, 1e-9))
 

@@ -18,6 +18,7 @@ from speakernet.config import save_config
 from speakernet.data.dataset import FeatureCropDataset, collate_crops
 from speakernet.data.kaldi_dir import read_scp, write_scp
 from speakernet.data.sampler import BatchPlan
+from speakernet.features.frontend import FRONTEND_CONFIG_NAME, load_frontend, save_frontend
 from speakernet.training import checkpoint as ckpt
 from speakernet.training.distributed import DistributedContext, all_reduce_mean, barrier, cleanup, init_distributed
 from speakernet.training.optim import OPTIMIZERS, SCHEDULERS
@@ -154,6 +155,7 @@ class Trainer:
         if self.context.is_main:
             save_config(config, self.exp_dir / "config.yaml")
             write_scp(self.exp_dir / "spk2label", {spk: str(i) for i, spk in enumerate(speakers)})
+            self._record_frontend(Path(data_dir))
             if resume_state is None:
                 path = self.exp_dir / ckpt.CHECKPOINT_DIR / ckpt.INIT_NAME
                 ckpt.save_checkpoint(self._state(), path)
@@ -166,6 +168,19 @@ class Trainer:
             config["model"], num_params / 1e6, len(speakers), len(self.plan), self.plan.batch_size,
             self.context.world_size, threads,
         )
+
+    def _record_frontend(self, data_dir: Path) -> None:
+        """Copies the training features' front-end record into the exp dir (see features.frontend)."""
+        frontend = load_frontend(data_dir)
+        if frontend is None:
+            logger.warning("%s has no %s: extraction cannot check its features against the model's",
+                           data_dir, FRONTEND_CONFIG_NAME)
+            return
+        fbank, vad = frontend
+        if fbank.num_mel_bins != self.config["data"]["feat_dim"]:
+            raise ValueError(f"data.feat_dim={self.config['data']['feat_dim']} but the features of {data_dir} "
+                             f"have {fbank.num_mel_bins} mel bins")
+        save_frontend(self.exp_dir, fbank, vad)
 
     # --- state ---------------------------------------------------------------------------
 

@@ -162,3 +162,23 @@ def test_data_dir_and_feat_dir_checks(mixed_dir, tmp_path):
     (tmp_path / "f" / "data_dir").write_text(str(data.resolve()) + "\n")
     with pytest.raises(ValueError, match="another data dir|already holds"):
         make_features(other, tmp_path / "f")
+
+
+def test_frontend_record_travels_and_mismatches_are_refused(tmp_path: Path) -> None:
+    from speakernet.features.fbank import FbankConfig
+    from speakernet.features.frontend import check_same_frontend, load_frontend, save_frontend
+    from speakernet.features.vad import VadConfig
+
+    save_frontend(tmp_path / "model", FbankConfig(num_mel_bins=80), VadConfig())
+    save_frontend(tmp_path / "same", FbankConfig(num_mel_bins=80), VadConfig())
+    save_frontend(tmp_path / "other", FbankConfig(num_mel_bins=40), VadConfig())
+    assert load_frontend(tmp_path / "model") == (FbankConfig(num_mel_bins=80), VadConfig())
+    assert load_frontend(tmp_path / "none") is None
+    check_same_frontend(tmp_path / "model", tmp_path / "same")
+    check_same_frontend(tmp_path / "model", tmp_path / "none")  # no record: accepted
+    with pytest.raises(ValueError, match="fbank.num_mel_bins = 40.*trained on 80"):
+        check_same_frontend(tmp_path / "model", tmp_path / "other")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "frontend.json").write_text('{"fbank": {"num_mel_bins": 1}, "vad": {}}')
+    with pytest.raises(ValueError, match="frontend.json is not a valid front-end record"):
+        load_frontend(tmp_path / "bad")
