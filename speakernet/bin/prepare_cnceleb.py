@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from speakernet.data.kaldi_dir import DataDirError
+from speakernet.data.prepare import run_preparation
 from speakernet.data.prepare.cnceleb import ENROLL_MODES, prepare_cnceleb
 from speakernet.utils.logging import setup_logging
-
-logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,12 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     """Runs the preparation; returns the process exit status."""
     args = build_parser().parse_args(argv)
     setup_logging()
-    try:
-        prepare_cnceleb(args.cnceleb1_root, args.out_dir, args.cnceleb2_root, args.enroll_mode)
-    except (DataDirError, FileNotFoundError, ValueError) as error:
-        logger.error("%s", error)
-        return 1
-    return 0
+    return run_preparation(lambda: prepare_cnceleb(args.cnceleb1_root, args.out_dir, args.cnceleb2_root,
+                                                   args.enroll_mode))
 
 
 if __name__ == "__main__":

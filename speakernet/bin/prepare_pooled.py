@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from speakernet.data.kaldi_dir import DataDirError
+from speakernet.data.prepare import run_preparation
 from speakernet.data.prepare.pooled import prepare_pooled
 from speakernet.utils.logging import setup_logging
-
-logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,23 +32,18 @@ def main(argv: list[str] | None = None) -> int:
     """Runs the preparation; returns the process exit status."""
     args = build_parser().parse_args(argv)
     setup_logging()
-    try:
-        prepare_pooled(
-            args.out_dir,
-            librispeech_root=args.librispeech_root,
-            speech_commands_root=args.speech_commands_root,
-            arabic_root=args.arabic_root,
-            fsdd_root=args.fsdd_root,
-            test_fraction=args.test_fraction,
-            seed=args.seed,
-            segment_seconds=args.segment_seconds,
-            pairs_per_utt=args.pairs_per_utt,
-            min_utts_per_speaker=args.min_utts_per_speaker,
-        )
-    except (DataDirError, FileNotFoundError, ValueError) as error:
-        logger.error("%s", error)
-        return 1
-    return 0
+    return run_preparation(lambda: prepare_pooled(
+        args.out_dir,
+        librispeech_root=args.librispeech_root,
+        speech_commands_root=args.speech_commands_root,
+        arabic_root=args.arabic_root,
+        fsdd_root=args.fsdd_root,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+        segment_seconds=args.segment_seconds,
+        pairs_per_utt=args.pairs_per_utt,
+        min_utts_per_speaker=args.min_utts_per_speaker,
+    ))
 
 
 if __name__ == "__main__":

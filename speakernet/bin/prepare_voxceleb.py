@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from speakernet.data.kaldi_dir import DataDirError
+from speakernet.data.prepare import run_preparation
 from speakernet.data.prepare.voxceleb import prepare_voxceleb1, prepare_voxceleb2_dev
 from speakernet.utils.logging import setup_logging
 
@@ -34,15 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.voxceleb1_root is None and args.voxceleb2_root is None:
         logger.error("give --voxceleb1-root and/or --voxceleb2-root")
         return 2
-    try:
+
+    def prepare() -> None:
         if args.voxceleb1_root is not None:
             prepare_voxceleb1(args.voxceleb1_root, args.out_dir, args.trial_lists_dir, args.allow_missing)
         if args.voxceleb2_root is not None:
             prepare_voxceleb2_dev(args.voxceleb2_root, args.out_dir, name=args.vox2_name)
-    except (DataDirError, FileNotFoundError, ValueError) as error:
-        logger.error("%s", error)
-        return 1
-    return 0
+
+    return run_preparation(prepare)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Corpus preparers: official corpus layouts -> Kaldi data directories and trial lists.
 
 Each corpus has its own module (:mod:`.voxceleb`, :mod:`.cnceleb`, :mod:`.pooled`); this module
-holds what they share: a fast directory scanner, ``wav.scp`` value builders and an atomic
-data-directory writer.
+holds what they share: a fast directory scanner, a reader of the official list files,
+``wav.scp`` value builders, an atomic data-directory writer and the entry points' error handling.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import logging
 import os
 import shlex
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from speakernet.data.kaldi_dir import utt2spk_to_spk2utt, write_scp, write_trials
+from speakernet.data.kaldi_dir import DataDirError, utt2spk_to_spk2utt, write_scp, write_trials
 from speakernet.utils.fileio import PathLike, atomic_dir
 
 logger = logging.getLogger(__name__)
@@ -110,6 +110,60 @@ def unique_by_key(files: Iterable[tuple[str, ScannedFile]], preference: Sequence
         logger.info("%d recordings exist in more than one format; kept one per key, preferring %s", duplicates,
                     "/".join(preference))
     return chosen
+
+
+def iter_list_fields(
+    path: PathLike, num_fields: int | None, expected: str, key_field: int | None = 0
+) -> Iterator[tuple[int, list[str]]]:
+    """Yields the whitespace-separated fields of each non-blank line of an official corpus list.
+
+    The corpora's own lists (trial lists with the label first, ``enroll.lst``, ``dev.lst``) are
+    not Kaldi ``<key> <value>`` tables, so they are split here rather than by the readers of
+    :mod:`speakernet.data.kaldi_dir`; every line must have the same number of fields.
+
+    Args:
+        path: The list file (UTF-8).
+        num_fields: Number of fields each line must have, or None for any number.
+        expected: What a line should look like, for the error ``expected <expected>, got N fields``.
+        key_field: Index of the field that names a line in that error, or None when no field is a
+            key (e.g. a label comes first).
+
+    Yields:
+        ``(line number, fields)`` with 1-based line numbers, in file order.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        DataDirError: on a line with other than ``num_fields`` fields, naming the file, the line
+            and (with ``key_field``) its key.
+    """
+    path = Path(path)
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if num_fields is not None and len(fields) != num_fields:
+                key = None if key_field is None or key_field >= len(fields) else fields[key_field]
+                raise DataDirError(path, f"expected {expected}, got {len(fields)} fields", number, key)
+            yield number, fields
+
+
+def run_preparation(prepare: Callable[[], object]) -> int:
+    """Runs a preparation for an entry point and turns bad input into an exit status.
+
+    Args:
+        prepare: Does the preparation (its result is ignored).
+
+    Returns:
+        0 on success; 1 after logging the error when the corpus or an argument is bad
+        (:class:`DataDirError`, ``FileNotFoundError`` or ``ValueError``).
+    """
+    try:
+        prepare()
+    except (DataDirError, FileNotFoundError, ValueError) as error:
+        logger.error("%s", error)
+        return 1
+    return 0
 
 
 def scp_path(path: PathLike) -> str:

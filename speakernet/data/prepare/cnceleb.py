@@ -34,6 +34,7 @@ from speakernet.data.kaldi_dir import DataDirError
 from speakernet.data.prepare import (
     AUDIO_EXTENSIONS,
     ScannedFile,
+    iter_list_fields,
     scan_audio_tree,
     scp_path,
     unique_by_key,
@@ -55,18 +56,11 @@ def _read_id_list(path: Path) -> list[str]:
     """Reads a one-id-per-line list (``dev.lst``, ``spk.lst``)."""
     ids: list[str] = []
     seen: set[str] = set()
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 1:
-                raise DataDirError(path, f"expected one speaker id per line, got {len(fields)} fields", number,
-                                   fields[0])
-            if fields[0] in seen:
-                raise DataDirError(path, "duplicate speaker id", number, fields[0])
-            seen.add(fields[0])
-            ids.append(fields[0])
+    for number, (speaker,) in iter_list_fields(path, 1, "one speaker id per line"):
+        if speaker in seen:
+            raise DataDirError(path, "duplicate speaker id", number, speaker)
+        seen.add(speaker)
+        ids.append(speaker)
     return ids
 
 
@@ -117,21 +111,13 @@ def _cnceleb1_dev_speakers(root: Path) -> tuple[list[str] | None, Path | None]:
 def _read_enroll_lst(path: Path, eval_dir: Path) -> dict[str, str]:
     """``enroll.lst`` -> enrolment id -> absolute audio path (resolved under ``eval/``)."""
     enroll: dict[str, str] = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 2:
-                raise DataDirError(path, f"expected '<id>-enroll enroll/<id>-enroll.wav', got {len(fields)} fields",
-                                   number, fields[0])
-            key = fields[0]
-            if key in enroll:
-                raise DataDirError(path, "duplicate enrolment id", number, key)
-            found = resolve_audio(eval_dir / fields[1])
-            if found is None:
-                raise DataDirError(path, f"no audio for '{fields[1]}' under {eval_dir} (tried {_TRIED})", number, key)
-            enroll[key] = scp_path(found)
+    for number, (key, relative) in iter_list_fields(path, 2, "'<id>-enroll enroll/<id>-enroll.wav'"):
+        if key in enroll:
+            raise DataDirError(path, "duplicate enrolment id", number, key)
+        found = resolve_audio(eval_dir / relative)
+        if found is None:
+            raise DataDirError(path, f"no audio for '{relative}' under {eval_dir} (tried {_TRIED})", number, key)
+        enroll[key] = scp_path(found)
     return enroll
 
 
@@ -140,27 +126,23 @@ def _read_enroll_map(path: Path, data_dir: Path) -> tuple[dict[str, str], dict[s
     wav_scp: dict[str, str] = {}
     utt2spk: dict[str, str] = {}
     seen: set[str] = set()
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            key = fields[0]
-            if len(fields) < 2:
-                raise DataDirError(path, "expected '<id>-enroll <spk>/<file>.wav ...', got no files", number, key)
-            if key in seen:
-                raise DataDirError(path, "duplicate enrolment id", number, key)
-            seen.add(key)
-            for relative in fields[1:]:
-                found = resolve_audio(data_dir / relative)
-                if found is None:
-                    raise DataDirError(path, f"no audio for '{relative}' under {data_dir} (tried {_TRIED})",
-                                       number, key)
-                utt = f"{key}-{Path(relative).stem}"
-                if utt in utt2spk:
-                    raise DataDirError(path, f"'{relative}' gives a duplicate utterance id '{utt}'", number, key)
-                wav_scp[utt] = scp_path(found)
-                utt2spk[utt] = key
+    layout = "'<id>-enroll <spk>/<file>.wav ...'"
+    # Any number of files per line, so the field count is checked here.
+    for number, (key, *relatives) in iter_list_fields(path, None, layout):
+        if not relatives:
+            raise DataDirError(path, f"expected {layout}, got no files", number, key)
+        if key in seen:
+            raise DataDirError(path, "duplicate enrolment id", number, key)
+        seen.add(key)
+        for relative in relatives:
+            found = resolve_audio(data_dir / relative)
+            if found is None:
+                raise DataDirError(path, f"no audio for '{relative}' under {data_dir} (tried {_TRIED})", number, key)
+            utt = f"{key}-{Path(relative).stem}"
+            if utt in utt2spk:
+                raise DataDirError(path, f"'{relative}' gives a duplicate utterance id '{utt}'", number, key)
+            wav_scp[utt] = scp_path(found)
+            utt2spk[utt] = key
     return wav_scp, utt2spk
 
 
@@ -183,23 +165,15 @@ def read_cnceleb_trials(
     """
     path = Path(path)
     trials: list[tuple[str, str, str]] = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 3:
-                raise DataDirError(path, f"expected '<id>-enroll test/<file>.wav 0|1', got {len(fields)} fields",
-                                   number, fields[0])
-            enroll, test_path, label = fields
-            if label not in ("0", "1"):
-                raise DataDirError(path, f"label must be 1 or 0, got '{label}'", number, enroll)
-            if enroll not in enroll_ids:
-                raise DataDirError(path, "enrolment id is not in the enrolment list", number, enroll)
-            test = Path(test_path).stem
-            if test not in test_utts:
-                raise DataDirError(path, f"test audio '{test_path}' does not exist under eval/test", number, test)
-            trials.append((enroll, test, "target" if label == "1" else "nontarget"))
+    for number, (enroll, test_path, label) in iter_list_fields(path, 3, "'<id>-enroll test/<file>.wav 0|1'"):
+        if label not in ("0", "1"):
+            raise DataDirError(path, f"label must be 1 or 0, got '{label}'", number, enroll)
+        if enroll not in enroll_ids:
+            raise DataDirError(path, "enrolment id is not in the enrolment list", number, enroll)
+        test = Path(test_path).stem
+        if test not in test_utts:
+            raise DataDirError(path, f"test audio '{test_path}' does not exist under eval/test", number, test)
+        trials.append((enroll, test, "target" if label == "1" else "nontarget"))
     return trials
 
 

@@ -104,16 +104,40 @@ def _bad_name(scanned: ScannedFile, expected: str) -> ValueError:
     return ValueError(f"{scanned.path}: file name does not match the corpus layout '{expected}'")
 
 
+# Builds (speaker, group, utt) from the match of a file's stem and the file.
+IdBuilder = Callable[[re.Match[str], ScannedFile], tuple[str, str, str]]
+
+
 def _whole_files(
-    files: Sequence[ScannedFile], corpus: str, parse: Callable[[ScannedFile], tuple[str, str, str]]
+    files: Sequence[ScannedFile], corpus: str, name: re.Pattern[str], layout: str, ids: IdBuilder
 ) -> list[PooledUtterance]:
-    """One utterance per file; ``parse`` gives (speaker, group, utt) for a file."""
+    """One utterance per file; each stem must match ``name`` (else a ValueError quoting ``layout``)."""
     utts = []
     for scanned in files:
-        speaker, group, utt = parse(scanned)
+        match = name.match(scanned.stem)
+        if match is None:
+            raise _bad_name(scanned, layout)
+        speaker, group, utt = ids(match, scanned)
         utts.append(PooledUtterance(utt, speaker, corpus, group, utt, scp_path(scanned.path), 0.0,
                                     _duration_ms(scanned.path)))
     return utts
+
+
+def _word_ids(prefix: str) -> IdBuilder:
+    """Ids of a keyword corpus (``<word>/<speaker>_<sep>_<n>``): ``<prefix>-<speaker>-<word>-<n>``, group: word."""
+
+    def ids(match: re.Match[str], scanned: ScannedFile) -> tuple[str, str, str]:
+        speaker, number = match.groups()
+        word = _token(scanned.dirs[0])
+        return f"{prefix}-{speaker}", word, f"{prefix}-{speaker}-{word}-{number}"
+
+    return ids
+
+
+def _subdir_or_root(root: PathLike, name: str) -> Path:
+    """``root/name`` if that directory exists (the corpus' parent was given), else ``root``."""
+    root = Path(root)
+    return root / name if (root / name).is_dir() else root
 
 
 def collect_librispeech(root: PathLike, segment_seconds: float = 3.0) -> list[PooledUtterance]:
@@ -162,15 +186,8 @@ def collect_speech_commands(root: PathLike) -> list[PooledUtterance]:
         ValueError: on a file name not matching the layout.
     """
     files = [f for f in scan_audio_tree(root, depth=1, extensions=AUDIO_EXTENSIONS) if not f.dirs[0].startswith("_")]
-
-    def parse(scanned: ScannedFile) -> tuple[str, str, str]:
-        match = _SPEECH_COMMANDS_NAME.match(scanned.stem)
-        if match is None:
-            raise _bad_name(scanned, "<word>/<speaker-hash>_nohash_<n>.flac")
-        word = _token(scanned.dirs[0])
-        return f"sc-{match.group(1)}", word, f"sc-{match.group(1)}-{word}-{match.group(2)}"
-
-    return _whole_files(files, "speech_commands", parse)
+    return _whole_files(files, "speech_commands", _SPEECH_COMMANDS_NAME, "<word>/<speaker-hash>_nohash_<n>.flac",
+                        _word_ids("sc"))
 
 
 def collect_arabic(root: PathLike) -> list[PooledUtterance]:
@@ -182,17 +199,13 @@ def collect_arabic(root: PathLike) -> list[PooledUtterance]:
     Raises:
         ValueError: on a file name not matching the layout.
     """
-    root = Path(root)
-    base = root / "dataset" if (root / "dataset").is_dir() else root
+    files = scan_audio_tree(_subdir_or_root(root, "dataset"), depth=1, extensions=AUDIO_EXTENSIONS)
+    return _whole_files(files, "arabic", _ARABIC_NAME, "<word>/<speaker>_NO_<rep>.flac", _word_ids("ar"))
 
-    def parse(scanned: ScannedFile) -> tuple[str, str, str]:
-        match = _ARABIC_NAME.match(scanned.stem)
-        if match is None:
-            raise _bad_name(scanned, "<word>/<speaker>_NO_<rep>.flac")
-        word = _token(scanned.dirs[0])
-        return f"ar-{match.group(1)}", word, f"ar-{match.group(1)}-{word}-{match.group(2)}"
 
-    return _whole_files(scan_audio_tree(base, depth=1, extensions=AUDIO_EXTENSIONS), "arabic", parse)
+def _fsdd_ids(match: re.Match[str], scanned: ScannedFile) -> tuple[str, str, str]:
+    digit, name, index = match.groups()
+    return f"fs-{name}", digit, f"fs-{name}-{digit}-{index}"
 
 
 def collect_fsdd(root: PathLike) -> list[PooledUtterance]:
@@ -204,17 +217,8 @@ def collect_fsdd(root: PathLike) -> list[PooledUtterance]:
     Raises:
         ValueError: on a file name not matching the layout.
     """
-    root = Path(root)
-    base = root / "recordings" if (root / "recordings").is_dir() else root
-
-    def parse(scanned: ScannedFile) -> tuple[str, str, str]:
-        match = _FSDD_NAME.match(scanned.stem)
-        if match is None:
-            raise _bad_name(scanned, "recordings/<digit>_<name>_<idx>.wav")
-        digit, name, index = match.groups()
-        return f"fs-{name}", digit, f"fs-{name}-{digit}-{index}"
-
-    return _whole_files(scan_audio_tree(base, depth=0, extensions=AUDIO_EXTENSIONS), "fsdd", parse)
+    files = scan_audio_tree(_subdir_or_root(root, "recordings"), depth=0, extensions=AUDIO_EXTENSIONS)
+    return _whole_files(files, "fsdd", _FSDD_NAME, "recordings/<digit>_<name>_<idx>.wav", _fsdd_ids)
 
 
 def split_speakers(speakers: Sequence[str], test_fraction: float, seed: int, corpus: str) -> set[str]:

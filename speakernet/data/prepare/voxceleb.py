@@ -23,11 +23,19 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Container, Sequence
+from collections.abc import Container, Iterator, Sequence
 from pathlib import Path
 
 from speakernet.data.kaldi_dir import DataDirError
-from speakernet.data.prepare import ScannedFile, ffmpeg_pipe, scan_audio_tree, scp_path, unique_by_key, write_data_dir
+from speakernet.data.prepare import (
+    ScannedFile,
+    ffmpeg_pipe,
+    iter_list_fields,
+    scan_audio_tree,
+    scp_path,
+    unique_by_key,
+    write_data_dir,
+)
 from speakernet.utils.fileio import PathLike
 
 logger = logging.getLogger(__name__)
@@ -101,6 +109,11 @@ def _trial_key(path: Path, number: int, field: str) -> str:
     return vox_utt_id(parts[0], parts[1], stem)
 
 
+def _trial_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
+    # The first field is the label, not a key, so a field-count error names no key.
+    return iter_list_fields(path, 3, "'1|0 <enroll wav> <test wav>'", key_field=None)
+
+
 def read_voxceleb_trials(
     path: PathLike, known_utts: Container[str], allow_missing: bool = False
 ) -> list[tuple[str, str, str]]:
@@ -122,26 +135,20 @@ def read_voxceleb_trials(
     path = Path(path)
     trials: list[tuple[str, str, str]] = []
     skipped = 0
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 3:
-                raise DataDirError(path, f"expected '1|0 <enroll wav> <test wav>', got {len(fields)} fields", number)
-            if fields[0] not in ("0", "1"):
-                raise DataDirError(path, f"label must be 1 or 0, got '{fields[0]}'", number, fields[1])
-            enroll = _trial_key(path, number, fields[1])
-            test = _trial_key(path, number, fields[2])
-            missing = [(key, field) for key, field in ((enroll, fields[1]), (test, fields[2])) if key not in known_utts]
-            if missing:
-                if not allow_missing:
-                    key, field = missing[0]
-                    raise DataDirError(path, f"audio '{field}' is not in the prepared data (no such wav under the "
-                                             "corpus root, or not a speaker of this set)", number, key)
-                skipped += 1
-                continue
-            trials.append((enroll, test, "target" if fields[0] == "1" else "nontarget"))
+    for number, fields in _trial_lines(path):
+        if fields[0] not in ("0", "1"):
+            raise DataDirError(path, f"label must be 1 or 0, got '{fields[0]}'", number, fields[1])
+        enroll = _trial_key(path, number, fields[1])
+        test = _trial_key(path, number, fields[2])
+        missing = [(key, field) for key, field in ((enroll, fields[1]), (test, fields[2])) if key not in known_utts]
+        if missing:
+            if not allow_missing:
+                key, field = missing[0]
+                raise DataDirError(path, f"audio '{field}' is not in the prepared data (no such wav under the "
+                                         "corpus root, or not a speaker of this set)", number, key)
+            skipped += 1
+            continue
+        trials.append((enroll, test, "target" if fields[0] == "1" else "nontarget"))
     if skipped:
         logger.warning("%s: skipped %d trials whose audio is missing (--allow-missing)", path, skipped)
     return trials
@@ -149,16 +156,10 @@ def read_voxceleb_trials(
 
 def _test_speakers_from_trials(path: Path) -> set[str]:
     speakers: set[str] = set()
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 3:
-                raise DataDirError(path, f"expected '1|0 <enroll wav> <test wav>', got {len(fields)} fields", number)
-            for field in fields[1:]:
-                _trial_key(path, number, field)
-                speakers.add(field.split("/")[0])
+    for number, fields in _trial_lines(path):
+        for field in fields[1:]:
+            _trial_key(path, number, field)
+            speakers.add(field.split("/")[0])
     return speakers
 
 
