@@ -22,3 +22,12 @@ run_or_skip() {
   mkdir -p "$(dirname "$marker")"
   touch "$marker"
 }
+
+# run_logged LOG COMMAND...: runs COMMAND with its output shown on stderr and kept in LOG
+# (Kaldi's per-step logs); fails when COMMAND fails.
+run_logged() {
+  local log_file=$1; shift
+  mkdir -p "$(dirname "$log_file")"
+  echo "# $*" > "$log_file"
+  "$@" 2>&1 | tee -a "$log_file" >&2
+}

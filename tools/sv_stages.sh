@@ -56,8 +56,9 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
       launcher=(python)
     fi
     # shellcheck disable=SC2086  # overrides are deliberately word-split
-    "${launcher[@]}" -m speakernet.bin.train --conf "$conf" --data-dir "$train_data" --exp-dir "$exp_dir" \
-      "${resume[@]}" $train_overrides 2>&1 | tee "$exp_dir/log/train.$(date +%Y%m%d-%H%M%S).log" >&2
+    run_logged "$exp_dir/log/train.$(date +%Y%m%d-%H%M%S).log" \
+      "${launcher[@]}" -m speakernet.bin.train --conf "$conf" --data-dir "$train_data" --exp-dir "$exp_dir" \
+      "${resume[@]}" $train_overrides
     touch "$exp_dir/.train.done"
   else
     log "  skip: $exp_dir is trained (remove $exp_dir/.train.done to train further)"
@@ -69,7 +70,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   for checkpoint in $checkpoints; do
     for data in $eval_dirs; do
       out="$exp_dir/embeddings/$checkpoint/$(basename "$data")"
-      run_or_skip "$out/.done" \
+      run_or_skip "$out/.done" run_logged "$exp_dir/log/extract.$checkpoint.$(basename "$data").log" \
         python -m speakernet.bin.extract --exp-dir "$exp_dir" --checkpoint "$checkpoint" --data-dir "$data" \
           --out-dir "$out"
     done
@@ -84,15 +85,17 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     for trial_list in $trials; do
       scores="$exp_dir/scores/$checkpoint/$(basename "$trial_list").score"
       mkdir -p "$(dirname "$scores")"
-      python -m speakernet.bin.score --trials "$trial_list" \
-        --enroll-scp "$embeddings/$(basename "$enroll_data")/$enroll_table.scp" \
-        --test-scp "$embeddings/$(basename "$test_data")/xvector.scp" \
-        --mean-vec "$embeddings/$(basename "$train_data")/mean.vec" --out "$scores"
+      run_logged "$exp_dir/log/score.$checkpoint.$(basename "$trial_list").log" \
+        python -m speakernet.bin.score --trials "$trial_list" \
+          --enroll-scp "$embeddings/$(basename "$enroll_data")/$enroll_table.scp" \
+          --test-scp "$embeddings/$(basename "$test_data")/xvector.scp" \
+          --mean-vec "$embeddings/$(basename "$train_data")/mean.vec" --out "$scores"
       case "$checkpoint" in init) model=untrained ;; latest) model=trained ;; *) model=$checkpoint ;; esac
       score_files+=("$scores"); names+=("$model:$(basename "$trial_list")")
     done
   done
   log "results in $exp_dir/results ('untrained' is the model before its first training step):"
-  python -m speakernet.bin.compute_metrics --scores "${score_files[@]}" --name "${names[@]}" \
-    --out "$exp_dir/results" --threshold-out "$exp_dir/threshold"
+  run_logged "$exp_dir/log/compute_metrics.log" \
+    python -m speakernet.bin.compute_metrics --scores "${score_files[@]}" --name "${names[@]}" \
+      --out "$exp_dir/results" --threshold-out "$exp_dir/threshold"
 fi
