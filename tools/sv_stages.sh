@@ -3,7 +3,7 @@
 #
 #   1  features    fbank + energy VAD for the train, enrol and test data dirs
 #   2  training    under torchrun (--nproc processes: GPUs, or CPU processes with gloo);
-#                  re-running continues from the latest checkpoint
+#                  re-running continues from the latest checkpoint; optional weight averaging
 #   3  embeddings  with the untrained model (checkpoint init) and the trained one (latest)
 #   4  scoring     cosine scoring with train-mean subtraction, EER / minDCF table for both
 #
@@ -23,7 +23,8 @@ trials=               # space-separated trial lists, scored against the enrol/te
 feat_dir=             # where the feature archives go
 exp_dir=              # training output dir
 train_overrides=""    # extra config overrides key.sub=value for training, space-separated (no spaces in values)
-checkpoints="init latest"  # models to evaluate: the untrained one beside the trained one
+average_num=0         # > 0: evaluate the average of the last N epochs' weights instead of the last epoch
+checkpoints=""        # models to evaluate (default: init and latest, or init and avgN)
 help_message="Usage: $0 --conf C --train-data D --test-data D --trials 'T ...' --feat-dir F --exp-dir E [options]"
 
 . "$(dirname "${BASH_SOURCE[0]}")/recipe_lib.sh"
@@ -33,6 +34,9 @@ for var in conf train_data test_data trials feat_dir exp_dir; do
   [ -n "${!var}" ] || { echo "$0: --${var//_/-} is required" >&2; echo "$help_message" >&2; exit 1; }
 done
 enroll_data=${enroll_data:-$test_data}
+if [ -z "$checkpoints" ]; then
+  if [ "$average_num" -gt 0 ]; then checkpoints="init avg$average_num"; else checkpoints="init latest"; fi
+fi
 eval_dirs=$(printf '%s\n' "$train_data" "$enroll_data" "$test_data" | awk '!seen[$0]++')
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
@@ -63,6 +67,10 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   else
     log "  skip: $exp_dir is trained (remove $exp_dir/.train.done to train further)"
   fi
+  if [ "$average_num" -gt 0 ]; then
+    run_or_skip "$exp_dir/checkpoints/.avg$average_num.done" \
+      python -m speakernet.bin.average_model --exp-dir "$exp_dir" --num "$average_num"
+  fi
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
@@ -90,7 +98,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
           --enroll-scp "$embeddings/$(basename "$enroll_data")/$enroll_table.scp" \
           --test-scp "$embeddings/$(basename "$test_data")/xvector.scp" \
           --mean-vec "$embeddings/$(basename "$train_data")/mean.vec" --out "$scores"
-      case "$checkpoint" in init) model=untrained ;; latest) model=trained ;; *) model=$checkpoint ;; esac
+      case "$checkpoint" in init) model=untrained ;; latest) model=trained ;; *) model=trained-$checkpoint ;; esac
       score_files+=("$scores"); names+=("$model:$(basename "$trial_list")")
     done
   done

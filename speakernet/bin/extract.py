@@ -41,22 +41,22 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.num_threads)
     try:
         check_same_frontend(args.exp_dir, args.data_dir)
-    except ValueError as error:
+        model, config = load_model(args.exp_dir, args.checkpoint)
+        extract_cfg = config["extract"]
+        extract_embeddings(
+            model,
+            args.data_dir,
+            args.out_dir,
+            mode=args.mode or extract_cfg["mode"],
+            use_vad=config["data"]["use_vad"],
+            num_crops=args.num_crops or extract_cfg["num_crops"],
+            crop_frames=args.crop_frames or extract_cfg["crop_frames"],
+            batch_size=args.batch_size or extract_cfg["batch_size"],
+            device=args.device,
+        )
+    except (FileNotFoundError, ValueError) as error:  # DataDirError and ConfigError are ValueErrors
         logger.error("%s", error)
         return 1
-    model, config = load_model(args.exp_dir, args.checkpoint)
-    extract_cfg = config["extract"]
-    extract_embeddings(
-        model,
-        args.data_dir,
-        args.out_dir,
-        mode=args.mode or extract_cfg["mode"],
-        use_vad=config["data"]["use_vad"],
-        num_crops=args.num_crops or extract_cfg["num_crops"],
-        crop_frames=args.crop_frames or extract_cfg["crop_frames"],
-        batch_size=args.batch_size or extract_cfg["batch_size"],
-        device=args.device,
-    )
     return 0
 
 

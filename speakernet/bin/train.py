@@ -41,7 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         logger.error("%s", error)
         return 2
-    train(config, args.data_dir, args.exp_dir, resume=args.resume, device=args.device)
+    try:
+        train(config, args.data_dir, args.exp_dir, resume=args.resume, device=args.device)
+    except (FileNotFoundError, ValueError) as error:  # DataDirError is a ValueError
+        logger.error("%s", error)
+        return 1
     return 0
 
 

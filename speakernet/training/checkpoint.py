@@ -69,9 +69,13 @@ def load_checkpoint(path: PathLike) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def checkpoint_name(epoch: int, batch_in_epoch: int, step: int) -> str:
-    """File name of a checkpoint taken after ``step`` optimiser steps."""
-    return f"epoch{epoch:03d}_batch{batch_in_epoch:06d}_step{step:08d}.pt"
+def checkpoint_name(epochs_done: int, step: int, end_of_epoch: bool) -> str:
+    """File name of a checkpoint taken after ``step`` optimiser steps.
+
+    End-of-epoch checkpoints are ``epoch_NNN.pt`` (NNN epochs completed); they are the ones
+    kept for model averaging. Mid-epoch ones are ``step_NNNNNNNN.pt``, for crash recovery only.
+    """
+    return f"epoch_{epochs_done:03d}.pt" if end_of_epoch else f"step_{step:08d}.pt"
 
 
 def mark_latest(exp_dir: PathLike, path: PathLike) -> None:
@@ -86,7 +90,8 @@ def resolve_checkpoint(exp_dir: PathLike, which: str = "latest") -> Path:
     Args:
         exp_dir: Experiment dir written by the training stage.
         which: ``latest``, ``init`` (the untrained model saved before the first step),
-            a file name inside ``exp_dir/checkpoints`` or a path.
+            ``avgN`` (written by :func:`write_average`), a file name inside
+            ``exp_dir/checkpoints`` or a path.
 
     Returns:
         Path of the checkpoint file.
@@ -102,6 +107,8 @@ def resolve_checkpoint(exp_dir: PathLike, which: str = "latest") -> Path:
         path = directory / pointer.read_text().strip()
     elif which == "init":
         path = directory / INIT_NAME
+    elif which.startswith("avg") and which[3:].isdigit():
+        path = directory / f"{which}.pt"
     elif os.sep in which or Path(which).is_file():
         path = Path(which)
     else:
@@ -111,20 +118,85 @@ def resolve_checkpoint(exp_dir: PathLike, which: str = "latest") -> Path:
     return path
 
 
-def prune_checkpoints(exp_dir: PathLike, keep: int) -> None:
-    """Deletes all but the newest ``keep`` end-of-epoch and mid-epoch checkpoints.
+def epoch_checkpoints(exp_dir: PathLike) -> list[Path]:
+    """End-of-epoch checkpoints of an exp dir, oldest first."""
+    return sorted((Path(exp_dir) / CHECKPOINT_DIR).glob("epoch_[0-9][0-9][0-9]*.pt"))
 
-    The untrained ``init.pt`` and the one ``latest`` points at are always kept.
+
+def prune_checkpoints(exp_dir: PathLike, keep: int) -> None:
+    """Keeps the newest ``keep`` end-of-epoch checkpoints (0: all) and only the newest mid-epoch one.
+
+    The untrained ``init.pt``, averaged models and the checkpoint ``latest`` points at are
+    always kept.
     """
-    if keep <= 0:
-        return
     directory = Path(exp_dir) / CHECKPOINT_DIR
     pointer = directory / LATEST
     latest = pointer.read_text().strip() if pointer.is_file() else None
-    paths = sorted(p for p in directory.glob("epoch*_step*.pt"))
-    for path in paths[:-keep]:
+    stale = sorted(directory.glob("step_*.pt"))[:-1]
+    if keep > 0:
+        stale += epoch_checkpoints(exp_dir)[:-keep]
+    for path in stale:
         if path.name != latest:
             path.unlink(missing_ok=True)
+
+
+def average_checkpoints(paths: list[Path]) -> dict[str, torch.Tensor]:
+    """Element-wise mean of the model weights of several checkpoints.
+
+    Floating-point tensors (weights, BN running statistics) are averaged in float64 and cast
+    back; integer buffers (BN's ``num_batches_tracked``) are taken from the newest checkpoint.
+
+    Args:
+        paths: Checkpoints of the same model, oldest first.
+
+    Returns:
+        The averaged model ``state_dict``.
+
+    Raises:
+        ValueError: if ``paths`` is empty or the checkpoints hold different parameters.
+    """
+    if not paths:
+        raise ValueError("no checkpoints to average")
+    states = [load_checkpoint(path)["model"] for path in paths]
+    averaged: dict[str, torch.Tensor] = {}
+    for key, newest in states[-1].items():
+        for path, state in zip(paths, states):
+            if key not in state or state[key].shape != newest.shape:
+                raise ValueError(f"{path}: parameter '{key}' is missing or has another shape than in {paths[-1]}")
+        if newest.is_floating_point():
+            averaged[key] = (sum(state[key].double() for state in states) / len(states)).to(newest.dtype)
+        else:
+            averaged[key] = newest.clone()
+    return averaged
+
+
+def write_average(exp_dir: PathLike, num: int) -> Path:
+    """Averages the last ``num`` end-of-epoch checkpoints into ``checkpoints/avg<num>.pt``.
+
+    The result is a model checkpoint (weights, config, step of the newest) that
+    :func:`load_model` and the extraction stage take as ``avg<num>``.
+
+    Raises:
+        ValueError: if the exp dir holds fewer than ``num`` end-of-epoch checkpoints.
+    """
+    available = epoch_checkpoints(exp_dir)
+    if num < 1 or len(available) < num:
+        raise ValueError(
+            f"cannot average the last {num} epochs of {exp_dir}: it keeps {len(available)} end-of-epoch "
+            "checkpoints (raise training.keep_checkpoints)"
+        )
+    chosen = available[-num:]
+    newest = load_checkpoint(chosen[-1])
+    state = {
+        "model": average_checkpoints(chosen),
+        "step": newest["step"],
+        "config": newest["config"],
+        "averaged_from": [path.name for path in chosen],
+    }
+    path = Path(exp_dir) / CHECKPOINT_DIR / f"avg{num}.pt"
+    save_checkpoint(state, path)
+    logger.info("averaged %s into %s", ", ".join(p.name for p in chosen), path)
+    return path
 
 
 def load_model(exp_dir: PathLike, which: str = "latest") -> tuple[torch.nn.Module, dict[str, Any]]:

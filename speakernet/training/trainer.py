@@ -218,7 +218,10 @@ class Trainer:
         """Writes a full checkpoint of the current position (main process only) and marks it latest."""
         path = None
         if self.context.is_main:
-            path = self.exp_dir / ckpt.CHECKPOINT_DIR / ckpt.checkpoint_name(self.epoch, self.batch_in_epoch, self.step)
+            end_of_epoch = self.batch_in_epoch == len(self.plan)
+            epochs_done = self.epoch + 1 if end_of_epoch else self.epoch
+            name = ckpt.checkpoint_name(epochs_done, self.step, end_of_epoch)
+            path = self.exp_dir / ckpt.CHECKPOINT_DIR / name
             ckpt.save_checkpoint(self._state(), path)
             ckpt.mark_latest(self.exp_dir, path)
             ckpt.prune_checkpoints(self.exp_dir, self.config["training"]["keep_checkpoints"])

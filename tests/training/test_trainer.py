@@ -91,3 +91,28 @@ def test_ddp_on_gloo_two_processes(feature_dir: Path, tmp_path: Path) -> None:
     assert final["world_size"] == 2
     # 30 utterances, batches of 3 per process on 2 processes: 5 steps per epoch
     assert final["step"] == 10
+
+
+def test_checkpoint_names_pruning_and_averaging(feature_dir: Path, tmp_path: Path) -> None:
+    exp = tmp_path / "exp"
+    train(load_config(None, TINY_OVERRIDES + ["training.epochs=4", "training.keep_checkpoints=3",
+                                              "training.checkpoint_interval=2"]), feature_dir, exp)
+    names = sorted(p.name for p in (exp / "checkpoints").glob("*.pt"))
+    # 5 steps per epoch, mid-epoch checkpoints every 2 steps: only the newest mid-epoch one stays
+    assert names == ["epoch_002.pt", "epoch_003.pt", "epoch_004.pt", "init.pt", "step_00000018.pt"]
+    assert (exp / "checkpoints" / "latest").read_text().strip() == "epoch_004.pt"
+
+    path = ckpt.write_average(exp, 2)
+    assert path.name == "avg2.pt"
+    a = ckpt.load_checkpoint(exp / "checkpoints" / "epoch_003.pt")["model"]
+    b = ckpt.load_checkpoint(exp / "checkpoints" / "epoch_004.pt")["model"]
+    averaged = ckpt.load_checkpoint(path)["model"]
+    for key, value in averaged.items():
+        if value.is_floating_point():
+            assert torch.allclose(value, (a[key] + b[key]) / 2, atol=1e-6), key
+        else:
+            assert torch.equal(value, b[key]), key
+    model, _ = ckpt.load_model(exp, "avg2")
+    assert torch.equal(model.state_dict()[next(iter(averaged))], next(iter(averaged.values())))
+    with pytest.raises(ValueError, match="keeps 3 end-of-epoch checkpoints"):
+        ckpt.write_average(exp, 4)
