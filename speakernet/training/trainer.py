@@ -278,12 +278,17 @@ class Trainer:
                 loss, logits = self.ddp_module(feats, labels)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
-            if train_cfg["grad_clip"] > 0:
-                self.scaler.unscale_(self.optimizer)
-                grad_norm = nn.utils.clip_grad_norm_(self.module.parameters(), train_cfg["grad_clip"])
-                if not torch.isfinite(grad_norm):
-                    logger.warning("step %d: non-finite gradient norm, the update is skipped", self.step)
-            self.scaler.step(self.optimizer)
+            self.scaler.unscale_(self.optimizer)
+            max_norm = train_cfg["grad_clip"] if train_cfg["grad_clip"] > 0 else float("inf")
+            grad_norm = nn.utils.clip_grad_norm_(self.module.parameters(), max_norm)
+            if torch.isfinite(grad_norm):
+                self.scaler.step(self.optimizer)
+            elif not self.use_amp:
+                # With AMP the scaler skips the step and lowers its scale; without it, skip here,
+                # so one bad batch cannot write NaN into the weights.
+                logger.warning("step %d: non-finite gradient norm, the update is skipped", self.step)
+            else:
+                self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
             self.step += 1

@@ -116,3 +116,22 @@ def test_checkpoint_names_pruning_and_averaging(feature_dir: Path, tmp_path: Pat
     assert torch.equal(model.state_dict()[next(iter(averaged))], next(iter(averaged.values())))
     with pytest.raises(ValueError, match="keeps 3 end-of-epoch checkpoints"):
         ckpt.write_average(exp, 4)
+
+
+def test_non_finite_gradients_skip_the_update(feature_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    from speakernet.training.trainer import Trainer
+
+    trainer = Trainer(load_config(None, TINY_OVERRIDES + ["training.max_steps=1"]), feature_dir, tmp_path / "exp")
+    before = {k: v.clone() for k, v in trainer.module.model.state_dict().items()}
+    original = trainer.ddp_module.forward
+
+    def poisoned(feats, labels):
+        loss, logits = original(feats, labels)
+        return loss * float("nan"), logits
+
+    monkeypatch.setattr(trainer.ddp_module, "forward", poisoned)
+    trainer.train()
+    after = trainer.module.model.state_dict()
+    for key, value in before.items():
+        if value.is_floating_point() and "running" not in key:
+            assert torch.equal(value, after[key]), f"{key} changed by a NaN step"
