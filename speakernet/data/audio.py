@@ -45,8 +45,8 @@ class AudioError(RuntimeError):
         self.spec = spec
         self.utt = utt
         self.reason = message
-        who = f"utterance '{utt}' " if utt is not None else ""
-        super().__init__(f"{who}(wav.scp value '{spec}'): {message}")
+        where = f"utterance '{utt}' (wav.scp value '{spec}')" if utt is not None else f"audio '{spec}'"
+        super().__init__(f"{where}: {message}")
 
     def for_utt(self, utt: str) -> "AudioError":
         """Returns a copy of this error attributed to utterance ``utt``."""
