@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check-trials", action="store_true",
                         help="check that trials refer to utterances (test) and utterances or speakers (enrolment) "
                         "of this dir")
+    parser.add_argument("--enroll-dir", default=None,
+                        help="with --check-trials: the data dir of the enrolment side (default: this dir)")
     parser.add_argument("--max-shown", type=int, default=10, help="how many problems to list")
     args = parser.parse_args(argv)
     setup_logging()
@@ -40,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             need_segments=args.need_segments,
             check_files_exist=args.check_files_exist,
             check_trials=args.check_trials,
+            enroll_dir=args.enroll_dir,
             max_shown=args.max_shown,
         )
     except DataDirError as error:

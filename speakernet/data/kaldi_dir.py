@@ -843,20 +843,23 @@ class _Validator:
                 missing.add(file)
                 self.report(DataDirError(table.path, f"file '{file}' does not exist", table.line(key), key))
 
-    def check_trials(self, trials_path: Path, utt2spk: _Table | None, check_references: bool) -> None:
+    def check_trials(self, trials_path: Path, utt2spk: _Table | None, check_references: bool,
+                     enroll_utt2spk: dict[str, str] | None = None, enroll_dir: Path | None = None) -> None:
         entries = _scan(trials_path, self.report, strict=True)
         if not entries:
             self.report(DataDirError(trials_path, "file is empty"))
         trials = _parse_trials(trials_path, entries, self.report)
         if not check_references or utt2spk is None:
             return
-        speakers = set(utt2spk.values.values())
+        enroll_utts = utt2spk.values if enroll_utt2spk is None else enroll_utt2spk
+        enroll_speakers = set(enroll_utts.values())
+        enroll_where = "this dir" if enroll_dir is None else str(enroll_dir)
         for number, enroll, test, _ in trials:
             if test not in utt2spk.values:
                 self.report(DataDirError(trials_path, f"test utterance '{test}' is not in utt2spk", number, enroll))
-            if enroll not in utt2spk.values and enroll not in speakers:
+            if enroll not in enroll_utts and enroll not in enroll_speakers:
                 self.report(DataDirError(
-                    trials_path, f"enrolment '{enroll}' is neither an utterance nor a speaker of this dir",
+                    trials_path, f"enrolment '{enroll}' is neither an utterance nor a speaker of {enroll_where}",
                     number, enroll))
 
 
@@ -867,6 +870,7 @@ def validate_data_dir(
     need_segments: bool = False,
     check_files_exist: bool = False,
     check_trials: bool = False,
+    enroll_dir: PathLike | None = None,
     max_shown: int = 10,
 ) -> None:
     """Checks a data directory against the Kaldi contract (cf. Kaldi's ``utils/validate_data_dir.sh``).
@@ -887,7 +891,9 @@ def validate_data_dir(
         check_files_exist: Also check that audio files (not pipes) and feature/VAD archives exist.
         check_trials: Also check that every trial's test side is an utterance of this dir and its
             enrolment side an utterance or a speaker of it (off by default: enrolment often lives
-            in another dir).
+            in another dir: give it as ``enroll_dir``).
+        enroll_dir: With ``check_trials``, the data dir holding the enrolment side (its
+            utterances or speakers), e.g. CN-Celeb's ``eval_enroll`` for ``eval_test/trials``.
         max_shown: How many problems the error message lists.
 
     Raises:
@@ -937,7 +943,9 @@ def validate_data_dir(
 
     trials_path = data_dir / "trials"
     if trials_path.is_file():
-        check.check_trials(trials_path, utt2spk, check_trials)
+        enroll_utt2spk = read_scp(Path(enroll_dir) / "utt2spk") if check_trials and enroll_dir is not None else None
+        check.check_trials(trials_path, utt2spk, check_trials, enroll_utt2spk,
+                           Path(enroll_dir) if enroll_dir is not None else None)
 
     if check.problems:
         raise DataDirValidationError(data_dir, check.problems, max_shown)

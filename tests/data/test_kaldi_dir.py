@@ -366,3 +366,14 @@ def test_non_utf8_file_names_line(make_dir) -> None:
     with pytest.raises(DataDirError, match=r"utt2dur:3: not UTF-8 text"):
         read_utt2dur(path / "utt2dur")
     assert "utt2dur:3: not UTF-8 text" in str(_problem(path))
+
+
+def test_trials_with_enrolment_in_another_dir(make_dir, tmp_path: Path) -> None:
+    enroll = tmp_path / "enroll"
+    enroll.mkdir()
+    (enroll / "utt2spk").write_text("spkZ-e1 spkZ-enroll\n")
+    path = make_dir(trials="spkZ-enroll spkA-u1 target\nspkZ-e1 spkB-u1 nontarget\nspkA spkA-u2 target\n")
+    message = str(_problem(path, check_trials=True, enroll_dir=enroll))
+    # an enrolment speaker or utterance of the enrol dir is fine; one of this dir is not
+    assert "trials:3 (key 'spkA'): enrolment 'spkA' is neither an utterance nor a speaker of" in message
+    assert str(enroll) in message and "trials:1" not in message and "trials:2" not in message

@@ -39,9 +39,10 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   [ -n "$cnceleb1_root" ] || { echo "$0: give --cnceleb1-root" >&2; exit 1; }
   run_or_skip "$data/.prepared" python -m speakernet.bin.prepare_cnceleb --cnceleb1-root "$cnceleb1_root" \
     ${cnceleb2_root:+--cnceleb2-root "$cnceleb2_root"} --enroll-mode both --out-dir "$data"
-  for part in cnceleb_train eval_enroll eval_enroll_map eval_test; do
+  for part in cnceleb_train eval_enroll eval_enroll_map; do
     python -m speakernet.bin.validate_data_dir "$data/$part"
   done
+  python -m speakernet.bin.validate_data_dir --check-trials --enroll-dir "$enroll_data" "$data/eval_test"
 fi
 
 sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" --nj "$nj" --nproc "$nproc" \

@@ -28,9 +28,8 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   log "Stage 0: synthetic corpus -> $corpus"
   # shellcheck disable=SC2086  # options are deliberately word-split
   python -m speakernet.bin.make_synthetic_corpus --out-dir "$corpus" --nj "$nj" $corpus_opts
-  for part in train test; do
-    python -m speakernet.bin.validate_data_dir "$corpus/data/$part"
-  done
+  python -m speakernet.bin.validate_data_dir "$corpus/data/train"
+  python -m speakernet.bin.validate_data_dir --check-trials "$corpus/data/test"
 fi
 
 sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" --nj "$nj" --nproc "$nproc" \

@@ -34,9 +34,8 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
     ${librispeech_root:+--librispeech-root "$librispeech_root"} \
     ${speech_commands_root:+--speech-commands-root "$speech_commands_root"} \
     ${arabic_root:+--arabic-root "$arabic_root"} ${fsdd_root:+--fsdd-root "$fsdd_root"} --out-dir "$data"
-  for part in train test; do
-    python -m speakernet.bin.validate_data_dir "$data/$part"
-  done
+  python -m speakernet.bin.validate_data_dir "$data/train"
+  python -m speakernet.bin.validate_data_dir --check-trials "$data/test"
 fi
 
 trials=$(ls "$data"/test/trials "$data"/test/trials_* 2>/dev/null | tr '\n' ' ')
