@@ -135,3 +135,15 @@ def test_non_finite_gradients_skip_the_update(feature_dir: Path, tmp_path: Path,
     for key, value in before.items():
         if value.is_floating_point() and "running" not in key:
             assert torch.equal(value, after[key]), f"{key} changed by a NaN step"
+
+
+def test_loader_workers_do_not_change_training(feature_dir: Path, tmp_path: Path) -> None:
+    # crops depend only on the batch plan, so worker processes give bit-identical training
+    runs = {}
+    for workers in (0, 2):
+        exp = tmp_path / f"workers{workers}"
+        train(load_config(None, TINY_OVERRIDES + ["training.max_steps=4", f"data.num_workers={workers}"]),
+              feature_dir, exp)
+        runs[workers] = _params(exp)
+    for key in runs[0]:
+        assert torch.equal(runs[0][key], runs[2][key]), key
