@@ -97,6 +97,12 @@ def test_cli_embed_and_compare(recipe: dict[str, Path], tmp_path: Path) -> None:
     assert bad.returncode == 1 and "missing.wav" in bad.stderr
 
 
+def test_help_from_another_directory(tmp_path: Path) -> None:
+    result = _run(str(RUN.relative_to(ROOT)), "--help")  # relative path, as the README runs it
+    assert result.returncode == 0, result.stderr
+    assert "Mini recipe" in result.stdout + result.stderr
+
+
 def test_wrong_option_is_reported() -> None:
     result = _run(str(RUN), "--no-such-option", "1")
     assert result.returncode != 0 and "no-such-option" in result.stderr

@@ -20,7 +20,7 @@ corpus=corpus               # where the synthetic corpus is written
 exp=exp/ecapa_mini
 corpus_opts=""              # corpus size options, e.g. "--num-train-speakers 50" (see make_synthetic_corpus -h)
 train_overrides=""          # config overrides, e.g. "training.epochs=2"
-help_message=$(sed -n '2,10p' "$0")
+help_message=$(awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$(basename "$0")")
 . parse_options.sh
 . recipe_lib.sh
 

@@ -24,7 +24,7 @@ conf=conf/ecapa_c512.yaml
 data=data
 exp=exp/ecapa_c512
 train_overrides=""
-help_message=$(sed -n '2,12p' "$0")
+help_message=$(awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$(basename "$0")")
 . parse_options.sh
 . recipe_lib.sh
 
