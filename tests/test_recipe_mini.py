@@ -79,6 +79,22 @@ def test_rerun_skips_finished_stages_and_changes_nothing(recipe: dict[str, Path]
         assert path.read_bytes() == content, f"{path} changed on a re-run"
 
 
+def test_regenerated_corpus_is_not_answered_with_stale_features(recipe: dict[str, Path], tmp_path: Path) -> None:
+    # a user changes the corpus size and re-runs: features and embeddings must be redone
+    # (the trained model is kept: its .train.done marker says so)
+    bigger = CORPUS_OPTS.replace("--test-utts-per-speaker 3", "--test-utts-per-speaker 4")
+    result = _run(str(RUN), "--corpus", str(recipe["corpus"]), "--exp", str(recipe["exp"]), "--corpus-opts", bigger,
+                  "--train-overrides", TRAIN_OVERRIDES)
+    assert result.returncode == 0, result.stderr[-4000:]
+    test_dir = recipe["corpus"] / "data" / "test"
+    assert len((test_dir / "feats.scp").read_text().splitlines()) == 16
+    embedded = (recipe["exp"] / "embeddings" / "latest" / "test" / "xvector.scp").read_text().splitlines()
+    assert len(embedded) == 16
+    num_trials = len((test_dir / "trials").read_text().splitlines())
+    for line in (recipe["exp"] / "results").read_text().splitlines()[1:]:
+        assert int(line.split()[1]) == num_trials
+
+
 def test_cli_embed_and_compare(recipe: dict[str, Path], tmp_path: Path) -> None:
     wavs = sorted((recipe["corpus"] / "wav").glob("te*/*.wav"))
     same = [w for w in wavs if w.parent == wavs[0].parent]

@@ -13,10 +13,25 @@ done_marker_ok() {
 # run_or_skip MARKER COMMAND...: runs COMMAND unless MARKER exists, then creates MARKER.
 # The marker is written only after COMMAND succeeds, so an interrupted stage re-runs.
 run_or_skip() {
-  local marker=$1; shift
+  run_unless_fresh "$1" "" "${@:2}"
+}
+
+# run_unless_fresh MARKER "INPUT..." COMMAND...: like run_or_skip, but also re-runs COMMAND
+# when any existing INPUT file is newer than MARKER (e.g. a regenerated data dir), so a
+# changed input is never answered with a stale output.
+run_unless_fresh() {
+  local marker=$1 inputs=$2 input; shift 2
   if [ -f "$marker" ]; then
-    log "  skip: $(dirname "$marker") is complete (remove $marker to redo it)"
-    return 0
+    local stale=""
+    for input in $inputs; do
+      if [ -e "$input" ] && [ "$input" -nt "$marker" ]; then stale=$input; break; fi
+    done
+    if [ -z "$stale" ]; then
+      log "  skip: $(dirname "$marker") is complete (remove $marker to redo it)"
+      return 0
+    fi
+    log "  redo: $stale is newer than $marker"
+    rm -f "$marker"
   fi
   "$@"
   mkdir -p "$(dirname "$marker")"

@@ -43,7 +43,8 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "Stage 1: features (fbank + VAD) for: $(echo $eval_dirs)"
   for data in $eval_dirs; do
     name=$(basename "$data")
-    run_or_skip "$feat_dir/$name/.done" \
+    [ -f "$data/feats.scp" ] || rm -f "$feat_dir/$name/.done"  # e.g. a regenerated data dir
+    run_unless_fresh "$feat_dir/$name/.done" "$data/wav.scp $data/segments $data/utt2spk $data/feats.scp" \
       python -m speakernet.bin.make_features --data-dir "$data" --feat-dir "$feat_dir/$name" --nj "$nj"
   done
 fi
@@ -68,7 +69,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     log "  skip: $exp_dir is trained (remove $exp_dir/.train.done to train further)"
   fi
   if [ "$average_num" -gt 0 ]; then
-    run_or_skip "$exp_dir/checkpoints/.avg$average_num.done" \
+    run_unless_fresh "$exp_dir/checkpoints/.avg$average_num.done" "$exp_dir/checkpoints/latest" \
       python -m speakernet.bin.average_model --exp-dir "$exp_dir" --num "$average_num"
   fi
 fi
@@ -78,7 +79,10 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   for checkpoint in $checkpoints; do
     for data in $eval_dirs; do
       out="$exp_dir/embeddings/$checkpoint/$(basename "$data")"
-      run_or_skip "$out/.done" run_logged "$exp_dir/log/extract.$checkpoint.$(basename "$data").log" \
+      model_file="$exp_dir/checkpoints/$checkpoint.pt"
+      [ "$checkpoint" = latest ] && model_file="$exp_dir/checkpoints/latest"
+      run_unless_fresh "$out/.done" "$model_file $data/feats.scp" \
+        run_logged "$exp_dir/log/extract.$checkpoint.$(basename "$data").log" \
         python -m speakernet.bin.extract --exp-dir "$exp_dir" --checkpoint "$checkpoint" --data-dir "$data" \
           --out-dir "$out"
     done
