@@ -108,6 +108,15 @@ def test_cli_embed_and_compare(recipe: dict[str, Path], tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     verdict = json.loads(result.stdout.splitlines()[0])
     assert verdict["score"] == pytest.approx(1.0, abs=1e-5) and verdict["same_speaker"] is True
+    # a trial of the recipe gets the same score from the CLI (same front-end, mean and model)
+    trials, scores = read_scores(recipe["exp"] / "scores" / "latest" / "trials.score")
+    (enroll, test, _), expected = trials[0], scores[0]
+    wav_scp = dict(line.split(maxsplit=1) for line in
+                   (recipe["corpus"] / "data" / "test" / "wav.scp").read_text().splitlines())
+    result = _run(sys.executable, "-m", "speakernet.bin.cli", "compare", "--exp-dir", str(recipe["exp"]),
+                  wav_scp[enroll], wav_scp[test])
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[0])["score"] == pytest.approx(expected, abs=2e-5)
     bad = _run(sys.executable, "-m", "speakernet.bin.cli", "compare", "--exp-dir", str(recipe["exp"]),
                str(same[0]), str(tmp_path / "missing.wav"))
     assert bad.returncode == 1 and "missing.wav" in bad.stderr

@@ -110,4 +110,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   run_logged "$exp_dir/log/compute_metrics.log" \
     python -m speakernet.bin.compute_metrics --scores "${score_files[@]}" --name "${names[@]}" \
       --out "$exp_dir/results" --threshold-out "$exp_dir/threshold"
+  # The CLI (speakernet compare) scores like the last row: same mean subtraction, same threshold.
+  cp "$exp_dir/embeddings/$checkpoint/$(basename "$train_data")/mean.vec" "$exp_dir/.mean.vec.tmp"
+  mv "$exp_dir/.mean.vec.tmp" "$exp_dir/mean.vec"
 fi

@@ -3,8 +3,9 @@
     speakernet embed --exp-dir exp/ecapa a.wav b.flac --out-dir embeds/
     speakernet compare --exp-dir exp/ecapa a.wav b.wav [--threshold 0.35] [--mean-vec exp/ecapa/embed/train/mean.vec]
 
-The default threshold of ``compare`` is the EER threshold that the recipe's scoring stage
-wrote to ``exp_dir/threshold`` when it exists.
+``compare`` scores as the recipe's scoring stage did: it subtracts the training-set mean that
+stage left in ``exp_dir/mean.vec`` and decides at the EER threshold it wrote to
+``exp_dir/threshold``, so a pair gets the same score here as in the recipe's score file.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("audio_b")
     compare.add_argument("--threshold", type=float, default=None,
                          help="decision threshold on the cosine score (default: exp_dir/threshold)")
-    compare.add_argument("--mean-vec", type=Path, default=None, help="mean embedding to subtract (mean.vec)")
+    compare.add_argument("--mean-vec", type=Path, default=None,
+                         help="mean embedding to subtract (default: exp_dir/mean.vec, the training-set mean that "
+                         "the recipe's scoring used; 'none' for no subtraction)")
     args = parser.parse_args(argv)
     setup_logging(logging.WARNING)
 
@@ -60,7 +63,11 @@ def main(argv: list[str] | None = None) -> int:
             write_embeddings(args.out_dir / "xvector.ark", args.out_dir / "xvector.scp", keys, matrix)
             print(f"wrote {len(keys)} embeddings of dimension {matrix.shape[1]} to {args.out_dir / 'xvector.scp'}")
             return 0
-        mean = read_vector(args.mean_vec) if args.mean_vec else None
+        mean_path = args.mean_vec if args.mean_vec is not None else args.exp_dir / "mean.vec"
+        if str(mean_path) == "none" or (args.mean_vec is None and not mean_path.is_file()):
+            mean = None
+        else:
+            mean = read_vector(mean_path)
         threshold = args.threshold if args.threshold is not None else _default_threshold(args.exp_dir)
         if threshold is None:
             raise ValueError(f"no --threshold given and {args.exp_dir / 'threshold'} does not exist")
