@@ -9,7 +9,8 @@
 # TORCH_VERSION=keep to leave an installed torch untouched.
 set -euo pipefail
 
-TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+DEFAULT_TORCH="torch==2.13.0"  # the pinned default: a CPU wheel
+TORCH_VERSION=${TORCH_VERSION:-${DEFAULT_TORCH#torch==}}
 PYTHON=${PYTHON:-python3}
 extras=""
 for arg in "$@"; do

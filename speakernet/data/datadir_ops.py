@@ -345,15 +345,18 @@ def _split_signature(path: Path, nj: int, by_speaker: bool) -> dict:
     return {"nj": nj, "by_speaker": by_speaker, "files": files}
 
 
-def _split_by_utterance(utts: Sequence[str], nj: int) -> list[list[str]]:
-    """Contiguous chunks of the C-sorted utterances whose sizes differ by at most one."""
-    base, extra = divmod(len(utts), nj)
-    parts, start = [], 0
-    for job in range(nj):
-        size = base + (1 if job < extra else 0)
-        parts.append(list(utts[start:start + size]))
+def split_contiguous(items: Sequence[str], num_chunks: int) -> list[list[str]]:
+    """Splits ``items`` into ``num_chunks`` contiguous chunks whose sizes differ by at most one.
+
+    Used for Kaldi-style ``split<nj>`` dirs and for the jobs of parallel stages.
+    """
+    base, extra = divmod(len(items), num_chunks)
+    chunks, start = [], 0
+    for index in range(num_chunks):
+        size = base + (1 if index < extra else 0)
+        chunks.append(list(items[start:start + size]))
         start += size
-    return parts
+    return chunks
 
 
 def _split_by_speaker(spk2utt: dict[str, list[str]], nj: int) -> list[list[str]]:
@@ -417,7 +420,7 @@ def split_data_dir(path: PathLike, nj: int, by_speaker: bool = False) -> list[Pa
     else:
         if nj > len(data.utt2spk):
             raise ValueError(f"cannot split {len(data.utt2spk)} utterances of {path} into {nj} parts")
-        parts = _split_by_utterance(data.utts, nj)
+        parts = split_contiguous(data.utts, nj)
 
     with atomic_dir(split_root) as tmp:
         for job, utts in enumerate(parts, start=1):

@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Sequence
 
 from speakernet.data import kaldi_dir
+from speakernet.data.datadir_ops import split_contiguous
 from speakernet.data.kaldi_dir import DataDirError, c_sort_key, read_scp, write_scp
-from speakernet.features.frontend import FRONTEND_CONFIG_NAME, save_frontend
 from speakernet.features.fbank import FbankConfig
+from speakernet.features.frontend import FRONTEND_CONFIG_NAME, save_frontend
 from speakernet.features.vad import VadConfig
 from speakernet.utils.fileio import PathLike, atomic_write
 
@@ -97,17 +98,6 @@ def list_utterances(data_dir: PathLike) -> list[str]:
     if not utts:
         raise DataDirError(source, "no utterances")
     return sorted(utts, key=c_sort_key)
-
-
-def split_contiguous(items: Sequence[str], num_chunks: int) -> list[list[str]]:
-    """Splits ``items`` into ``num_chunks`` contiguous chunks whose sizes differ by at most 1."""
-    base, extra = divmod(len(items), num_chunks)
-    chunks, start = [], 0
-    for index in range(num_chunks):
-        size = base + (1 if index < extra else 0)
-        chunks.append(list(items[start:start + size]))
-        start += size
-    return chunks
 
 
 def _validate_data_dir(data_dir: Path) -> None:

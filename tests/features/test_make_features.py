@@ -11,9 +11,10 @@ import soundfile
 
 from speakernet.bin.make_features import main as make_features_main
 from speakernet.data.audio import iter_data_dir_audio
+from speakernet.data.datadir_ops import split_contiguous
 from speakernet.data.kaldi_dir import read_scp
 from speakernet.features.fbank import compute_fbank_and_energy
-from speakernet.features.make_features import FeatureExtractionError, make_features, split_contiguous
+from speakernet.features.make_features import FeatureExtractionError, make_features
 from speakernet.features.vad import compute_vad
 
 
