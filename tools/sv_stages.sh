@@ -25,6 +25,7 @@ exp_dir=              # training output dir
 train_overrides=""    # extra config overrides key.sub=value for training, space-separated (no spaces in values)
 average_num=0         # > 0: evaluate the average of the last N epochs' weights instead of the last epoch
 checkpoints=""        # models to evaluate (default: init and latest, or init and avgN)
+train_mean_crop=200   # frames of the one centred crop per training utterance for the mean (0: whole utterances)
 help_message="Usage: $0 --conf C --train-data D --test-data D --trials 'T ...' --feat-dir F --exp-dir E [options]"
 
 . "$(dirname "${BASH_SOURCE[0]}")/recipe_lib.sh"
@@ -81,10 +82,15 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
       out="$exp_dir/embeddings/$checkpoint/$(basename "$data")"
       model_file="$exp_dir/checkpoints/$checkpoint.pt"
       [ "$checkpoint" = latest ] && model_file="$exp_dir/checkpoints/latest"
+      mode=()
+      # The training set only serves the mean: one crop per utterance is enough and batches well
+      # (WeSpeaker also embeds one 200-frame crop of vox2_dev for it).
+      [ "$data" = "$train_data" ] && [ "$train_mean_crop" -gt 0 ] && \
+        mode=(--mode multicrop --num-crops 1 --crop-frames "$train_mean_crop" --batch-size 128)
       run_unless_fresh "$out/.done" "$model_file $data/feats.scp" \
         run_logged "$exp_dir/log/extract.$checkpoint.$(basename "$data").log" \
         python -m speakernet.bin.extract --exp-dir "$exp_dir" --checkpoint "$checkpoint" --data-dir "$data" \
-          --out-dir "$out"
+          --out-dir "$out" "${mode[@]}"
     done
   done
 fi
