@@ -61,7 +61,8 @@ def _windows(feats: np.ndarray, mode: str, crop_frames: int, num_crops: int) -> 
     if len(feats) < crop_frames:
         feats = np.pad(feats, ((0, crop_frames - len(feats)), (0, 0)), mode="wrap")
     starts = crop_starts(len(feats), crop_frames, num_crops)
-    return np.stack([feats[s : s + crop_frames] for s in starts])
+    windows = np.stack([feats[s : s + crop_frames] for s in starts])
+    return windows - windows.mean(axis=1, keepdims=True)  # per-crop CMN, as the training crops have
 
 
 def _batches(items: list[tuple[str, np.ndarray]], batch_size: int, mode: str) -> Iterator[list[tuple[str, np.ndarray]]]:

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from speakernet.config import save_config
 from speakernet.data.dataset import FeatureCropDataset, collate_crops
-from speakernet.data.kaldi_dir import read_scp, write_scp
+from speakernet.data.kaldi_dir import c_sort_key, read_scp, write_scp
 from speakernet.data.sampler import BatchPlan
 from speakernet.features.frontend import FRONTEND_CONFIG_NAME, load_frontend, save_frontend
 from speakernet.training import checkpoint as ckpt
@@ -102,7 +102,7 @@ class Trainer:
         if resume_state is not None:
             speakers = list(resume_state["speakers"])
         else:
-            speakers = sorted(set(read_scp(Path(data_dir) / "utt2spk").values()), key=lambda s: s.encode())
+            speakers = sorted(set(read_scp(Path(data_dir) / "utt2spk").values()), key=c_sort_key)
         spk2label = {spk: i for i, spk in enumerate(speakers)}
         self.dataset = FeatureCropDataset(
             data_dir, data_cfg["crop_frames"], data_cfg["min_frames"], data_cfg["use_vad"], spk2label
