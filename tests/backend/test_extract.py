@@ -69,3 +69,14 @@ def test_multicrop_batches_give_the_same_as_one_by_one(tmp_path: Path, tiny_mode
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="unknown extraction mode"):
         extract_embeddings(tiny_model, data, tmp_path / "d", mode="random")
+
+
+def test_multicrop_windows_are_mean_normalised_each() -> None:
+    from speakernet.backend.extract import _windows
+
+    feats = np.cumsum(np.ones((400, 3), dtype=np.float32), axis=0)  # a ramp: crops differ in mean
+    windows = _windows(feats, "multicrop", crop_frames=100, num_crops=3)
+    assert windows.shape == (3, 100, 3)
+    np.testing.assert_allclose(windows.mean(axis=1), 0.0, atol=1e-4)
+    np.testing.assert_allclose(windows[0], windows[2], atol=1e-4)  # same shape of ramp, mean removed
+    assert _windows(feats, "full", 100, 3).shape == (1, 400, 3)
