@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         name, metrics = rows[-1]
         with atomic_write(args.threshold_out) as handle:
             handle.write(f"{metrics['eer_threshold']:.6f} EER threshold of {name}\n")
-    logger.info("Results (written to %s):\n%s", args.out, table.rstrip("\n"))
+    logger.info("results written to %s", args.out)
     sys.stdout.write(table)
     return 0
 
