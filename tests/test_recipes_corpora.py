@@ -58,7 +58,8 @@ def test_voxceleb_recipe_on_a_fake_tree(tmp_path: Path) -> None:
     for s in range(4):  # already converted to wav: no ffmpeg needed
         for u in range(3):
             _write_audio(vox2 / "dev" / "aac" / f"id0000{s}" / f"vid{u % 2}" / f"0000{u}.wav", 10 + s, 500 + 10 * s + u)
-    result = _run_recipe("voxceleb", tmp_path, "--vox1-root", str(vox1), "--vox2-root", str(vox2))
+    result = _run_recipe("voxceleb", tmp_path, "--vox1-root", str(vox1), "--vox2-root", str(vox2),
+                         "--average-num", "0")
     assert result.returncode == 0, result.stderr[-4000:]
     assert (tmp_path / "data" / "vox2_dev" / "utt2spk").read_text().splitlines()[0] == "id00000-vid0-00000 id00000"
     assert set(_results(tmp_path)) == {"untrained:trials_vox1_O", "trained:trials_vox1_O"}
@@ -84,11 +85,12 @@ def test_cnceleb_recipe_with_averaged_enrolment(tmp_path: Path) -> None:
     (lists / "trials.lst").write_text(
         "id00800-enroll test/id00800-drama-01-001.wav 1\nid00800-enroll test/id00801-drama-01-001.wav 0\n"
         "id00801-enroll test/id00801-drama-01-001.wav 1\nid00801-enroll test/id00800-drama-01-001.wav 0\n")
-    result = _run_recipe("cnceleb", tmp_path, "--cnceleb1-root", str(cnc), "--enroll", "average")
+    # one epoch: "average" the last 1 epoch, which exercises the averaging stage end to end
+    result = _run_recipe("cnceleb", tmp_path, "--cnceleb1-root", str(cnc), "--enroll", "average", "--average-num", "1")
     assert result.returncode == 0, result.stderr[-4000:]
-    assert set(_results(tmp_path)) == {"untrained:trials", "trained:trials"}
+    assert set(_results(tmp_path)) == {"untrained:trials", "trained-avg1:trials"}
     # averaged enrolment: one embedding per enrol id, the mean of its enroll.map utterances
-    spk_scp = tmp_path / "exp" / "model" / "embeddings" / "latest" / "eval_enroll_map" / "spk_xvector.scp"
+    spk_scp = tmp_path / "exp" / "model" / "embeddings" / "avg1" / "eval_enroll_map" / "spk_xvector.scp"
     assert [line.split()[0] for line in spk_scp.read_text().splitlines()] == ["id00800-enroll", "id00801-enroll"]
     bad = _run_recipe("cnceleb", tmp_path, "--cnceleb1-root", str(cnc), "--enroll", "mean")
     assert bad.returncode != 0 and "--enroll must be concat or average" in bad.stderr

@@ -18,6 +18,7 @@ nproc=1                     # training processes (torchrun); 2 = DDP over gloo o
 conf=conf/ecapa_mini.yaml   # model conf (not called "config": see tools/parse_options.sh)
 corpus=corpus               # where the synthetic corpus is written
 exp=exp/ecapa_mini
+average_num=0               # > 0: evaluate the mean weights of the last N epochs (WeSpeaker averages 10)
 corpus_opts=""              # corpus size options, e.g. "--num-train-speakers 50" (see make_synthetic_corpus -h)
 train_overrides=""          # config overrides, e.g. "training.epochs=2"
 help_message=$(awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$(basename "$0")")
@@ -35,4 +36,4 @@ fi
 sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" --nj "$nj" --nproc "$nproc" \
   --conf "$conf" --train-data "$corpus/data/train" --test-data "$corpus/data/test" \
   --trials "$corpus/data/test/trials" --feat-dir "$(dirname "$exp")/fbank" --exp-dir "$exp" \
-  --train-overrides "$train_overrides"
+  --train-overrides "$train_overrides" --average-num "$average_num"

@@ -23,6 +23,7 @@ nproc=1
 conf=conf/ecapa_small.yaml
 data=data
 exp=exp/ecapa_small
+average_num=0  # > 0: evaluate the mean weights of the last N epochs (WeSpeaker averages 10)
 train_overrides=""
 help_message=$(awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$(basename "$0")")
 . parse_options.sh
@@ -41,4 +42,5 @@ fi
 trials=$(ls "$data"/test/trials "$data"/test/trials_* 2>/dev/null | tr '\n' ' ')
 sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" --nj "$nj" --nproc "$nproc" \
   --conf "$conf" --train-data "$data/train" --test-data "$data/test" --trials "$trials" \
-  --feat-dir "$(dirname "$exp")/fbank" --exp-dir "$exp" --train-overrides "$train_overrides"
+  --feat-dir "$(dirname "$exp")/fbank" --exp-dir "$exp" --train-overrides "$train_overrides" \
+  --average-num "$average_num"

@@ -23,6 +23,7 @@ nproc=1
 conf=conf/ecapa_c512.yaml
 data=data
 exp=exp/ecapa_c512
+average_num=10  # > 0: evaluate the mean weights of the last N epochs (WeSpeaker averages 10)
 train_overrides=""
 help_message=$(awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$(basename "$0")")
 . parse_options.sh
@@ -56,4 +57,5 @@ trials=$(echo $trials)
 
 sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" --nj "$nj" --nproc "$nproc" \
   --conf "$conf" --train-data "$data/vox2_dev" --test-data "$data/vox1_all" --trials "$trials" \
-  --feat-dir "$(dirname "$exp")/fbank" --exp-dir "$exp" --train-overrides "$train_overrides"
+  --feat-dir "$(dirname "$exp")/fbank" --exp-dir "$exp" --train-overrides "$train_overrides" \
+  --average-num "$average_num"
