@@ -86,6 +86,7 @@ def test_regenerated_corpus_is_not_answered_with_stale_features(recipe: dict[str
     result = _run(str(RUN), "--corpus", str(recipe["corpus"]), "--exp", str(recipe["exp"]), "--corpus-opts", bigger,
                   "--train-overrides", TRAIN_OVERRIDES)
     assert result.returncode == 0, result.stderr[-4000:]
+    assert "WARNING" in result.stderr and "trained on earlier data" in result.stderr
     test_dir = recipe["corpus"] / "data" / "test"
     assert len((test_dir / "feats.scp").read_text().splitlines()) == 16
     embedded = (recipe["exp"] / "embeddings" / "latest" / "test" / "xvector.scp").read_text().splitlines()
@@ -131,3 +132,15 @@ def test_help_from_another_directory(tmp_path: Path) -> None:
 def test_wrong_option_is_reported() -> None:
     result = _run(str(RUN), "--no-such-option", "1")
     assert result.returncode != 0 and "no-such-option" in result.stderr
+    for args, message in [(["--stage", "two"], "must be a stage number"), (["stray"], "unexpected argument 'stray'"),
+                          (["--stage", "5"], "after --stop-stage 4")]:
+        result = _run(str(RUN), *args)
+        assert result.returncode == 1 and message in result.stderr, result.stderr
+
+
+def test_relative_paths_are_taken_from_the_callers_directory(tmp_path: Path) -> None:
+    (tmp_path / "my.yaml").write_text("training: {epoch: 3}\n")  # a typo: the error must name this file
+    result = _run(str(RUN), "--stage", "2", "--stop-stage", "2", "--conf", "my.yaml", "--exp", "exp",
+                  "--corpus", "corpus", cwd=tmp_path)
+    assert result.returncode != 0
+    assert f"{tmp_path}/my.yaml" in result.stderr and "unknown config key 'training.epoch'" in result.stderr

@@ -14,7 +14,7 @@
 #   --foo-bar VALUE and --foo-bar=VALUE set the shell variable foo_bar, which must already be
 #     defined (so a typo is an error, not a silently ignored option); the value is kept whole.
 #   If the variable currently holds true or false, the new value must be true or false too.
-#   --help (or -h) prints $help_message to stderr and exits 0.
+#   --help (or -h) prints $help_message to stdout (so it can be paged) and exits 0.
 #   Parsing stops at the first argument that does not start with "--", or after "--".
 #   An unknown option, a missing value or a bad boolean prints an error naming the option to
 #   stderr and exits 1.
@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --help|-h)
       if [ -n "${help_message:-}" ]; then
-        printf '%s\n' "$help_message" >&2
+        printf '%s\n' "$help_message"
       else
         echo "$0: no help message is defined" >&2
       fi

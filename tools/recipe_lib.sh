@@ -46,3 +46,59 @@ run_logged() {
   echo "# $*" > "$log_file"
   "$@" 2>&1 | tee -a "$log_file" >&2
 }
+
+# recipe_help SCRIPT: the script's header comment, then its options with their defaults,
+# read from the `name=default  # comment` lines above its help_message line.
+recipe_help() {
+  awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$1"
+  echo
+  echo "Options (--name value; a relative path you give is taken from where you run the script,"
+  echo "the defaults are inside the recipe directory):"
+  awk '/^help_message=/ {exit}
+       /^[a-z][a-z0-9_]*=/ && $0 !~ /^recipe_dir=/ {
+         line = $0; comment = ""; i = index(line, "#")
+         if (i > 0) { comment = substr(line, i + 1); line = substr(line, 1, i - 1) }
+         eq = index(line, "="); name = substr(line, 1, eq - 1); value = substr(line, eq + 1)
+         gsub(/[ \t]+$/, "", value); gsub(/^ +/, "", comment); gsub(/_/, "-", name)
+         if (value == "" || value == "\"\"") value = "(none)"
+         printf "  --%-22s %-26s %s\n", name, value, comment
+       }' "$1"
+}
+
+# remember_defaults VAR...: notes the default of each path option, for resolve_user_paths.
+declare -gA _recipe_defaults=()
+remember_defaults() {
+  local var
+  for var in "$@"; do _recipe_defaults[$var]=${!var}; done
+}
+
+# resolve_user_paths VAR...: a relative path the user gave on the command line is relative to
+# the directory run.sh was called from; defaults stay relative to the recipe directory.
+# Call it before changing into the recipe directory.
+resolve_user_paths() {
+  local var value
+  for var in "$@"; do
+    value=${!var}
+    if [ -n "$value" ] && [ "$value" != "${_recipe_defaults[$var]-}" ] && [ "${value#/}" = "$value" ]; then
+      printf -v "$var" '%s/%s' "$PWD" "$value"
+    fi
+  done
+}
+
+# check_stage_args "$@": stage numbers are integers, in order, and no stray arguments remain.
+check_stage_args() {
+  if [ $# -gt 0 ]; then
+    echo "$0: unexpected argument '$1' (options are --name value; see --help)" >&2
+    exit 1
+  fi
+  local var
+  for var in stage stop_stage; do
+    case "${!var}" in
+      ''|*[!0-9]*) echo "$0: --${var//_/-} must be a stage number, got '${!var}'" >&2; exit 1 ;;
+    esac
+  done
+  if [ "$stage" -gt "$stop_stage" ]; then
+    echo "$0: --stage $stage is after --stop-stage $stop_stage: nothing to do" >&2
+    exit 1
+  fi
+}

@@ -52,9 +52,9 @@ fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   log "Stage 2: training $conf -> $exp_dir on $nproc process(es)"
-  resume=()
-  [ -f "$exp_dir/checkpoints/latest" ] && resume=(--resume latest) && log "  continuing from the latest checkpoint"
   if [ ! -f "$exp_dir/.train.done" ]; then
+    resume=()
+    [ -f "$exp_dir/checkpoints/latest" ] && resume=(--resume latest) && log "  continuing from the latest checkpoint"
     mkdir -p "$exp_dir/log"
     if [ "$nproc" -gt 1 ]; then
       launcher=(python -m torch.distributed.run --standalone --nproc_per_node="$nproc")
@@ -68,6 +68,10 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     touch "$exp_dir/.train.done"
   else
     log "  skip: $exp_dir is trained (remove $exp_dir/.train.done to train further)"
+    if [ "$train_data/feats.scp" -nt "$exp_dir/.train.done" ]; then
+      log "  WARNING: $train_data/feats.scp is newer than the trained model: the model was trained on earlier" \
+        "data and is kept as it is; use a new --exp (or remove $exp_dir) to train on the current data"
+    fi
   fi
   if [ "$average_num" -gt 0 ]; then
     run_unless_fresh "$exp_dir/checkpoints/.avg$average_num.done" "$exp_dir/checkpoints/latest" \

@@ -313,7 +313,7 @@ printf 'arg=%s\\n' "$@"
         (["--nj", "8", "--use-gpu", "true", "--data-dir", "a b", "x", "--nj"], 0,
          "nj=8 use_gpu=true data_dir=a b\narg=x\narg=--nj\n", ""),
         (["--nj=2", "--", "--not-an-option"], 0, "nj=2 use_gpu=false data_dir=\narg=--not-an-option\n", ""),
-        (["--help"], 0, "", "Usage: demo.sh [--nj N]"),
+        (["--help"], 0, "Usage: demo.sh [--nj N] [--use-gpu true|false] <dir>\n", ""),
         (["--num-jobs", "3", "x"], 1, "", "unknown option --num-jobs"),
         (["--use-gpu", "yes"], 1, "", "option --use-gpu takes true or false, got 'yes'"),
         (["x", "--nj"], 0, "nj=4 use_gpu=false data_dir=\narg=x\narg=--nj\n", ""),

@@ -10,24 +10,30 @@
 # --enroll average scores the plain mean of the enroll.map utterances' embeddings (WeSpeaker's
 # published CNC-Eval-Avg).
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")"
-. ./path.sh
-
-stage=0
-stop_stage=4
-cnceleb1_root=
-cnceleb2_root=
-enroll=average
-nj=16
-nproc=1
-conf=conf/ecapa_c512.yaml
-data=data
-exp=exp/ecapa_c512
-average_num=10  # > 0: evaluate the mean weights of the last N epochs (WeSpeaker averages 10)
-train_overrides=""
-help_message=$(awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$(basename "$0")")
-. parse_options.sh
+recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$recipe_dir/path.sh"
 . recipe_lib.sh
+
+stage=0                     # first stage to run
+stop_stage=4                # last stage to run
+cnceleb1_root=              # CN-Celeb1 root (data/, dev/, eval/)
+cnceleb2_root=              # optional CN-Celeb2 root, added to training
+enroll=average              # average (mean of the enroll.map utterances) or concat (official enrolment files)
+nj=16                       # parallel feature-extraction jobs
+nproc=1                     # training processes (torchrun): GPUs, or CPU processes with gloo
+conf=conf/ecapa_c512.yaml   # model conf (conf/ecapa_c1024.yaml for the larger model)
+data=data                   # where the prepared data dirs go
+exp=exp/ecapa_c512          # experiment dir: config, checkpoints, embeddings, scores, results
+average_num=10  # > 0: evaluate the mean weights of the last N epochs (WeSpeaker averages 10)
+feat_dir=""     # feature archives (default: <data>/fbank)
+train_overrides=""          # config overrides key.sub=value, space-separated, e.g. "training.epochs=2"
+help_message=$(recipe_help "$recipe_dir/run.sh")
+remember_defaults cnceleb1_root cnceleb2_root conf data exp feat_dir
+. parse_options.sh
+check_stage_args "$@"
+resolve_user_paths cnceleb1_root cnceleb2_root conf data exp feat_dir
+cd "$recipe_dir"
+feat_dir=${feat_dir:-$data/fbank}
 
 case "$enroll" in
   concat) enroll_data=$data/eval_enroll; enroll_table=xvector ;;
@@ -49,5 +55,5 @@ fi
 sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" --nj "$nj" --nproc "$nproc" \
   --conf "$conf" --train-data "$data/cnceleb_train" --enroll-data "$enroll_data" --enroll-table "$enroll_table" \
   --test-data "$data/eval_test" --trials "$data/eval_test/trials" \
-  --feat-dir "$(dirname "$exp")/fbank" --exp-dir "$exp" --train-overrides "$train_overrides" \
+  --feat-dir "$feat_dir" --exp-dir "$exp" --train-overrides "$train_overrides" \
   --average-num "$average_num"

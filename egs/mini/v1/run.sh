@@ -8,22 +8,28 @@
 #
 # Usage: ./run.sh [--stage N] [--stop-stage N] [--nj N] [--nproc N] [--conf FILE] ...
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")"
-. ./path.sh
+recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$recipe_dir/path.sh"
+. recipe_lib.sh
 
-stage=0
-stop_stage=4
+stage=0                     # first stage to run
+stop_stage=4                # last stage to run
 nj=2                        # parallel jobs for corpus generation and features
 nproc=1                     # training processes (torchrun); 2 = DDP over gloo on CPU
 conf=conf/ecapa_mini.yaml   # model conf (not called "config": see tools/parse_options.sh)
 corpus=corpus               # where the synthetic corpus is written
-exp=exp/ecapa_mini
+exp=exp/ecapa_mini          # experiment dir: config, checkpoints, embeddings, scores, results
 average_num=0               # > 0: evaluate the mean weights of the last N epochs (WeSpeaker averages 10)
 corpus_opts=""              # corpus size options, e.g. "--num-train-speakers 50" (see make_synthetic_corpus -h)
-train_overrides=""          # config overrides, e.g. "training.epochs=2"
-help_message=$(awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$(basename "$0")")
+feat_dir=""                 # feature archives (default: fbank_<corpus> next to the corpus)
+train_overrides=""          # config overrides key.sub=value, space-separated, e.g. "training.epochs=2"
+help_message=$(recipe_help "$recipe_dir/run.sh")
+remember_defaults conf corpus exp feat_dir
 . parse_options.sh
-. recipe_lib.sh
+check_stage_args "$@"
+resolve_user_paths conf corpus exp feat_dir
+cd "$recipe_dir"
+feat_dir=${feat_dir:-$(dirname "$corpus")/fbank_$(basename "$corpus")}
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   log "Stage 0: synthetic corpus -> $corpus"
@@ -35,5 +41,5 @@ fi
 
 sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" --nj "$nj" --nproc "$nproc" \
   --conf "$conf" --train-data "$corpus/data/train" --test-data "$corpus/data/test" \
-  --trials "$corpus/data/test/trials" --feat-dir "$(dirname "$exp")/fbank" --exp-dir "$exp" \
+  --trials "$corpus/data/test/trials" --feat-dir "$feat_dir" --exp-dir "$exp" \
   --train-overrides "$train_overrides" --average-num "$average_num"

@@ -9,25 +9,31 @@
 # Any root may be left out. Same-speaker recordings of one corpus mostly share a session, so
 # per-corpus EERs are optimistic; the pooled list is the headline figure.
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")"
-. ./path.sh
-
-stage=0
-stop_stage=4
-librispeech_root=
-speech_commands_root=
-arabic_root=
-fsdd_root=
-nj=2
-nproc=1
-conf=conf/ecapa_small.yaml
-data=data
-exp=exp/ecapa_small
-average_num=0  # > 0: evaluate the mean weights of the last N epochs (WeSpeaker averages 10)
-train_overrides=""
-help_message=$(awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$(basename "$0")")
-. parse_options.sh
+recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$recipe_dir/path.sh"
 . recipe_lib.sh
+
+stage=0                     # first stage to run
+stop_stage=4                # last stage to run
+librispeech_root=           # LibriSpeech train-clean-100 dir (<spk>/<chapter>/<file>.flac)
+speech_commands_root=       # Speech Commands dir (<word>/<hash>_nohash_<n>.flac)
+arabic_root=                # Arabic Speech Commands dataset dir (<word>/<spk>_NO_<rep>.flac)
+fsdd_root=                  # Free Spoken Digit recordings dir (<digit>_<name>_<idx>.wav)
+nj=2                        # parallel feature-extraction jobs
+nproc=1                     # training processes (torchrun): GPUs, or CPU processes with gloo
+conf=conf/ecapa_small.yaml  # model conf
+data=data                   # where the prepared data dirs go
+exp=exp/ecapa_small         # experiment dir: config, checkpoints, embeddings, scores, results
+average_num=0  # > 0: evaluate the mean weights of the last N epochs (WeSpeaker averages 10)
+feat_dir=""     # feature archives (default: <data>/fbank)
+train_overrides=""          # config overrides key.sub=value, space-separated, e.g. "training.epochs=2"
+help_message=$(recipe_help "$recipe_dir/run.sh")
+remember_defaults librispeech_root speech_commands_root arabic_root fsdd_root conf data exp feat_dir
+. parse_options.sh
+check_stage_args "$@"
+resolve_user_paths librispeech_root speech_commands_root arabic_root fsdd_root conf data exp feat_dir
+cd "$recipe_dir"
+feat_dir=${feat_dir:-$data/fbank}
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   log "Stage 0: pooled data dirs -> $data"
@@ -42,5 +48,5 @@ fi
 trials=$(ls "$data"/test/trials "$data"/test/trials_* 2>/dev/null | tr '\n' ' ')
 sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" --nj "$nj" --nproc "$nproc" \
   --conf "$conf" --train-data "$data/train" --test-data "$data/test" --trials "$trials" \
-  --feat-dir "$(dirname "$exp")/fbank" --exp-dir "$exp" --train-overrides "$train_overrides" \
+  --feat-dir "$feat_dir" --exp-dir "$exp" --train-overrides "$train_overrides" \
   --average-num "$average_num"

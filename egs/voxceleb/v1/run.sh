@@ -10,24 +10,30 @@
 # the VoxCeleb1 root or next to it (--trial-lists-dir overrides). E and H use VoxCeleb1 dev
 # speakers, so VoxCeleb1 is not used for training.
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")"
-. ./path.sh
-
-stage=0
-stop_stage=4
-vox1_root=
-vox2_root=
-trial_lists_dir=
-nj=16
-nproc=1
-conf=conf/ecapa_c512.yaml
-data=data
-exp=exp/ecapa_c512
-average_num=10  # > 0: evaluate the mean weights of the last N epochs (WeSpeaker averages 10)
-train_overrides=""
-help_message=$(awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$(basename "$0")")
-. parse_options.sh
+recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$recipe_dir/path.sh"
 . recipe_lib.sh
+
+stage=0                     # first stage to run
+stop_stage=4                # last stage to run
+vox1_root=                  # VoxCeleb1 root (wav/<id1xxxx>/<video>/<n>.wav)
+vox2_root=                  # VoxCeleb2 root (dev/aac/<id0xxxx>/<video>/<n>.m4a)
+trial_lists_dir=            # where veri_test2.txt, list_test_all2.txt, list_test_hard2.txt are (default: by vox1_root)
+nj=16                       # parallel feature-extraction jobs
+nproc=1                     # training processes (torchrun): GPUs, or CPU processes with gloo
+conf=conf/ecapa_c512.yaml   # model conf (conf/ecapa_c1024.yaml for the larger model)
+data=data                   # where the prepared data dirs go
+exp=exp/ecapa_c512          # experiment dir: config, checkpoints, embeddings, scores, results
+average_num=10  # > 0: evaluate the mean weights of the last N epochs (WeSpeaker averages 10)
+feat_dir=""     # feature archives (default: <data>/fbank)
+train_overrides=""          # config overrides key.sub=value, space-separated, e.g. "training.epochs=2"
+help_message=$(recipe_help "$recipe_dir/run.sh")
+remember_defaults vox1_root vox2_root trial_lists_dir conf data exp feat_dir
+. parse_options.sh
+check_stage_args "$@"
+resolve_user_paths vox1_root vox2_root trial_lists_dir conf data exp feat_dir
+cd "$recipe_dir"
+feat_dir=${feat_dir:-$data/fbank}
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   log "Stage 0: data dirs from $vox1_root and $vox2_root -> $data"
@@ -57,5 +63,5 @@ trials=$(echo $trials)
 
 sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" --nj "$nj" --nproc "$nproc" \
   --conf "$conf" --train-data "$data/vox2_dev" --test-data "$data/vox1_all" --trials "$trials" \
-  --feat-dir "$(dirname "$exp")/fbank" --exp-dir "$exp" --train-overrides "$train_overrides" \
+  --feat-dir "$feat_dir" --exp-dir "$exp" --train-overrides "$train_overrides" \
   --average-num "$average_num"
