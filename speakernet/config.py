@@ -173,7 +173,8 @@ def load_config(path: PathLike | None, overrides: list[str] | None = None) -> di
     try:
         config = _merge(DEFAULTS, raw)
     except ConfigError as error:
-        raise ConfigError(f"{path or 'config'}: {error}") from None
+        source = str(path or "config") + (" + command-line overrides" if overrides else "")
+        raise ConfigError(f"{source}: {error}") from None
     validate_components(config)
     return config
 

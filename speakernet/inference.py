@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,11 @@ from speakernet.features.fbank import FbankConfig, compute_fbank_and_energy
 from speakernet.features.frontend import load_frontend
 from speakernet.features.vad import VadConfig, compute_vad
 from speakernet.training.checkpoint import load_model
+
+logger = logging.getLogger(__name__)
+
+#: Less voiced audio than this (frames of 10 ms) gets a warning: training never saw shorter crops.
+MIN_RELIABLE_FRAMES = 100
 
 
 class SpeakerEmbedder:
@@ -48,6 +54,12 @@ class SpeakerEmbedder:
         if len(fbank) == 0:
             raise ValueError(f"{audio}: too short for one {self.fbank_config.frame_length_ms:g} ms frame")
         vad = compute_vad(energy, **self.vad_config.to_dict()) if self.use_vad else None
+        voiced = len(fbank) if vad is None else int(np.count_nonzero(vad > 0.5))
+        if voiced == 0:
+            logger.warning("%s: energy VAD finds no speech (silence?); using all %d frames", audio, len(fbank))
+        elif voiced < MIN_RELIABLE_FRAMES:
+            logger.warning("%s: only %.2f s of speech; embeddings of so little audio are unreliable",
+                           audio, voiced * self.fbank_config.frame_shift_ms / 1000)
         feats = prepare_features(fbank, vad, min_frames=50)
         return self.model(torch.from_numpy(feats)[None])[0].numpy()
 

@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
 
 from speakernet.backend.metrics import compute_eer
 from speakernet.backend.scoring import read_scores, trial_labels
@@ -107,7 +109,10 @@ def test_cli_embed_and_compare(recipe: dict[str, Path], tmp_path: Path) -> None:
     result = _run(sys.executable, "-m", "speakernet.bin.cli", "compare", "--exp-dir", str(recipe["exp"]),
                   str(same[0]), str(same[0]))
     assert result.returncode == 0, result.stderr
-    verdict = json.loads(result.stdout.splitlines()[0])
+    assert result.stdout.startswith("same speaker: score 1.00000")
+    result = _run(sys.executable, "-m", "speakernet.bin.cli", "compare", "--exp-dir", str(recipe["exp"]),
+                  str(same[0]), str(same[0]), "--json")
+    verdict = json.loads(result.stdout)
     assert verdict["score"] == pytest.approx(1.0, abs=1e-5) and verdict["same_speaker"] is True
     # a trial of the recipe gets the same score from the CLI (same front-end, mean and model)
     trials, scores = read_scores(recipe["exp"] / "scores" / "latest" / "trials.score")
@@ -115,9 +120,15 @@ def test_cli_embed_and_compare(recipe: dict[str, Path], tmp_path: Path) -> None:
     wav_scp = dict(line.split(maxsplit=1) for line in
                    (recipe["corpus"] / "data" / "test" / "wav.scp").read_text().splitlines())
     result = _run(sys.executable, "-m", "speakernet.bin.cli", "compare", "--exp-dir", str(recipe["exp"]),
-                  wav_scp[enroll], wav_scp[test])
+                  wav_scp[enroll], wav_scp[test], "--json")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.splitlines()[0])["score"] == pytest.approx(expected, abs=2e-5)
+    assert json.loads(result.stdout)["score"] == pytest.approx(expected, abs=2e-5)
+    # silence is scored, but with a warning
+    silence = tmp_path / "silence.wav"
+    soundfile.write(silence, np.zeros(32000, dtype=np.float32), 16000)
+    result = _run(sys.executable, "-m", "speakernet.bin.cli", "compare", "--exp-dir", str(recipe["exp"]),
+                  str(silence), str(same[0]))
+    assert result.returncode == 0 and "finds no speech" in result.stderr
     bad = _run(sys.executable, "-m", "speakernet.bin.cli", "compare", "--exp-dir", str(recipe["exp"]),
                str(same[0]), str(tmp_path / "missing.wav"))
     assert bad.returncode == 1 and "missing.wav" in bad.stderr

@@ -1,7 +1,7 @@
 """speakernet: embed recordings and compare two of them with a trained model.
 
     speakernet embed --exp-dir exp/ecapa a.wav b.flac --out-dir embeds/
-    speakernet compare --exp-dir exp/ecapa a.wav b.wav [--threshold 0.35] [--mean-vec exp/ecapa/embed/train/mean.vec]
+    speakernet compare --exp-dir exp/ecapa a.wav b.wav [--threshold 0.35] [--json]
 
 ``compare`` scores as the recipe's scoring stage did: it subtracts the training-set mean that
 stage left in ``exp_dir/mean.vec`` and decides at the EER threshold it wrote to
@@ -35,13 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     compare = commands.add_parser("compare", help="score two recordings: same speaker or not?")
     for sub in (embed, compare):
         sub.add_argument("--exp-dir", required=True, type=Path, help="training output dir")
-        sub.add_argument("--checkpoint", default="latest")
+        sub.add_argument("--checkpoint", default="latest",
+                         help="latest (default), init (untrained), avgN, a file name in exp_dir/checkpoints or a path")
     embed.add_argument("audio", nargs="+", help="audio files (wav/flac/...) or 'cmd |' pipes")
     embed.add_argument("--out-dir", type=Path, required=True, help="writes xvector.ark/.scp here, keyed by file stem")
     compare.add_argument("audio_a")
     compare.add_argument("audio_b")
     compare.add_argument("--threshold", type=float, default=None,
                          help="decision threshold on the cosine score (default: exp_dir/threshold)")
+    compare.add_argument("--json", action="store_true", help="print one JSON object instead of a sentence")
     compare.add_argument("--mean-vec", type=Path, default=None,
                          help="mean embedding to subtract (default: exp_dir/mean.vec, the training-set mean that "
                          "the recipe's scoring used; 'none' for no subtraction)")
@@ -58,22 +60,33 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "embed":
             keys = [Path(a.rstrip(" |").split()[-1]).stem for a in args.audio]
             if len(set(keys)) != len(keys):
-                raise ValueError("two inputs have the same file stem; embed them in separate calls")
+                stem = next(key for key in keys if keys.count(key) > 1)
+                raise ValueError(f"two inputs have the same file stem '{stem}' (embeddings are keyed by stem); "
+                                 "embed them in separate calls")
             matrix = np.stack([embedder.embed(audio) for audio in args.audio])
             write_embeddings(args.out_dir / "xvector.ark", args.out_dir / "xvector.scp", keys, matrix)
             print(f"wrote {len(keys)} embeddings of dimension {matrix.shape[1]} to {args.out_dir / 'xvector.scp'}")
             return 0
         mean_path = args.mean_vec if args.mean_vec is not None else args.exp_dir / "mean.vec"
         if str(mean_path) == "none" or (args.mean_vec is None and not mean_path.is_file()):
+            if args.mean_vec is None:
+                logger.warning("%s does not exist (the recipe's scoring stage writes it): no mean subtraction",
+                               mean_path)
             mean = None
         else:
             mean = read_vector(mean_path)
         threshold = args.threshold if args.threshold is not None else _default_threshold(args.exp_dir)
         if threshold is None:
             raise ValueError(f"no --threshold given and {args.exp_dir / 'threshold'} does not exist")
+        if args.checkpoint != "latest" and (args.threshold is None or args.mean_vec is None):
+            logger.warning("exp_dir/threshold and exp_dir/mean.vec belong to the model the recipe scored last, "
+                           "not to --checkpoint %s: pass --threshold and --mean-vec for it", args.checkpoint)
         verdict = describe(embedder.compare(args.audio_a, args.audio_b, mean), threshold)
-        print(json.dumps(verdict))
-        print("same speaker" if verdict["same_speaker"] else "different speakers")
+        if args.json:
+            print(json.dumps(verdict))
+        else:
+            decision = "same speaker" if verdict["same_speaker"] else "different speakers"
+            print(f"{decision}: score {verdict['score']:.5f}, threshold {verdict['threshold']:.5f}")
         return 0
     except (OSError, ValueError, RuntimeError) as error:
         logger.error("%s", error)

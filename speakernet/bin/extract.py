@@ -1,6 +1,6 @@
 """Stage: extract embeddings of a data dir with a trained (or the untrained) model.
 
-    python -m speakernet.bin.extract --exp-dir exp/ecapa --data-dir data/test --out-dir exp/ecapa/embed/test
+    python -m speakernet.bin.extract --exp-dir exp/ecapa --data-dir data/test --out-dir exp/ecapa/embeddings/latest/test
     python -m speakernet.bin.extract --exp-dir exp/ecapa --checkpoint init ...   # the untrained model
 """
 
@@ -17,11 +17,13 @@ logger = logging.getLogger(__name__)
 
 def main(argv: list[str] | None = None) -> int:
     """Parses the command line and extracts; returns the process exit code."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m speakernet.bin.extract", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--exp-dir", required=True, help="training output dir (config.yaml, checkpoints/)")
     parser.add_argument("--data-dir", required=True, help="data dir with feats.scp (and vad.scp)")
     parser.add_argument("--out-dir", required=True, help="where xvector.scp, spk_xvector.scp and mean.vec go")
-    parser.add_argument("--checkpoint", default="latest", help="latest | init (untrained) | file name | path")
+    parser.add_argument("--checkpoint", default="latest",
+                        help="latest | init (untrained) | avgN | file name in exp_dir/checkpoints | path")
     parser.add_argument("--mode", choices=["full", "multicrop"], default=None, help="default: the config's")
     parser.add_argument("--num-crops", type=int, default=None)
     parser.add_argument("--crop-frames", type=int, default=None)

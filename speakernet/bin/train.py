@@ -1,9 +1,10 @@
 """Stage: train a speaker-embedding model.
 
-Run it directly for one process, or under ``torchrun --nproc_per_node N`` for DDP::
+Run it directly for one process, or under ``torchrun --nproc_per_node N`` for DDP:
 
-    python -m speakernet.bin.train --conf conf/ecapa.yaml --data-dir data/train --exp-dir exp/ecapa \
-        training.epochs=20 optimizer_args.lr=0.05
+    python -m speakernet.bin.train --conf conf/ecapa.yaml --data-dir data/train --exp-dir exp/ecapa
+    python -m speakernet.bin.train ... training.epochs=20 optimizer_args.lr=0.05   # overrides
+    python -m speakernet.bin.train ... --resume                                    # continue
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ logger = logging.getLogger(__name__)
 
 def main(argv: list[str] | None = None) -> int:
     """Parses the command line and trains; returns the process exit code."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m speakernet.bin.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--conf", required=True, help="recipe YAML config")
     parser.add_argument("--data-dir", required=True, help="training data dir with feats.scp, utt2spk, vad.scp")
     parser.add_argument("--exp-dir", required=True, help="output dir for config.yaml and checkpoints/")

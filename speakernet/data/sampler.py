@@ -59,7 +59,8 @@ class BatchPlan:
         self.num_batches = len(self.labels) // (self.batch_size * world_size)
         if self.num_batches == 0:
             raise ValueError(
-                f"{len(self.labels)} utterances cannot fill one batch of {self.batch_size} on {world_size} process(es)"
+                f"{len(self.labels)} utterances cannot fill one batch of {self.batch_size} on {world_size} "
+                "process(es); lower data.batch_size (e.g. the override data.batch_size=8)"
             )
 
     def _global_batches(self, epoch: int) -> np.ndarray:

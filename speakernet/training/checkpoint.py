@@ -114,7 +114,9 @@ def resolve_checkpoint(exp_dir: PathLike, which: str = "latest") -> Path:
     else:
         path = directory / which
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        available = sorted(p.name for p in directory.glob("*.pt")) if directory.is_dir() else []
+        listing = ", ".join(available) if available else "none"
+        raise FileNotFoundError(f"checkpoint {path} does not exist; {directory} holds: {listing}")
     return path
 
 

@@ -265,7 +265,8 @@ class Trainer:
         self.module.train()
         loader = self._loader(self.epoch, self.batch_in_epoch)
         show_bar = self.context.is_main and sys.stderr.isatty()
-        bar = tqdm(total=steps_per_epoch, initial=self.batch_in_epoch, desc=f"epoch {self.epoch}", disable=not show_bar)
+        bar = tqdm(total=steps_per_epoch, initial=self.batch_in_epoch, desc=f"epoch {self.epoch + 1}",
+                   disable=not show_bar)
         totals = torch.zeros(3)  # loss sum, correct, examples since the last log line
         interval_start, interval_frames = time.perf_counter(), 0
         stats: dict[str, float] = {}
@@ -327,7 +328,7 @@ class Trainer:
         if self.context.is_main:
             logger.info(
                 "epoch %d batch %d/%d step %d: loss %.4f acc %.2f%% lr %.3g margin %s | %.1f utts/s, %.1fx real time",
-                self.epoch, self.batch_in_epoch, len(self.plan), self.step, loss, accuracy, lr,
+                self.epoch + 1, self.batch_in_epoch, len(self.plan), self.step, loss, accuracy, lr,
                 "-" if margin is None else f"{margin:.3f}", utts_per_s, speed,
             )
         return {"loss": loss, "accuracy": accuracy, "lr": lr}
