@@ -171,6 +171,33 @@ def _check_known(wanted: Sequence[str], known: Iterable[str], what: str, source:
     return [item for item in wanted if item in known]
 
 
+#: Files that describe a whole data dir rather than its utterances; carried over unchanged.
+DIR_RECORDS = ("frontend.json",)
+
+
+def _carry_records(sources: Sequence[Path], dst: Path) -> None:
+    """Copies each dir-level record (``frontend.json``) that every source holds identically.
+
+    Raises:
+        DataDirError: if sources with features disagree on a record (e.g. fbank options), since
+            their combined features would not be one front-end's.
+    """
+    for name in DIR_RECORDS:
+        texts = {src: (src / name).read_text(encoding="utf-8") for src in sources if (src / name).is_file()}
+        if not texts:
+            continue
+        distinct = set(texts.values())
+        if len(texts) == len(sources) and len(distinct) == 1:
+            (dst / name).write_text(distinct.pop(), encoding="utf-8")
+            continue
+        with_feats = [src for src in sources if (src / "feats.scp").is_file()]
+        if len(distinct) > 1 and with_feats:
+            first, *others = sorted(texts, key=str)
+            other = next(src for src in others if texts[src] != texts[first])
+            raise DataDirError(other / name, f"differs from {first / name}: the features were made with other options")
+        logger.warning("not carrying %s over to %s: not every source has the same one", name, dst)
+
+
 def subset_data_dir(
     src: PathLike,
     dst: PathLike,
@@ -246,6 +273,7 @@ def subset_data_dir(
     subset = data.subset(candidates, keep_trials=True)
     with atomic_dir(dst) as tmp:
         subset.save(tmp)
+        _carry_records([Path(src)], tmp)
     logger.info("subset_data_dir %s -> %s: %d of %d utterances, %d of %d speakers", src, dst,
                 len(subset.utt2spk), len(data.utt2spk), len(subset.speakers), len(data.speakers))
     return subset
@@ -327,6 +355,7 @@ def combine_data(dst: PathLike, srcs: Sequence[PathLike]) -> KaldiDataDir:
 
     with atomic_dir(dst) as tmp:
         combined.save(tmp)
+        _carry_records([Path(src) for src in sources], tmp)
     logger.info("combine_data -> %s: %d utterances, %d speakers from %d dirs (%s)", dst, len(combined.utt2spk),
                 len(combined.speakers), len(sources), " ".join(str(src) for src in sources))
     return combined
@@ -425,6 +454,7 @@ def split_data_dir(path: PathLike, nj: int, by_speaker: bool = False) -> list[Pa
     with atomic_dir(split_root) as tmp:
         for job, utts in enumerate(parts, start=1):
             data.subset(utts).save(tmp / str(job))
+            _carry_records([Path(path)], tmp / str(job))
         (tmp / _SPLIT_INFO).write_text(json.dumps(signature, sort_keys=True), encoding="utf-8")
     sizes = [len(utts) for utts in parts]
     logger.info("split_data_dir %s into %d parts%s: %d utterances, %d..%d per part", path, nj,
@@ -447,6 +477,7 @@ def _filter_utts(path: Path, keep: Callable[[str], bool], dst: PathLike | None, 
             raise ValueError(f"destination {dst} is the source dir; pass dst=None to filter in place")
         with atomic_dir(dst) as tmp:
             kept.save(tmp)
+            _carry_records([Path(path)], tmp)
         logger.info("%s: kept %d of %d utterances of %s in %s", what, len(kept.utt2spk), len(data.utt2spk),
                     path, dst)
     return removed

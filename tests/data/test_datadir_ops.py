@@ -330,3 +330,23 @@ def test_parse_options(tmp_path: Path, args: list[str], code: int, stdout: str, 
     assert stderr in result.stderr
     if code == 1:
         assert result.stdout == ""  # nothing after the failing parse ran
+
+
+def test_frontend_record_travels_with_subsets_splits_and_agreeing_combinations(tmp_path: Path) -> None:
+    record = '{"fbank": {"num_mel_bins": 80}, "vad": {}}'
+    for name, utts in (("one", {"a-1": "a", "a-2": "a"}), ("two", {"b-1": "b", "b-2": "b"})):
+        KaldiDataDir(utt2spk=utts, wav_scp={u: f"{u}.wav" for u in utts}).save(tmp_path / name)
+        (tmp_path / name / "frontend.json").write_text(record)
+    subset_data_dir(tmp_path / "one", tmp_path / "sub", num_utts=1, first=True)
+    assert (tmp_path / "sub" / "frontend.json").read_text() == record
+    for part in split_data_dir(tmp_path / "one", 2):
+        assert (part / "frontend.json").read_text() == record
+    combine_data(tmp_path / "both", [tmp_path / "one", tmp_path / "two"])
+    assert (tmp_path / "both" / "frontend.json").read_text() == record
+    # features made with other options cannot be combined into one feature set
+    (tmp_path / "two" / "frontend.json").write_text(record.replace("80", "40"))
+    (tmp_path / "one" / "feats.scp").write_text("a-1 one.ark:5\na-2 one.ark:900\n")
+    (tmp_path / "two" / "feats.scp").write_text("b-1 two.ark:5\nb-2 two.ark:900\n")
+    with pytest.raises(DataDirError, match="frontend.json.*differs from"):
+        combine_data(tmp_path / "mixed", [tmp_path / "one", tmp_path / "two"])
+    assert not (tmp_path / "mixed").exists()
