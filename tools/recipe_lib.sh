@@ -102,3 +102,14 @@ check_stage_args() {
     exit 1
   fi
 }
+
+# check_install: fails early, with the fix, when the active Python lacks speakernet's dependencies
+# (e.g. a new shell where the venv that tools/install.sh filled is not activated).
+check_install() {
+  if ! python -c 'import numpy, scipy, torch, kaldiio, kaldi_native_fbank, soundfile, yaml, speakernet' \
+      2>/dev/null; then
+    echo "$0: $(command -v python || echo python) cannot import speakernet's dependencies;" \
+      "run tools/install.sh in this Python environment (or activate the one you installed into)" >&2
+    exit 1
+  fi
+}

@@ -27,6 +27,7 @@ help_message=$(recipe_help "$recipe_dir/run.sh")
 remember_defaults conf corpus exp feat_dir
 . parse_options.sh
 check_stage_args "$@"
+check_install
 resolve_user_paths conf corpus exp feat_dir
 cd "$recipe_dir"
 feat_dir=${feat_dir:-$(dirname "$corpus")/fbank_$(basename "$corpus")}

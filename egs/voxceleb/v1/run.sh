@@ -31,6 +31,7 @@ help_message=$(recipe_help "$recipe_dir/run.sh")
 remember_defaults vox1_root vox2_root trial_lists_dir conf data exp feat_dir
 . parse_options.sh
 check_stage_args "$@"
+check_install
 resolve_user_paths vox1_root vox2_root trial_lists_dir conf data exp feat_dir
 cd "$recipe_dir"
 feat_dir=${feat_dir:-$data/fbank}
