@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:  # DataDirError is a ValueError
         logger.error("%s", error)
         return 1
+    except KeyboardInterrupt:
+        logger.warning("interrupted; re-run the stage (or add --resume) to continue from the latest checkpoint "
+                       "in %s/checkpoints", args.exp_dir)
+        return 130
     return 0
 
 
