@@ -942,6 +942,8 @@ def validate_data_dir(
                 check.check_files_exist(table, _rxspecifier_file)
 
     trials_path = data_dir / "trials"
+    if check_trials and not trials_path.is_file():
+        check.report(DataDirError(trials_path, "file does not exist (trials were asked to be checked)"))
     if trials_path.is_file():
         enroll_utt2spk = read_scp(Path(enroll_dir) / "utt2spk") if check_trials and enroll_dir is not None else None
         check.check_trials(trials_path, utt2spk, check_trials, enroll_utt2spk,

@@ -377,3 +377,8 @@ def test_trials_with_enrolment_in_another_dir(make_dir, tmp_path: Path) -> None:
     # an enrolment speaker or utterance of the enrol dir is fine; one of this dir is not
     assert "trials:3 (key 'spkA'): enrolment 'spkA' is neither an utterance nor a speaker of" in message
     assert str(enroll) in message and "trials:1" not in message and "trials:2" not in message
+
+
+def test_check_trials_without_a_trial_list_is_an_error(make_dir) -> None:
+    message = str(_problem(make_dir(trials=None), check_trials=True))
+    assert "trials: file does not exist" in message
