@@ -114,7 +114,8 @@ def load_audio(spec: str, sample_rate: int | None = 16000) -> tuple[np.ndarray, 
         source: object = io.BytesIO(_run_pipe(spec))
     else:
         if not Path(spec).is_file():
-            raise AudioError(spec, "file does not exist")
+            problem = "is a directory, not an audio file" if Path(spec).is_dir() else "file does not exist"
+            raise AudioError(spec, problem)
         source = spec
     try:
         data, file_rate = soundfile.read(source, dtype="float32", always_2d=True)

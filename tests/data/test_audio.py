@@ -142,3 +142,8 @@ def test_segments_errors(tmp_path):
     with pytest.raises(DataDirError) as info:
         read_segments(data / "segments")
     assert info.value.line == 2 and info.value.key == "rec-b"
+
+
+def test_directory_is_not_audio(tmp_path) -> None:
+    with pytest.raises(AudioError, match="is a directory, not an audio file"):
+        load_audio(str(tmp_path))
