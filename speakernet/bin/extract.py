@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop-frames", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--num-threads", type=int, default=0, help="torch threads (0: torch default)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     args = parser.parse_args(argv)
     setup_logging()
 
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         check_same_frontend(args.exp_dir, args.data_dir)
         model, config = load_model(args.exp_dir, args.checkpoint)
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             num_crops=args.num_crops or extract_cfg["num_crops"],
             crop_frames=args.crop_frames or extract_cfg["crop_frames"],
             batch_size=args.batch_size or extract_cfg["batch_size"],
-            device=args.device,
+            device=device,
         )
     except (FileNotFoundError, ValueError) as error:  # DataDirError and ConfigError are ValueErrors
         logger.error("%s", error)
