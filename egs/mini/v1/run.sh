@@ -16,7 +16,7 @@ stage=0                     # first stage to run
 stop_stage=4                # last stage to run
 nj=2                        # parallel jobs for corpus generation and features
 nproc=1                     # training processes (torchrun); 2 = DDP over gloo on CPU
-conf=conf/ecapa_mini.yaml   # model conf (not called "config": see tools/parse_options.sh)
+conf=conf/ecapa_mini.yaml   # model conf (not called "config", which Kaldi's parse_options.sh reserves)
 corpus=corpus               # where the synthetic corpus is written
 exp=exp/ecapa_mini          # experiment dir: config, checkpoints, embeddings, scores, results
 average_num=0               # > 0: evaluate the mean weights of the last N epochs (WeSpeaker averages 10)
