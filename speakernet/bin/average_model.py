@@ -8,12 +8,10 @@ Extract with ``--checkpoint avg5`` afterwards.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
+from speakernet.bin import run_stage
 from speakernet.utils.logging import setup_logging
-
-logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,12 +24,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from speakernet.training.checkpoint import write_average
 
-    try:
-        write_average(args.exp_dir, args.num)
-    except (FileNotFoundError, ValueError) as error:
-        logger.error("%s", error)
-        return 1
-    return 0
+    return run_stage(lambda: write_average(args.exp_dir, args.num))
 
 
 if __name__ == "__main__":

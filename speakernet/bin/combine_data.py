@@ -8,14 +8,11 @@ Utterance ids must be unique across the sources::
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
+from speakernet.bin import run_stage
 from speakernet.data.datadir_ops import combine_data
-from speakernet.data.kaldi_dir import DataDirError
 from speakernet.utils.logging import setup_logging
-
-logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,12 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("srcs", nargs="+", help="source data directories")
     args = parser.parse_args(argv)
     setup_logging()
-    try:
-        combine_data(args.dst, args.srcs)
-    except (DataDirError, ValueError) as error:
-        logger.error("%s", error)
-        return 1
-    return 0
+    return run_stage(lambda: combine_data(args.dst, args.srcs))
 
 
 if __name__ == "__main__":

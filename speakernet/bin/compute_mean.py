@@ -8,14 +8,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from speakernet.backend.embeddings import compute_mean_files
-from speakernet.data.kaldi_dir import DataDirError
+from speakernet.bin import run_stage
 from speakernet.utils.logging import setup_logging
-
-logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,12 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     if (args.utt2spk is None) != (args.spk_out_dir is None):
         parser.error("--utt2spk and --spk-out-dir go together")
     setup_logging()
-    try:
-        compute_mean_files(args.scp, args.out, args.utt2spk, args.spk_out_dir)
-    except (DataDirError, ValueError) as error:
-        logger.error("%s", error)
-        return 1
-    return 0
+    return run_stage(lambda: compute_mean_files(args.scp, args.out, args.utt2spk, args.spk_out_dir))
 
 
 if __name__ == "__main__":

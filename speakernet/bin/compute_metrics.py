@@ -13,8 +13,8 @@ import sys
 
 from speakernet.backend.metrics import DEFAULT_P_TARGETS
 from speakernet.backend.scoring import compute_metrics_files
-from speakernet.utils.fileio import atomic_write
 from speakernet.data.kaldi_dir import DataDirError
+from speakernet.utils.fileio import atomic_write
 from speakernet.utils.logging import setup_logging
 
 logger = logging.getLogger(__name__)

@@ -9,14 +9,11 @@ spk2utt and sorts every file; replaced files are backed up into DATA_DIR/.backup
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
+from speakernet.bin import run_stage
 from speakernet.data.datadir_ops import fix_data_dir
-from speakernet.data.kaldi_dir import DataDirError
 from speakernet.utils.logging import setup_logging
-
-logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,12 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("data_dir", help="data directory, fixed in place")
     args = parser.parse_args(argv)
     setup_logging()
-    try:
-        fix_data_dir(args.data_dir)
-    except DataDirError as error:
-        logger.error("%s", error)
-        return 1
-    return 0
+    return run_stage(lambda: fix_data_dir(args.data_dir))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from speakernet.data.prepare import run_preparation
+from speakernet.bin import run_stage
 from speakernet.data.prepare.cnceleb import ENROLL_MODES, prepare_cnceleb
 from speakernet.utils.logging import setup_logging
 
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     """Runs the preparation; returns the process exit status."""
     args = build_parser().parse_args(argv)
     setup_logging()
-    return run_preparation(lambda: prepare_cnceleb(args.cnceleb1_root, args.out_dir, args.cnceleb2_root,
+    return run_stage(lambda: prepare_cnceleb(args.cnceleb1_root, args.out_dir, args.cnceleb2_root,
                                                    args.enroll_mode))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from speakernet.data.prepare import run_preparation
+from speakernet.bin import run_stage
 from speakernet.data.prepare.pooled import prepare_pooled
 from speakernet.utils.logging import setup_logging
 
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     """Runs the preparation; returns the process exit status."""
     args = build_parser().parse_args(argv)
     setup_logging()
-    return run_preparation(lambda: prepare_pooled(
+    return run_stage(lambda: prepare_pooled(
         args.out_dir,
         librispeech_root=args.librispeech_root,
         speech_commands_root=args.speech_commands_root,

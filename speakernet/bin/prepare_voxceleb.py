@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from speakernet.data.prepare import run_preparation
+from speakernet.bin import run_stage
 from speakernet.data.prepare.voxceleb import prepare_voxceleb1, prepare_voxceleb2_dev
 from speakernet.utils.logging import setup_logging
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.voxceleb2_root is not None:
             prepare_voxceleb2_dev(args.voxceleb2_root, args.out_dir, name=args.vox2_name)
 
-    return run_preparation(prepare)
+    return run_stage(prepare)
 
 
 if __name__ == "__main__":

@@ -7,14 +7,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from speakernet.backend.scoring import score_trials_files
-from speakernet.data.kaldi_dir import DataDirError
+from speakernet.bin import run_stage
 from speakernet.utils.logging import setup_logging
-
-logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,12 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output score file (4 columns, written atomically)")
     args = parser.parse_args(argv)
     setup_logging()
-    try:
-        score_trials_files(args.trials, args.enroll_scp, args.test_scp, args.out, mean_vec=args.mean_vec)
-    except (DataDirError, ValueError) as error:
-        logger.error("%s", error)
-        return 1
-    return 0
+    return run_stage(
+        lambda: score_trials_files(args.trials, args.enroll_scp, args.test_scp, args.out, mean_vec=args.mean_vec)
+    )
 
 
 if __name__ == "__main__":

@@ -9,14 +9,11 @@ up-to-date split is not rewritten::
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
+from speakernet.bin import run_stage
 from speakernet.data.datadir_ops import split_data_dir
-from speakernet.data.kaldi_dir import DataDirError
 from speakernet.utils.logging import setup_logging
-
-logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,12 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--by-speaker", action="store_true", help="keep each speaker's utterances in one part")
     args = parser.parse_args(argv)
     setup_logging()
-    try:
-        split_data_dir(args.data_dir, args.nj, by_speaker=args.by_speaker)
-    except (DataDirError, ValueError) as error:
-        logger.error("%s", error)
-        return 1
-    return 0
+    return run_stage(lambda: split_data_dir(args.data_dir, args.nj, by_speaker=args.by_speaker))
 
 
 if __name__ == "__main__":

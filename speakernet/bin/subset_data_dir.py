@@ -10,14 +10,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
+from speakernet.bin import run_stage
 from speakernet.data.datadir_ops import subset_data_dir
-from speakernet.data.kaldi_dir import DataDirError, read_id_list
+from speakernet.data.kaldi_dir import read_id_list
 from speakernet.utils.logging import setup_logging
-
-logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,21 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random choice")
     args = parser.parse_args(argv)
     setup_logging()
-    try:
-        subset_data_dir(
-            args.src,
-            args.dst,
-            utt_list=read_id_list(args.utt_list) if args.utt_list else None,
-            spk_list=read_id_list(args.spk_list) if args.spk_list else None,
-            num_utts=args.num_utts,
-            per_spk=args.per_spk,
-            first=args.first,
-            seed=args.seed,
-        )
-    except (DataDirError, ValueError) as error:
-        logger.error("%s", error)
-        return 1
-    return 0
+    return run_stage(lambda: subset_data_dir(
+        args.src,
+        args.dst,
+        utt_list=read_id_list(args.utt_list) if args.utt_list else None,
+        spk_list=read_id_list(args.spk_list) if args.spk_list else None,
+        num_utts=args.num_utts,
+        per_spk=args.per_spk,
+        first=args.first,
+        seed=args.seed,
+    ))
 
 
 if __name__ == "__main__":

@@ -8,13 +8,11 @@ Lists every problem found (file, line, key) and exits 1, or exits 0 if the dir i
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from speakernet.data.kaldi_dir import DataDirError, validate_data_dir
+from speakernet.bin import run_stage
+from speakernet.data.kaldi_dir import validate_data_dir
 from speakernet.utils.logging import setup_logging
-
-logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,21 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-shown", type=int, default=10, help="how many problems to list")
     args = parser.parse_args(argv)
     setup_logging()
-    try:
-        validate_data_dir(
-            args.data_dir,
-            need_feats=args.need_feats,
-            need_vad=args.need_vad,
-            need_segments=args.need_segments,
-            check_files_exist=args.check_files_exist,
-            check_trials=args.check_trials,
-            enroll_dir=args.enroll_dir,
-            max_shown=args.max_shown,
-        )
-    except DataDirError as error:
-        logger.error("%s", error)
-        return 1
-    return 0
+    return run_stage(lambda: validate_data_dir(
+        args.data_dir,
+        need_feats=args.need_feats,
+        need_vad=args.need_vad,
+        need_segments=args.need_segments,
+        check_files_exist=args.check_files_exist,
+        check_trials=args.check_trials,
+        enroll_dir=args.enroll_dir,
+        max_shown=args.max_shown,
+    ))
 
 
 if __name__ == "__main__":

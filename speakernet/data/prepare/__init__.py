@@ -11,7 +11,7 @@ import logging
 import os
 import shlex
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -146,24 +146,6 @@ def iter_list_fields(
                 key = None if key_field is None or key_field >= len(fields) else fields[key_field]
                 raise DataDirError(path, f"expected {expected}, got {len(fields)} fields", number, key)
             yield number, fields
-
-
-def run_preparation(prepare: Callable[[], object]) -> int:
-    """Runs a preparation for an entry point and turns bad input into an exit status.
-
-    Args:
-        prepare: Does the preparation (its result is ignored).
-
-    Returns:
-        0 on success; 1 after logging the error when the corpus or an argument is bad
-        (:class:`DataDirError`, ``FileNotFoundError`` or ``ValueError``).
-    """
-    try:
-        prepare()
-    except (DataDirError, FileNotFoundError, ValueError) as error:
-        logger.error("%s", error)
-        return 1
-    return 0
 
 
 def scp_path(path: PathLike) -> str:
