@@ -35,22 +35,3 @@ def build_model(name: str, **args: Any) -> nn.Module:
     """
     return MODELS.build(name, **args)
 
-
-def build_head(name: str, **args: Any) -> nn.Module:
-    """Builds the registered training head (classifier + loss) ``name``.
-
-    Args:
-        name: Registered head name, e.g. ``"AAMSoftmax"``.
-        **args: The head's constructor arguments (``embed_dim``, ``num_classes``, ...).
-
-    Returns:
-        The head, mapping ``(embeddings [B, D], labels [B])`` to ``(loss, logits [B, num_classes])``.
-
-    Raises:
-        KeyError: if ``name`` is unknown; the message lists the registered heads.
-        TypeError: if ``args`` holds an argument the head does not take.
-    """
-    # Imported here, not at module level: speakernet.losses imports this package's registry.
-    from speakernet import losses
-
-    return losses.build_head(name, **args)

@@ -83,7 +83,8 @@ class Trainer:
         resume: str | None = None,
         device: str | None = None,
     ):
-        from speakernet.models import build_head, build_model
+        from speakernet.losses import build_head
+        from speakernet.models import build_model
 
         self.config = config
         self.exp_dir = Path(exp_dir)

@@ -11,7 +11,6 @@ import torch.nn.functional as F
 
 from speakernet.losses import HEADS, build_head
 from speakernet.losses.margin import AAMSoftmax, AMSoftmax, CosineSoftmax, Softmax, margin_schedule
-from speakernet.models import build_head as build_head_from_models
 
 # Three class centres in 2-d at angles 0, 90 and 180 degrees (set un-normalised on purpose).
 CENTRES = torch.tensor([[2.0, 0.0], [0.0, 3.0], [-0.5, 0.0]], dtype=torch.float64)
@@ -182,7 +181,7 @@ def test_head_registry() -> None:
     assert {"AAMSoftmax", "AMSoftmax", "CosineSoftmax", "Softmax"} <= set(HEADS.names())
     head = build_head("AAMSoftmax", embed_dim=8, num_classes=10, scale=30.0, margin=0.1)
     assert isinstance(head, AAMSoftmax) and head.weight.shape == (10, 8) and head.scale == 30.0
-    assert isinstance(build_head_from_models("Softmax", embed_dim=8, num_classes=10), Softmax)
+    assert isinstance(build_head("Softmax", embed_dim=8, num_classes=10), Softmax)
     with pytest.raises(KeyError, match="AAMSoftmax"):
         build_head("ArcFace", embed_dim=8, num_classes=10)
     with pytest.raises(TypeError, match="AAMSoftmax"):
