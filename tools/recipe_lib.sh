@@ -5,11 +5,6 @@ log() {
   echo "$(date '+%Y-%m-%d %H:%M:%S') $*" >&2
 }
 
-# done_marker_ok MARKER: true when a stage already finished (its .done marker exists).
-done_marker_ok() {
-  [ -f "$1" ]
-}
-
 # run_or_skip MARKER COMMAND...: runs COMMAND unless MARKER exists, then creates MARKER.
 # The marker is written only after COMMAND succeeds, so an interrupted stage re-runs.
 run_or_skip() {

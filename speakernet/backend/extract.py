@@ -15,6 +15,7 @@ from torch import nn
 
 from speakernet.backend.embeddings import global_mean, speaker_means, write_embeddings, write_vector
 from speakernet.data.kaldi_dir import DataDirError, read_scp
+from speakernet.features.cmn import apply_cmn
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def prepare_features(feats: np.ndarray, vad: np.ndarray | None, min_frames: int)
         feats = voiced if len(voiced) > 0 else feats
     if len(feats) < min_frames:
         feats = np.pad(feats, ((0, min_frames - len(feats)), (0, 0)), mode="wrap")
-    return (feats - feats.mean(axis=0, keepdims=True)).astype(np.float32)
+    return apply_cmn(feats.astype(np.float32, copy=False))
 
 
 def _windows(feats: np.ndarray, mode: str, crop_frames: int, num_crops: int) -> np.ndarray:
@@ -62,7 +63,7 @@ def _windows(feats: np.ndarray, mode: str, crop_frames: int, num_crops: int) -> 
         feats = np.pad(feats, ((0, crop_frames - len(feats)), (0, 0)), mode="wrap")
     starts = crop_starts(len(feats), crop_frames, num_crops)
     windows = np.stack([feats[s : s + crop_frames] for s in starts])
-    return windows - windows.mean(axis=1, keepdims=True)  # per-crop CMN, as the training crops have
+    return apply_cmn(windows)  # per-crop CMN, as the training crops have
 
 
 def _batches(items: list[tuple[str, np.ndarray]], batch_size: int, mode: str) -> Iterator[list[tuple[str, np.ndarray]]]:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from speakernet.data.kaldi_dir import DataDirError, read_scp, utt2spk_to_spk2utt
+from speakernet.features.cmn import apply_cmn
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ class FeatureCropDataset(torch.utils.data.Dataset):
     def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, int]:
         index, crop_seed = item
         crop = crop_or_pad(self.load_features(index), self.crop_frames, np.random.default_rng(crop_seed))
-        crop = crop - crop.mean(axis=0, keepdims=True)  # per-crop CMN, mean only
+        crop = apply_cmn(crop)  # per-crop CMN, mean only
         return torch.from_numpy(np.ascontiguousarray(crop)), int(self.labels[index])
 
 

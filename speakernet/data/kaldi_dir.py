@@ -20,9 +20,9 @@ import itertools
 import logging
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
@@ -136,12 +136,6 @@ def _scan(path: PathLike, report: Reporter = _raise, strict: bool = False) -> li
             report(DataDirError(path, "line starts with whitespace", number, parts[0]))
         entries.append(_Entry(number, parts[0], parts[1].rstrip() if len(parts) > 1 else ""))
     return entries
-
-
-def _lines(path: PathLike) -> Iterator[tuple[int, str]]:
-    """Yields ``(line number, line)`` for each non-blank line (kept for older callers)."""
-    for entry in _scan(path):
-        yield entry.number, f"{entry.key} {entry.value}".rstrip()
 
 
 def _parse_entries(

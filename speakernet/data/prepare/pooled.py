@@ -159,11 +159,12 @@ def collect_librispeech(root: PathLike, segment_seconds: float = 3.0) -> list[Po
     if segment_seconds <= 0:
         raise ValueError(f"segment_seconds must be positive, got {segment_seconds}")
     utts = []
+    prefix = CORPUS_PREFIXES["librispeech"]
     for scanned in scan_audio_tree(root, depth=2, extensions=AUDIO_EXTENSIONS):
         speaker, chapter = (_token(name) for name in scanned.dirs)
         if not scanned.stem.startswith(f"{speaker}-{chapter}-"):
             raise _bad_name(scanned, "<spk>/<chapter>/<spk>-<chapter>-<utt>.flac")
-        recording = f"ls-{scanned.stem}"
+        recording = f"{prefix}-{scanned.stem}"
         path = scp_path(scanned.path)
         duration = _duration_ms(scanned.path)
         bounds = []
@@ -174,7 +175,7 @@ def collect_librispeech(root: PathLike, segment_seconds: float = 3.0) -> list[Po
         if (duration - start >= segment_seconds / 2 or not bounds) and duration > start:
             bounds.append((start, duration))
         for index, (begin, end) in enumerate(bounds):
-            utts.append(PooledUtterance(f"{recording}-{index:03d}", f"ls-{speaker}", "librispeech", chapter,
+            utts.append(PooledUtterance(f"{recording}-{index:03d}", f"{prefix}-{speaker}", "librispeech", chapter,
                                         recording, path, begin, end))
     return utts
 
@@ -187,7 +188,7 @@ def collect_speech_commands(root: PathLike) -> list[PooledUtterance]:
     """
     files = [f for f in scan_audio_tree(root, depth=1, extensions=AUDIO_EXTENSIONS) if not f.dirs[0].startswith("_")]
     return _whole_files(files, "speech_commands", _SPEECH_COMMANDS_NAME, "<word>/<speaker-hash>_nohash_<n>.flac",
-                        _word_ids("sc"))
+                        _word_ids(CORPUS_PREFIXES["speech_commands"]))
 
 
 def collect_arabic(root: PathLike) -> list[PooledUtterance]:
@@ -200,12 +201,14 @@ def collect_arabic(root: PathLike) -> list[PooledUtterance]:
         ValueError: on a file name not matching the layout.
     """
     files = scan_audio_tree(_subdir_or_root(root, "dataset"), depth=1, extensions=AUDIO_EXTENSIONS)
-    return _whole_files(files, "arabic", _ARABIC_NAME, "<word>/<speaker>_NO_<rep>.flac", _word_ids("ar"))
+    ids = _word_ids(CORPUS_PREFIXES["arabic"])
+    return _whole_files(files, "arabic", _ARABIC_NAME, "<word>/<speaker>_NO_<rep>.flac", ids)
 
 
 def _fsdd_ids(match: re.Match[str], scanned: ScannedFile) -> tuple[str, str, str]:
     digit, name, index = match.groups()
-    return f"fs-{name}", digit, f"fs-{name}-{digit}-{index}"
+    prefix = CORPUS_PREFIXES["fsdd"]
+    return f"{prefix}-{name}", digit, f"{prefix}-{name}-{digit}-{index}"
 
 
 def collect_fsdd(root: PathLike) -> list[PooledUtterance]:
