@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,13 +59,29 @@ def test_every_stage_ran_and_results_show_untrained_and_trained(recipe: dict[str
     assert (exp / "frontend.json").read_text() == (data / "train" / "frontend.json").read_text()
     lines = (exp / "results").read_text().splitlines()
     rows = {line.split()[0]: line.split() for line in lines[1:]}
-    assert set(rows) == {"untrained:trials", "trained:trials"}
+    backends = ["cosine", "asnorm", "asnorm+qmf", "plda"]
+    assert set(rows) == {f"{model}:{backend}:trials" for model in ("untrained", "trained") for backend in backends}
+    assert lines[0].split()[-1] == "Cllr"
     num_trials = len((data / "test" / "trials").read_text().splitlines())
-    for row in rows.values():
-        assert int(row[1]) == num_trials
-        assert 0.0 <= float(row[2]) <= 100.0
+    # results.json holds the same rows; calibrated back-ends are LLRs with actDCF and Cllr shown
+    records = json.loads((exp / "results.json").read_text())["rows"]
+    assert [record["name"] for record in records] == [line.split()[0] for line in lines[1:]]
+    for record in records:
+        row = rows[record["name"]]
+        assert int(row[1]) == record["num_trials"] == num_trials
+        assert float(row[2]) == pytest.approx(record["eer"] * 100, abs=5e-4)
+        assert record["llr"] == (record["backend"] in ("asnorm+qmf", "plda"))
+        assert (row[-1] == "-") != record["llr"]
+        trials, scores = read_scores(record["scores"])
+        assert record["eer"] == pytest.approx(compute_eer(scores, trial_labels(trials))[0], abs=1e-12)
+    # every back-end stage left its own log, and the report page embeds its figures
+    for name in ("qmf.train.latest.log", "plda.train.latest.log", "score.asnorm.latest.trials.log", "report.log"):
+        assert (exp / "log" / name).is_file(), name
+    page = (exp / "report.html").read_text()
+    images = re.findall(r'<img [^>]*src="([^"]*)"', page)
+    assert len(images) >= 5 and all(src.startswith("data:image/png;base64,") for src in images)
     # the CLI's default threshold is the trained model's EER threshold on these trials
-    trials, scores = read_scores(exp / "scores" / "latest" / "trials.score")
+    trials, scores = read_scores(exp / "scores" / "latest" / "cosine" / "trials.score")
     _, threshold = compute_eer(scores, trial_labels(trials))
     assert float((exp / "threshold").read_text().split()[0]) == pytest.approx(threshold, abs=1e-6)
     assert "x real time" in log and "trials/s" in log and "utts/s" in log
@@ -115,7 +132,7 @@ def test_cli_embed_and_compare(recipe: dict[str, Path], tmp_path: Path) -> None:
     verdict = json.loads(result.stdout)
     assert verdict["score"] == pytest.approx(1.0, abs=1e-5) and verdict["same_speaker"] is True
     # a trial of the recipe gets the same score from the CLI (same front-end, mean and model)
-    trials, scores = read_scores(recipe["exp"] / "scores" / "latest" / "trials.score")
+    trials, scores = read_scores(recipe["exp"] / "scores" / "latest" / "cosine" / "trials.score")
     (enroll, test, _), expected = trials[0], scores[0]
     wav_scp = dict(line.split(maxsplit=1) for line in
                    (recipe["corpus"] / "data" / "test" / "wav.scp").read_text().splitlines())
@@ -147,7 +164,9 @@ def test_wrong_option_is_reported() -> None:
     result = _run(str(RUN), "--no-such-option", "1")
     assert result.returncode != 0 and "no-such-option" in result.stderr
     for args, message in [(["--stage", "two"], "must be a stage number"), (["stray"], "unexpected argument 'stray'"),
-                          (["--stage", "5"], "after --stop-stage 4")]:
+                          (["--stage", "10"], "after --stop-stage 9"),
+                          (["--backends", "cosine qmf"], "qmf calibrates AS-norm scores"),
+                          (["--backends", "cosine lda"], "unknown back-end 'lda'")]:
         result = _run(str(RUN), *args)
         assert result.returncode == 1 and message in result.stderr, result.stderr
 

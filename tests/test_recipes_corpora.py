@@ -30,6 +30,9 @@ def _write_audio(path: Path, speaker_seed: int, utt_seed: int, seconds: float = 
     soundfile.write(path, audio, 16000)
 
 
+BACKENDS = ("cosine", "asnorm", "asnorm+qmf", "plda")
+
+
 def _run_recipe(recipe: str, work: Path, *options: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
@@ -62,7 +65,8 @@ def test_voxceleb_recipe_on_a_fake_tree(tmp_path: Path) -> None:
                          "--average-num", "0")
     assert result.returncode == 0, result.stderr[-4000:]
     assert (tmp_path / "data" / "vox2_dev" / "utt2spk").read_text().splitlines()[0] == "id00000-vid0-00000 id00000"
-    assert set(_results(tmp_path)) == {"untrained:trials_vox1_O", "trained:trials_vox1_O"}
+    assert set(_results(tmp_path)) == {f"{model}:{backend}:trials_vox1_O" for model in ("untrained", "trained")
+                                       for backend in BACKENDS}
     assert all(row[1] == "4" for row in _results(tmp_path).values())
 
 
@@ -88,7 +92,8 @@ def test_cnceleb_recipe_with_averaged_enrolment(tmp_path: Path) -> None:
     # one epoch: "average" the last 1 epoch, which exercises the averaging stage end to end
     result = _run_recipe("cnceleb", tmp_path, "--cnceleb1-root", str(cnc), "--enroll", "average", "--average-num", "1")
     assert result.returncode == 0, result.stderr[-4000:]
-    assert set(_results(tmp_path)) == {"untrained:trials", "trained-avg1:trials"}
+    assert set(_results(tmp_path)) == {f"{model}:{backend}:trials" for model in ("untrained", "trained-avg1")
+                                       for backend in BACKENDS}
     # averaged enrolment: one embedding per enrol id, the mean of its enroll.map utterances
     spk_scp = tmp_path / "exp" / "model" / "embeddings" / "avg1" / "eval_enroll_map" / "spk_xvector.scp"
     assert [line.split()[0] for line in spk_scp.read_text().splitlines()] == ["id00800-enroll", "id00801-enroll"]

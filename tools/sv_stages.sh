@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # The stages every speaker-verification recipe shares, after its own data preparation:
 #
-#   1  features    fbank + energy VAD for the train, enrol and test data dirs
+#   1  features    fbank + energy VAD for the train, enrol, test (and adapt) data dirs
 #   2  training    under torchrun (--nproc processes: GPUs, or CPU processes with gloo);
 #                  re-running continues from the latest checkpoint; optional weight averaging
 #   3  embeddings  with the untrained model (checkpoint init) and the trained one (latest)
-#   4  scoring     cosine scoring with train-mean subtraction, EER / minDCF table for both
+#   4  cosine      cosine scoring with train-mean subtraction (and with the adapt-data mean)
+#   5  AS-norm     adaptive S-norm against the training speakers (and the adapt-data cohort)
+#   6  QMF         calibration trials from the training speakers, QMF fit, calibrated LLRs
+#   7  PLDA        LDA + two-covariance PLDA trained on the training embeddings
+#   8  metrics     one results table: a row per (model, back-end, trial list)
+#   9  report      exp_dir/report.html: results, DET/ROC, histograms, t-SNE, training curves
+#
+# Back-ends not listed in --backends are skipped (their stages do nothing).
 #
 # Usage: sv_stages.sh [options]   (options below; --foo-bar sets foo_bar)
 set -euo pipefail
@@ -26,6 +33,14 @@ train_overrides=""    # extra config overrides key.sub=value for training, space
 average_num=0         # > 0: evaluate the average of the last N epochs' weights instead of the last epoch
 checkpoints=""        # models to evaluate (default: init and latest, or init and avgN)
 train_mean_crop=200   # frames of the one centred crop per training utterance for the mean (0: whole utterances)
+backends="cosine asnorm qmf plda"  # back-ends to run: cosine asnorm snorm qmf plda (qmf needs asnorm)
+adapt_data=""         # in-domain data dir: its mean (cosine-adapt) and its cohort (asnorm-adapt) as extra rows
+adapt_cohort=auto     # cohort of --adapt-data: speaker (per-speaker means), utterance, or auto (utterance if unlabelled)
+top_n=300             # AS-norm cohort scores per side
+calibration_trials=5000  # QMF calibration trials per duration condition (as many target as non-target)
+plda_dim=200          # LDA dimension before PLDA (capped at the embedding dim and speakers - 1)
+p_targets="0.01 0.05" # target priors of the minDCF / actDCF columns (add 0.001 for Kaldi's third)
+report=true           # write exp_dir/report.html at the end
 help_message="Usage: $0 --conf C --train-data D --test-data D --trials 'T ...' --feat-dir F --exp-dir E [options]"
 
 . "$(dirname "${BASH_SOURCE[0]}")/recipe_lib.sh"
@@ -38,7 +53,25 @@ enroll_data=${enroll_data:-$test_data}
 if [ -z "$checkpoints" ]; then
   if [ "$average_num" -gt 0 ]; then checkpoints="init avg$average_num"; else checkpoints="init latest"; fi
 fi
-eval_dirs=$(printf '%s\n' "$train_data" "$enroll_data" "$test_data" | awk '!seen[$0]++')
+for backend in $backends; do
+  case "$backend" in
+    cosine|asnorm|snorm|qmf|plda) ;;
+    *) echo "$0: unknown back-end '$backend' in --backends (choose from: cosine asnorm snorm qmf plda)" >&2; exit 1 ;;
+  esac
+done
+uses() { [[ " $backends " == *" $1 "* ]]; }
+if uses qmf && ! uses asnorm; then
+  echo "$0: --backends: qmf calibrates AS-norm scores, so it needs asnorm too" >&2; exit 1
+fi
+case "$adapt_cohort" in auto|speaker|utterance) ;; *)
+  echo "$0: --adapt-cohort must be auto, speaker or utterance, got '$adapt_cohort'" >&2; exit 1 ;;
+esac
+eval_dirs=$(printf '%s\n' "$train_data" "$enroll_data" "$test_data" $adapt_data | awk '!seen[$0]++')
+# Embeddings live in embeddings/<checkpoint>/<basename>: two different dirs must not share one.
+dup=$(for data in $eval_dirs; do basename "$data"; done | sort | uniq -d | head -1)
+[ -z "$dup" ] || { echo "$0: two data dirs are both called '$dup'; give them different names" >&2; exit 1; }
+train_name=$(basename "$train_data"); test_name=$(basename "$test_data"); enroll_name=$(basename "$enroll_data")
+model_name() { case "$1" in init) echo untrained ;; latest) echo trained ;; *) echo "trained-$1" ;; esac; }
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "Stage 1: features (fbank + VAD) for: $(echo $eval_dirs)"
@@ -81,46 +114,192 @@ fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   log "Stage 3: embeddings with checkpoints: $checkpoints"
+  calibration_data=
+  if uses qmf; then
+    # QMF learns from calibration trials of the training speakers, embedded whole (their duration
+    # is the quality measure); the trials do not depend on the model, so they are drawn once.
+    calibration_data="$exp_dir/calibration/data"
+    run_unless_fresh "$exp_dir/calibration/.done" "$train_data/utt2spk $train_data/utt2num_frames" \
+      run_logged "$exp_dir/log/calibration_trials.log" \
+      python -m speakernet.bin.qmf trials --train-data "$train_data" --exclude-data $enroll_data $test_data \
+        --num-per-condition "$calibration_trials" --out-dir "$exp_dir/calibration"
+  fi
   for checkpoint in $checkpoints; do
-    for data in $eval_dirs; do
-      out="$exp_dir/embeddings/$checkpoint/$(basename "$data")"
+    for data in $eval_dirs $calibration_data; do
+      name=$(basename "$data")
+      [ "$data" = "$calibration_data" ] && name=calibration
+      out="$exp_dir/embeddings/$checkpoint/$name"
       model_file="$exp_dir/checkpoints/$checkpoint.pt"
       [ "$checkpoint" = latest ] && model_file="$exp_dir/checkpoints/latest"
       mode=()
-      # The training set only serves the mean: one crop per utterance is enough and batches well
-      # (WeSpeaker also embeds one 200-frame crop of vox2_dev for it).
+      # The training set only serves the mean, the AS-norm cohort and PLDA: one crop per utterance is
+      # enough and batches well (WeSpeaker also embeds one 200-frame crop of vox2_dev for them).
       [ "$data" = "$train_data" ] && [ "$train_mean_crop" -gt 0 ] && \
         mode=(--mode multicrop --num-crops 1 --crop-frames "$train_mean_crop" --batch-size 128)
       run_unless_fresh "$out/.done" "$model_file $data/feats.scp" \
-        run_logged "$exp_dir/log/extract.$checkpoint.$(basename "$data").log" \
+        run_logged "$exp_dir/log/extract.$checkpoint.$name.log" \
         python -m speakernet.bin.extract --exp-dir "$exp_dir" --checkpoint "$checkpoint" --data-dir "$data" \
           --out-dir "$out" "${mode[@]}"
     done
   done
 fi
 
-if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  log "Stage 4: cosine scoring (train-mean subtraction) and metrics"
-  score_files=(); names=()
+# score_stage BACKEND CHECKPOINT TRIALS INPUTS COMMAND...: runs one scoring command into
+# scores/CHECKPOINT/BACKEND/TRIALS.score (its path is appended to COMMAND as --out), with a log and
+# a .done marker that INPUTS newer than it invalidate.
+score_stage() {
+  local backend=$1 checkpoint=$2 trial_list=$3 inputs=$4; shift 4
+  local name; name=$(basename "$trial_list")
+  local out="$exp_dir/scores/$checkpoint/$backend/$name.score"
+  mkdir -p "$(dirname "$out")"
+  run_unless_fresh "$exp_dir/scores/$checkpoint/$backend/.$name.done" "$trial_list $inputs" \
+    run_logged "$exp_dir/log/score.$backend.$checkpoint.$name.log" "$@" --out "$out"
+}
+embeddings_of() { echo "$exp_dir/embeddings/$1"; }
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ] && uses cosine; then
+  log "Stage 4: cosine scoring (train-mean subtraction${adapt_data:+; and the mean of $adapt_data})"
   for checkpoint in $checkpoints; do
-    embeddings="$exp_dir/embeddings/$checkpoint"
+    emb=$(embeddings_of "$checkpoint")
     for trial_list in $trials; do
-      scores="$exp_dir/scores/$checkpoint/$(basename "$trial_list").score"
-      mkdir -p "$(dirname "$scores")"
-      run_logged "$exp_dir/log/score.$checkpoint.$(basename "$trial_list").log" \
-        python -m speakernet.bin.score --trials "$trial_list" \
-          --enroll-scp "$embeddings/$(basename "$enroll_data")/$enroll_table.scp" \
-          --test-scp "$embeddings/$(basename "$test_data")/xvector.scp" \
-          --mean-vec "$embeddings/$(basename "$train_data")/mean.vec" --out "$scores"
-      case "$checkpoint" in init) model=untrained ;; latest) model=trained ;; *) model=trained-$checkpoint ;; esac
-      score_files+=("$scores"); names+=("$model:$(basename "$trial_list")")
+      score_stage cosine "$checkpoint" "$trial_list" "$emb/$test_name/.done $emb/$train_name/.done" \
+        python -m speakernet.bin.score --trials "$trial_list" --enroll-scp "$emb/$enroll_name/$enroll_table.scp" \
+          --test-scp "$emb/$test_name/xvector.scp" --mean-vec "$emb/$train_name/mean.vec"
+      if [ -n "$adapt_data" ]; then
+        score_stage cosine-adapt "$checkpoint" "$trial_list" "$emb/$test_name/.done $emb/$(basename "$adapt_data")/.done" \
+          python -m speakernet.bin.score --trials "$trial_list" --enroll-scp "$emb/$enroll_name/$enroll_table.scp" \
+            --test-scp "$emb/$test_name/xvector.scp" --mean-vec "$emb/$(basename "$adapt_data")/mean.vec"
+      fi
     done
   done
+fi
+
+# asnorm_args CHECKPOINT COHORT_DIR: score_norm's embedding, cohort, mean and duration options.
+asnorm_args() {
+  local emb; emb=$(embeddings_of "$1")
+  local cohort=$2 cohort_name; cohort_name=$(basename "$2")
+  local labelled=(--cohort-utt2spk "$cohort/utt2spk")
+  if [ "$cohort" = "$adapt_data" ]; then
+    local kind=$adapt_cohort
+    if [ "$kind" = auto ]; then
+      kind=speaker
+      [ "$(wc -l < "$cohort/utt2spk")" = "$(wc -l < "$cohort/spk2utt")" ] && kind=utterance
+    fi
+    [ "$kind" = utterance ] && labelled=()
+  fi
+  echo --enroll-scp "$emb/$enroll_name/$enroll_table.scp" --test-scp "$emb/$test_name/xvector.scp" \
+    --cohort-scp "$emb/$cohort_name/xvector.scp" ${labelled[@]+"${labelled[@]}"} \
+    --mean-vec "$emb/$cohort_name/mean.vec" --enroll-data "$enroll_data" --test-data "$test_data"
+}
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ] && { uses asnorm || uses snorm; }; then
+  log "Stage 5: score normalisation (top $top_n of the training speakers${adapt_data:+, and of $adapt_data})"
+  for checkpoint in $checkpoints; do
+    emb=$(embeddings_of "$checkpoint")
+    for trial_list in $trials; do
+      for cohort in "$train_data" $adapt_data; do
+        suffix=; [ "$cohort" = "$adapt_data" ] && suffix=-adapt
+        inputs="$emb/$test_name/.done $emb/$(basename "$cohort")/.done"
+        # shellcheck disable=SC2046  # asnorm_args' words are options
+        uses asnorm && score_stage "asnorm$suffix" "$checkpoint" "$trial_list" "$inputs" \
+          python -m speakernet.bin.score_norm --trials "$trial_list" --top-n "$top_n" $(asnorm_args "$checkpoint" "$cohort")
+        # shellcheck disable=SC2046
+        uses snorm && score_stage "snorm$suffix" "$checkpoint" "$trial_list" "$inputs" \
+          python -m speakernet.bin.score_norm --trials "$trial_list" --top-n 0 $(asnorm_args "$checkpoint" "$cohort")
+      done
+    done
+  done
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ] && uses qmf; then
+  cal="$exp_dir/calibration"
+  [ -f "$cal/trials" ] || { echo "$0: $cal/trials is missing: run stage 3 (embeddings) first" >&2; exit 1; }
+  log "Stage 6: QMF calibration on $(wc -l < "$cal/trials") calibration trials of the training speakers"
+  for checkpoint in $checkpoints; do
+    emb=$(embeddings_of "$checkpoint")
+    mean="$emb/$train_name/mean.vec"
+    # The calibration trials are normalised exactly like the evaluation trials (the training-speaker
+    # cohort leaves out each utterance's own speaker), then the fit learns from their quality measures.
+    run_unless_fresh "$cal/.asnorm.$checkpoint.done" "$emb/calibration/.done $emb/$train_name/.done $cal/trials" \
+      run_logged "$exp_dir/log/qmf.score.$checkpoint.log" \
+      python -m speakernet.bin.score_norm --trials "$cal/trials" --enroll-scp "$emb/calibration/xvector.scp" \
+        --test-scp "$emb/calibration/xvector.scp" --cohort-scp "$emb/$train_name/xvector.scp" \
+        --cohort-utt2spk "$train_data/utt2spk" --mean-vec "$mean" --enroll-data "$cal/data" \
+        --test-data "$cal/data" --top-n "$top_n" --out "$cal/asnorm.$checkpoint.score"
+    run_unless_fresh "$cal/.qmf.$checkpoint.done" "$cal/.asnorm.$checkpoint.done" \
+      run_logged "$exp_dir/log/qmf.train.$checkpoint.log" \
+      python -m speakernet.bin.qmf train --scores "$cal/asnorm.$checkpoint.score" --mean-vec "$mean" \
+        --out "$cal/qmf.$checkpoint.json"
+    for trial_list in $trials; do
+      asnorm_scores="$exp_dir/scores/$checkpoint/asnorm/$(basename "$trial_list").score"
+      score_stage asnorm+qmf "$checkpoint" "$trial_list" "$asnorm_scores $cal/.qmf.$checkpoint.done" \
+        python -m speakernet.bin.qmf apply --model "$cal/qmf.$checkpoint.json" --scores "$asnorm_scores" \
+          --mean-vec "$mean"
+    done
+  done
+fi
+
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ] && uses plda; then
+  log "Stage 7: LDA ($plda_dim) + PLDA trained on the training embeddings"
+  for checkpoint in $checkpoints; do
+    emb=$(embeddings_of "$checkpoint")
+    model="$exp_dir/plda/plda.$checkpoint.npz"
+    mkdir -p "$exp_dir/plda"
+    run_unless_fresh "$exp_dir/plda/.$checkpoint.done" "$emb/$train_name/.done" \
+      run_logged "$exp_dir/log/plda.train.$checkpoint.log" \
+      python -m speakernet.bin.train_plda --scp "$emb/$train_name/xvector.scp" --utt2spk "$train_data/utt2spk" \
+        --mean-vec "$emb/$train_name/mean.vec" --lda-dim "$plda_dim" --out "$model"
+    counts=()
+    [ "$enroll_table" = spk_xvector ] && counts=(--enroll-spk2utt "$enroll_data/spk2utt")
+    for trial_list in $trials; do
+      score_stage plda "$checkpoint" "$trial_list" "$emb/$test_name/.done $exp_dir/plda/.$checkpoint.done" \
+        python -m speakernet.bin.score_plda --trials "$trial_list" --enroll-scp "$emb/$enroll_name/$enroll_table.scp" \
+          --test-scp "$emb/$test_name/xvector.scp" --model "$model" ${counts[@]+"${counts[@]}"}
+    done
+  done
+fi
+
+if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
+  log "Stage 8: metrics of every back-end"
+  score_files=(); names=(); llr=()
+  rows_of() {  # rows_of BACKEND: the score files of one back-end, if it ran
+    local checkpoint trial_list file
+    for checkpoint in $checkpoints; do
+      for trial_list in $trials; do
+        file="$exp_dir/scores/$checkpoint/$1/$(basename "$trial_list").score"
+        [ -f "$file" ] || continue
+        score_files+=("$file"); names+=("$(model_name "$checkpoint"):$1:$(basename "$trial_list")")
+        case "$1" in *qmf*|plda) llr+=("${names[-1]}") ;; esac
+      done
+    done
+  }
+  for backend in cosine cosine-adapt asnorm asnorm-adapt snorm snorm-adapt asnorm+qmf plda; do
+    case "$backend" in
+      *-adapt) if [ -n "$adapt_data" ] && uses "${backend%-adapt}"; then rows_of "$backend"; fi ;;
+      asnorm+qmf) if uses qmf; then rows_of "$backend"; fi ;;
+      *) if uses "$backend"; then rows_of "$backend"; fi ;;
+    esac
+  done
+  [ ${#score_files[@]} -gt 0 ] || { echo "$0: no score files to evaluate (run stages 4-7 first)" >&2; exit 1; }
+  last=$(echo $checkpoints | awk '{print $NF}')
+  threshold=()
+  uses cosine && threshold=(--threshold-out "$exp_dir/threshold" \
+    --threshold-of "$(model_name "$last"):cosine:$(basename "$(echo $trials | awk '{print $NF}')")")
   log "results in $exp_dir/results ('untrained' is the model before its first training step):"
+  # shellcheck disable=SC2086  # p_targets is a list
   run_logged "$exp_dir/log/compute_metrics.log" \
     python -m speakernet.bin.compute_metrics --scores "${score_files[@]}" --name "${names[@]}" \
-      --out "$exp_dir/results" --threshold-out "$exp_dir/threshold"
-  # The CLI (speakernet compare) scores like the last row: same mean subtraction, same threshold.
-  cp "$exp_dir/embeddings/$checkpoint/$(basename "$train_data")/mean.vec" "$exp_dir/.mean.vec.tmp"
+      ${llr[@]+--llr "${llr[@]}"} --p-target $p_targets --out "$exp_dir/results" ${threshold[@]+"${threshold[@]}"}
+  # The CLI (speakernet compare) scores like the trained cosine row: same mean subtraction, same threshold.
+  cp "$exp_dir/embeddings/$last/$train_name/mean.vec" "$exp_dir/.mean.vec.tmp"
   mv "$exp_dir/.mean.vec.tmp" "$exp_dir/mean.vec"
+fi
+
+if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ] && [ "$report" = true ]; then
+  log "Stage 9: report"
+  last=$(echo $checkpoints | awk '{print $NF}')
+  run_logged "$exp_dir/log/report.log" \
+    python -m speakernet.bin.report --exp-dir "$exp_dir" --data-dir "$test_data" --checkpoint "$last" \
+      --out "$exp_dir/report.html"
+  log "report: $exp_dir/report.html"
 fi

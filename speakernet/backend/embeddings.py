@@ -41,6 +41,16 @@ def load_embeddings(scp: PathLike) -> tuple[list[str], np.ndarray]:
     if not entries:
         raise DataDirError(scp, "no embeddings in scp file")
     start = time.perf_counter()
+    fast = _load_float_vectors(scp, entries)
+    if fast is not None:
+        keys, matrix = list(entries), fast
+        bad = np.flatnonzero(~np.isfinite(matrix).all(axis=1))
+        if bad.size:
+            raise DataDirError(scp, "embedding has non-finite values", key=keys[bad[0]])
+        elapsed = max(time.perf_counter() - start, 1e-9)
+        logger.info("Loaded %d embeddings of dimension %d from %s (%.0f embeddings/s)",
+                    len(keys), matrix.shape[1], scp, len(keys) / elapsed)
+        return keys, matrix
     entry_keys = list(entries)
     keys: list[str] = []
     rows: list[np.ndarray] = []
@@ -72,6 +82,52 @@ def load_embeddings(scp: PathLike) -> tuple[list[str], np.ndarray]:
         len(keys), matrix.shape[1], scp, len(keys) / elapsed,
     )
     return keys, matrix
+
+
+# Kaldi's binary float vector: "\0B", the token "FV ", a 4-byte size marker, the int32 dimension.
+_FLOAT_VECTOR_HEADER = b"\x00BFV \x04"
+
+
+def _load_float_vectors(scp: Path, entries: Mapping[str, str]) -> np.ndarray | None:
+    """Reads an archive of equal-length float32 vectors in one go, or None if it is not one.
+
+    The common case (our own ``xvector.ark``, WeSpeaker's, Kaldi's ``ivector-*`` output): every
+    scp entry is ``<ark>:<offset>`` into one uncompressed file of ``FV`` vectors. Reading that
+    file whole and viewing each vector with ``np.frombuffer`` is about 10x faster than kaldiio's
+    per-entry reader, which matters at VoxCeleb scale (150 k embeddings per scoring stage).
+    Anything else (several archives, matrices, doubles, pipes, a bad offset) returns None and
+    takes the general path, which also gives the precise error.
+    """
+    arks, offsets = set(), []
+    for value in entries.values():
+        ark, sep, offset = value.rpartition(":")
+        if not sep or not offset.isdigit() or ark.endswith("|"):
+            return None
+        arks.add(ark)
+        offsets.append(int(offset))
+        if len(arks) > 1:
+            return None
+    ark_path = Path(next(iter(arks)))
+    if not ark_path.is_absolute() and not ark_path.is_file():
+        return None
+    try:
+        data = ark_path.read_bytes()
+    except OSError:
+        return None
+    header = len(_FLOAT_VECTOR_HEADER)
+    first = offsets[0]
+    if data[first:first + header] != _FLOAT_VECTOR_HEADER or len(data) < first + header + 4:
+        return None
+    dim = int(np.frombuffer(data, dtype="<i4", count=1, offset=first + header)[0])
+    if dim <= 0:
+        return None
+    matrix = np.empty((len(offsets), dim), dtype=np.float32)
+    for row, offset in enumerate(offsets):
+        if (data[offset:offset + header] != _FLOAT_VECTOR_HEADER or len(data) < offset + header + 4 + 4 * dim
+                or int.from_bytes(data[offset + header:offset + header + 4], "little", signed=True) != dim):
+            return None
+        matrix[row] = np.frombuffer(data, dtype="<f4", count=dim, offset=offset + header + 4)
+    return matrix
 
 
 def select_embeddings(
@@ -206,7 +262,11 @@ def global_mean(matrix: np.ndarray) -> np.ndarray:
 
 
 def speaker_means(
-    utt_keys: Sequence[str], matrix: np.ndarray, utt2spk: Mapping[str, str], utt2spk_path: PathLike = "utt2spk"
+    utt_keys: Sequence[str],
+    matrix: np.ndarray,
+    utt2spk: Mapping[str, str],
+    utt2spk_path: PathLike = "utt2spk",
+    dtype: type = np.float32,
 ) -> tuple[list[str], np.ndarray]:
     """Averages utterance embeddings per speaker (plain mean, not length-normalised).
 
@@ -217,9 +277,10 @@ def speaker_means(
         matrix: Utterance embeddings ``[num_utts, dim]``.
         utt2spk: Utterance -> speaker map; every key of ``utt_keys`` must be in it.
         utt2spk_path: Name of the utt2spk file, for error messages.
+        dtype: Type of the returned means (accumulated in float64 whatever it is).
 
     Returns:
-        ``(spk_keys, means)``: speakers in C-locale order and a float32 matrix
+        ``(spk_keys, means)``: speakers in C-locale order and a ``dtype`` matrix
         ``[num_speakers, dim]`` of their mean embeddings.
 
     Raises:
@@ -243,7 +304,7 @@ def speaker_means(
     starts = np.flatnonzero(np.r_[True, speaker_index[order][1:] != speaker_index[order][:-1]])
     sums = np.add.reduceat(matrix[order].astype(np.float64), starts, axis=0)
     counts = np.diff(np.r_[starts, len(order)])
-    means = (sums / counts[:, None]).astype(np.float32)
+    means = (sums / counts[:, None]).astype(dtype)
     return [str(key) for key in spk_keys], means
 
 

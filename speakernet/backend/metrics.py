@@ -322,18 +322,30 @@ def compute_metrics(
 def format_results_table(rows: Sequence[tuple[str, dict]], p_targets: Sequence[float] = DEFAULT_P_TARGETS) -> str:
     """Formats metrics as an aligned text table, one row per score list.
 
+    When any row's metrics carry ``"llr": True`` (calibrated log-likelihood-ratio scores, e.g.
+    after QMF or from PLDA), the table gains actDCF columns at each prior and a Cllr column;
+    they are filled for those rows and ``-`` for the others, whose scores are not LLRs.
+
     Args:
-        rows: ``(name, metrics)`` pairs, ``metrics`` as returned by :func:`compute_metrics`.
+        rows: ``(name, metrics)`` pairs, ``metrics`` as returned by :func:`compute_metrics`,
+            optionally with an ``llr`` flag.
         p_targets: The priors whose minDCF columns to show (each must be in every ``metrics``).
 
     Returns:
         The table, a header line and one line per row, each ending in a newline.
     """
+    with_llr = any(metrics.get("llr") for _, metrics in rows)
     header = ["name", "#trials", "EER(%)"] + [f"minDCF@{p:g}" for p in p_targets]
+    if with_llr:
+        header += [f"actDCF@{p:g}" for p in p_targets] + ["Cllr"]
     lines = [header]
     for name, metrics in rows:
         line = [name, str(metrics["num_trials"]), f"{metrics['eer'] * 100:.3f}"]
         line += [f"{metrics['min_dcf'][float(p)]:.4f}" for p in p_targets]
+        if with_llr and metrics.get("llr"):
+            line += [f"{metrics['act_dcf'][float(p)]:.4f}" for p in p_targets] + [f"{metrics['cllr']:.4f}"]
+        elif with_llr:
+            line += ["-"] * (len(p_targets) + 1)
         lines.append(line)
     widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
     text = []

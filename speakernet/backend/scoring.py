@@ -2,12 +2,16 @@
 
 Score files have WeSpeaker's four columns ``<enroll> <test> <score> <target|nontarget>``;
 :func:`read_scores` also accepts Kaldi's three columns ``<enroll> <test> <score>`` joined with
-the trial list by ``(enroll, test)`` pair, as Kaldi's ``sid/compute_min_dcf.py`` does.
+the trial list by ``(enroll, test)`` pair, as Kaldi's ``sid/compute_min_dcf.py`` does. Score
+files of score normalisation carry numeric side information (quality measures) in further
+columns after the label, as WeSpeaker's ``score_norm.py`` appends them; readers of the first
+four columns ignore them and :func:`read_scored_trials` returns them.
 """
 
 from __future__ import annotations
 
 import array
+import json
 import logging
 import math
 import time
@@ -159,13 +163,17 @@ def trial_labels(trials: Sequence[Trial]) -> np.ndarray:
     return np.fromiter((trial[2] == "target" for trial in trials), dtype=bool, count=len(trials))
 
 
-def write_scores(path: PathLike, trials: Sequence[Trial], scores: np.ndarray | Sequence[float]) -> None:
-    """Writes a 4-column score file ``<enroll> <test> <score %.5f> <label>`` atomically.
+def write_scores(
+    path: PathLike, trials: Sequence[Trial], scores: np.ndarray | Sequence[float], extra: np.ndarray | None = None
+) -> None:
+    """Writes a score file ``<enroll> <test> <score %.5f> <label> [<side> ...]`` atomically.
 
     Args:
         path: Destination file.
         trials: ``(enroll, test, label)`` tuples.
         scores: One score per trial.
+        extra: Optional ``[num_trials, k]`` side columns (e.g. AS-norm's quality measures),
+            written after the label with 6 significant digits; NaN is written as ``nan``.
 
     Raises:
         ValueError: on a length mismatch, a non-finite score or a label that is not
@@ -174,6 +182,10 @@ def write_scores(path: PathLike, trials: Sequence[Trial], scores: np.ndarray | S
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     if scores.shape[0] != len(trials):
         raise ValueError(f"got {scores.shape[0]} scores for {len(trials)} trials")
+    if extra is not None:
+        extra = np.asarray(extra, dtype=np.float64)
+        if extra.ndim != 2 or extra.shape[0] != len(trials):
+            raise ValueError(f"side columns must be [num_trials, k], got shape {extra.shape} for {len(trials)} trials")
     bad = np.flatnonzero(~np.isfinite(scores))
     if bad.size:
         raise ValueError(f"score of trial {bad[0] + 1} ({trials[bad[0]][0]} {trials[bad[0]][1]}) is not finite")
@@ -181,19 +193,26 @@ def write_scores(path: PathLike, trials: Sequence[Trial], scores: np.ndarray | S
     with atomic_write(path) as handle:
         for begin in range(0, len(trials), block):
             lines = []
-            for (enroll, test, label), score in zip(trials[begin:begin + block], scores[begin:begin + block].tolist()):
+            block_scores = scores[begin:begin + block].tolist()
+            if extra is None:
+                block_extra = [""] * len(block_scores)
+            else:  # formatted column by column: several times faster than row by row
+                columns = [map("{:.6g}".format, column.tolist()) for column in extra[begin:begin + block].T]
+                block_extra = [" " + " ".join(values) for values in zip(*columns)]
+            for (enroll, test, label), score, side in zip(trials[begin:begin + block], block_scores, block_extra):
                 if label not in TRIAL_LABELS:
                     raise ValueError(f"trial label must be one of {TRIAL_LABELS}, got '{label}' for {enroll} {test}")
-                lines.append(f"{enroll} {test} {score:.5f} {label}\n")
+                lines.append(f"{enroll} {test} {score:.5f} {label}{side}\n")
             handle.write("".join(lines))
     logger.info("Wrote %d scores to %s", len(trials), path)
 
 
-def _read_score_lines(path: Path) -> tuple[int, list[tuple], np.ndarray, np.ndarray]:
-    """Parses a 3- or 4-column score file.
+def _read_score_lines(path: Path) -> tuple[int, list[tuple], np.ndarray, np.ndarray, np.ndarray]:
+    """Parses a score file of 3, 4 or more columns (numbers after the label).
 
-    Returns ``(columns, trials, scores, line_numbers)``; each trial is ``(enroll, test, label)``
-    with ``label`` None for 3 columns. Keys are interned: a million trials over a few thousand
+    Returns ``(columns, trials, scores, line_numbers, extra)``; each trial is ``(enroll, test,
+    label)`` with ``label`` None for 3 columns, ``extra`` is a float64 matrix ``[num_lines,
+    columns - 4]`` of the side columns. Keys are interned: a million trials over a few thousand
     utterances then hold one string object per key instead of one per line.
     """
     if not path.is_file():
@@ -201,6 +220,7 @@ def _read_score_lines(path: Path) -> tuple[int, list[tuple], np.ndarray, np.ndar
     columns = 0
     trials: list[tuple] = []
     scores = array.array("d")
+    extra = array.array("d")
     line_numbers = array.array("q")
     intern = {}
     with open(path, encoding="utf-8") as handle:
@@ -209,9 +229,10 @@ def _read_score_lines(path: Path) -> tuple[int, list[tuple], np.ndarray, np.ndar
             if not parts:
                 continue
             if columns == 0:
-                if len(parts) not in (3, 4):
+                if len(parts) < 3:
                     raise DataDirError(
-                        path, f"expected '<enroll> <test> <score> [<label>]', got {len(parts)} fields", number, parts[0]
+                        path, f"expected '<enroll> <test> <score> [<label> ...]', got {len(parts)} fields", number,
+                        parts[0],
                     )
                 columns = len(parts)
             elif len(parts) != columns:
@@ -224,11 +245,18 @@ def _read_score_lines(path: Path) -> tuple[int, list[tuple], np.ndarray, np.ndar
             if not math.isfinite(score):
                 raise DataDirError(path, f"score '{parts[2]}' is not finite", number, parts[0])
             label = None
-            if columns == 4:
+            if columns >= 4:
                 label = parts[3]
                 if label not in TRIAL_LABELS:
                     raise DataDirError(path, f"label must be one of {TRIAL_LABELS}, got '{label}'", number, parts[0])
                 label = "target" if label == "target" else "nontarget"
+                if columns > 4:
+                    try:
+                        values = [float(value) for value in parts[4:]]
+                    except ValueError:
+                        raise DataDirError(path, "side columns after the label must be numbers", number,
+                                           parts[0]) from None
+                    extra.extend(values)
             enroll = intern.setdefault(parts[0], parts[0])
             test = intern.setdefault(parts[1], parts[1])
             trials.append((enroll, test, label))
@@ -236,7 +264,9 @@ def _read_score_lines(path: Path) -> tuple[int, list[tuple], np.ndarray, np.ndar
             line_numbers.append(number)
     if not trials:
         raise DataDirError(path, "no scores in file")
-    return columns, trials, np.frombuffer(scores, dtype=np.float64), np.frombuffer(line_numbers, dtype=np.int64)
+    extra_matrix = np.frombuffer(extra, dtype=np.float64).reshape(len(trials), max(columns - 4, 0))
+    return (columns, trials, np.frombuffer(scores, dtype=np.float64), np.frombuffer(line_numbers, dtype=np.int64),
+            extra_matrix)
 
 
 def read_scores(
@@ -244,15 +274,15 @@ def read_scores(
 ) -> tuple[list[Trial], np.ndarray]:
     """Reads a score file, optionally joined with a trial list.
 
-    Without ``trials_path`` the file must have 4 columns and gives both trials and labels.
-    With it, the scores are taken line by line when both files list the same pairs in the same
-    order; otherwise they are matched by ``(enroll, test)`` pair, in any order, as Kaldi does:
-    every trial must have a score, every score must belong to a trial, and a pair scored twice
-    must have the same score both times. A 4-column file's labels must agree with the trial
-    list. Trials come back in trial-list order.
+    Without ``trials_path`` the file must have 4 (or more) columns and gives both trials and
+    labels. With it, the scores are taken line by line when both files list the same pairs in
+    the same order; otherwise they are matched by ``(enroll, test)`` pair, in any order, as Kaldi
+    does: every trial must have a score, every score must belong to a trial, and a pair scored
+    twice must have the same score both times. A labelled file's labels must agree with the
+    trial list. Trials come back in trial-list order. Side columns are ignored.
 
     Args:
-        path: Score file of 3 or 4 columns.
+        path: Score file of 3, 4 or more columns.
         trials_path: Kaldi trial list ``<enroll> <test> target|nontarget``, or None.
         trials: The trial list already read from ``trials_path`` (saves re-reading it when
             several score files share one list), or None to read it.
@@ -265,20 +295,42 @@ def read_scores(
             trial list, a pair scored twice differently, a trial without a score, a score without a
             trial, or a label disagreement; the message names the file, line and key.
     """
+    trials, scores, _ = read_scored_trials(path, trials_path, trials)
+    return trials, scores
+
+
+def read_scored_trials(
+    path: PathLike, trials_path: PathLike | None = None, trials: Sequence[Trial] | None = None
+) -> tuple[list[Trial], np.ndarray, np.ndarray]:
+    """Like :func:`read_scores`, and also returns the side columns after the label.
+
+    Args:
+        path: Score file of 3, 4 or more columns.
+        trials_path: Trial list to join with, or None (see :func:`read_scores`).
+        trials: The trial list already read from ``trials_path``, or None.
+
+    Returns:
+        ``(trials, scores, extra)``: as :func:`read_scores`, plus a float64 matrix
+        ``[num_trials, num_side_columns]`` in the same (trial-list) order.
+
+    Raises:
+        DataDirError: as :func:`read_scores`.
+    """
     path = Path(path)
     start = time.perf_counter()
-    columns, scored, scores, line_numbers = _read_score_lines(path)
+    columns, scored, scores, line_numbers, extra = _read_score_lines(path)
     if trials_path is None:
-        if columns != 4:
+        if columns == 3:
             raise DataDirError(path, "3-column scores have no labels: give the trial list to join them with")
         trials = scored
     else:
         if trials is None:
             trials = read_trials(trials_path)
-        trials, scores = _join_with_trials(path, scored, scores, line_numbers, trials, trials_path)
+        trials, positions = _join_with_trials(path, scored, scores, line_numbers, trials, trials_path)
+        scores, extra = scores[positions], extra[positions]
     elapsed = max(time.perf_counter() - start, 1e-9)
     logger.info("Read %d scores from %s (%.0f trials/s)", len(trials), path, len(trials) / elapsed)
-    return trials, scores
+    return list(trials), scores, extra
 
 
 def _join_with_trials(
@@ -289,7 +341,10 @@ def _join_with_trials(
     trials: Sequence[Trial],
     trials_path: PathLike,
 ) -> tuple[list[Trial], np.ndarray]:
-    """Puts the scores in trial-list order: by position when the files line up, else by pair."""
+    """Finds the score line of each trial: by position when the files line up, else by pair.
+
+    Returns the trials and, for each, the index of its line among the scored lines.
+    """
     if len(scored) == len(trials) and all(a[0] == b[0] and a[1] == b[1] for a, b in zip(scored, trials)):
         positions = range(len(trials))  # the usual case, which also allows repeated trials
     else:
@@ -316,7 +371,32 @@ def _join_with_trials(
         if score_label is not None and score_label != label:
             raise DataDirError(path, f"label '{score_label}' disagrees with '{label}' in {trials_path}",
                                int(line_numbers[position]), f"{enroll} {test}")
-    return list(trials), scores[np.asarray(positions, dtype=np.int64)]
+    return list(trials), np.asarray(positions, dtype=np.int64)
+
+
+def load_trial_tables(
+    trials_path: PathLike, enroll_scp: PathLike, test_scp: PathLike
+) -> tuple[list[Trial], tuple[list[str], np.ndarray], tuple[list[str], np.ndarray]]:
+    """Reads a trial list and its enrolment and test embedding tables (one file is read once).
+
+    Args:
+        trials_path: Kaldi trial list.
+        enroll_scp: Enrolment embeddings.
+        test_scp: Test embeddings; when it is the same file as ``enroll_scp`` the same table
+            object is returned for both sides (scorers then normalise each embedding once).
+
+    Returns:
+        ``(trials, enroll, test)``, the tables as ``(keys, matrix)``.
+
+    Raises:
+        DataDirError: on an empty or malformed trial list or unreadable embeddings.
+    """
+    trials = read_trials(trials_path)
+    if not trials:
+        raise DataDirError(trials_path, "no trials in file")
+    enroll = load_embeddings(enroll_scp)
+    same = Path(enroll_scp).resolve() == Path(test_scp).resolve()
+    return trials, enroll, enroll if same else load_embeddings(test_scp)
 
 
 def score_trials_files(
@@ -341,12 +421,7 @@ def score_trials_files(
     Raises:
         DataDirError: on unreadable inputs or missing keys (see :func:`cosine_score_trials`).
     """
-    trials = read_trials(trials_path)
-    if not trials:
-        raise DataDirError(trials_path, "no trials in file")
-    enroll = load_embeddings(enroll_scp)
-    same = Path(enroll_scp).resolve() == Path(test_scp).resolve()
-    test = enroll if same else load_embeddings(test_scp)
+    trials, enroll, test = load_trial_tables(trials_path, enroll_scp, test_scp)
     mean = read_vector(mean_vec) if mean_vec is not None else None
     scores = cosine_score_trials(
         trials, enroll, test, mean, trials_path=trials_path, enroll_source=str(enroll_scp), test_source=str(test_scp)
@@ -362,27 +437,52 @@ def _default_names(score_paths: Sequence[PathLike]) -> list[str]:
     return names
 
 
+def _row_record(name: str, path: PathLike, metrics: dict, llr: bool) -> dict:
+    """One row of ``results.json``; a ``model:backend:trials`` name is split into its parts."""
+    parts = name.split(":")
+    model, backend, trials = parts if len(parts) == 3 else (name, "", "")
+    return {
+        "name": name, "model": model, "backend": backend, "trials": trials, "scores": str(path), "llr": llr,
+        "num_trials": metrics["num_trials"], "num_targets": metrics["num_targets"],
+        "num_nontargets": metrics["num_nontargets"], "eer": metrics["eer"], "eer_threshold": metrics["eer_threshold"],
+        "min_dcf": {f"{p:g}": value for p, value in metrics["min_dcf"].items()},
+        "act_dcf": {f"{p:g}": value for p, value in metrics["act_dcf"].items()},
+        "cllr": metrics["cllr"],
+    }
+
+
 def compute_metrics_files(
     score_paths: Sequence[PathLike],
     out: PathLike | None = None,
     names: Sequence[str] | None = None,
     trials_path: PathLike | None = None,
     p_targets: Sequence[float] = DEFAULT_P_TARGETS,
+    llr_names: Sequence[str] = (),
 ) -> tuple[str, list[tuple[str, dict]]]:
-    """The ``compute_metrics`` stage: EER and minDCF of each score file, as a text table.
+    """The ``compute_metrics`` stage: EER, minDCF (and for LLRs actDCF, Cllr), as a text table.
+
+    With ``out``, the table goes to ``out`` and every row's figures, machine-readable, to
+    ``out.json`` (``{"p_targets": [...], "rows": [{"name", "model", "backend", "trials",
+    "scores", "llr", "num_trials", "num_targets", "num_nontargets", "eer", "eer_threshold",
+    "min_dcf": {p: value}, "act_dcf": {p: value}, "cllr"}]}``; EER as a fraction; a row name
+    ``model:backend:trials`` fills the three fields, others leave them empty), which is what
+    ``gather_results`` and the report read.
 
     Args:
         score_paths: Score files (4 columns, or 3 columns with ``trials_path``).
         out: Where to write the table atomically, or None.
         names: Row name of each score file (default: the file name, or the path if names clash).
         trials_path: Trial list joined with every score file, or None.
-        p_targets: Priors for the minDCF columns.
+        p_targets: Priors for the minDCF (and actDCF) columns.
+        llr_names: Names of the rows whose scores are calibrated log-likelihood ratios: the
+            table shows their actDCF and Cllr.
 
     Returns:
         ``(table, rows)``: the formatted table and ``(name, metrics)`` per score file.
 
     Raises:
-        ValueError: if the number of names differs from the number of score files.
+        ValueError: if the number of names differs from the number of score files, or an
+            ``llr_names`` entry names no row.
         DataDirError: on malformed score or trial files.
     """
     if not score_paths:
@@ -391,8 +491,11 @@ def compute_metrics_files(
         names = _default_names(score_paths)
     elif len(names) != len(score_paths):
         raise ValueError(f"got {len(names)} names for {len(score_paths)} score files")
+    unknown = sorted(set(llr_names) - set(names))
+    if unknown:
+        raise ValueError(f"--llr names no row: {', '.join(unknown)} (rows: {', '.join(names)})")
     shared_trials = read_trials(trials_path) if trials_path is not None else None
-    rows = []
+    rows, records = [], []
     for name, path in zip(names, score_paths):
         start = time.perf_counter()
         trials, scores = read_scores(path, trials_path, shared_trials)
@@ -400,12 +503,17 @@ def compute_metrics_files(
             metrics = compute_metrics(scores, trial_labels(trials), p_targets)
         except ValueError as error:
             raise DataDirError(path, str(error)) from error
+        metrics["llr"] = name in llr_names
         elapsed = max(time.perf_counter() - start, 1e-9)
         logger.info("%s: %d trials, EER %.3f%% (%.0f trials/s)", name, len(trials), metrics["eer"] * 100,
                     len(trials) / elapsed)
         rows.append((name, metrics))
+        records.append(_row_record(name, path, metrics, metrics["llr"]))
     table = format_results_table(rows, p_targets)
     if out is not None:
         with atomic_write(out) as handle:
             handle.write(table)
+        with atomic_write(f"{out}.json") as handle:
+            json.dump({"p_targets": [float(p) for p in p_targets], "rows": records}, handle, indent=1)
+            handle.write("\n")
     return table, rows

@@ -1,4 +1,4 @@
-"""Stage: EER and minDCF of score files, as a table in the log and in ``--out``.
+"""Stage: EER and minDCF (actDCF and Cllr for LLRs) of score files: a table on stdout and in ``--out``.
 
     python -m speakernet.bin.compute_metrics --scores exp/scores/vox1_O.score exp/scores/vox1_E.score \\
         --name vox1_O --name vox1_E --out exp/scores/results
@@ -30,19 +30,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", default=None, help="trial list joined with every score file")
     parser.add_argument("--p-target", type=float, nargs="+", default=list(DEFAULT_P_TARGETS),
                         help="target priors of the minDCF columns (default: %(default)s)")
-    parser.add_argument("--out", required=True, help="results table (written atomically)")
+    parser.add_argument("--llr", nargs="+", action="extend", default=[], metavar="NAME",
+                        help="rows whose scores are calibrated log-likelihood ratios (QMF, PLDA): the table also "
+                        "shows their actDCF and Cllr (option may repeat)")
+    parser.add_argument("--out", required=True,
+                        help="results table (written atomically), and its rows as JSON in OUT.json")
     parser.add_argument("--threshold-out", default=None,
-                        help="also write the EER threshold of the last score file here (the default decision "
-                        "threshold of `speakernet compare`)")
+                        help="also write the EER threshold of one row here (the default decision threshold of "
+                        "`speakernet compare`)")
+    parser.add_argument("--threshold-of", default=None, metavar="NAME",
+                        help="the row whose EER threshold --threshold-out writes (default: the last)")
     args = parser.parse_args(argv)
     setup_logging()
     try:
-        table, rows = compute_metrics_files(args.scores, args.out, args.name, args.trials, args.p_target)
+        table, rows = compute_metrics_files(args.scores, args.out, args.name, args.trials, args.p_target,
+                                             args.llr)
     except (DataDirError, ValueError) as error:
         logger.error("%s", error)
         return 1
     if args.threshold_out is not None:
-        name, metrics = rows[-1]
+        chosen = [row for row in rows if row[0] == args.threshold_of] if args.threshold_of else rows[-1:]
+        if not chosen:
+            logger.error("--threshold-of %s names no row (rows: %s)", args.threshold_of,
+                         ", ".join(name for name, _ in rows))
+            return 1
+        name, metrics = chosen[0]
         with atomic_write(args.threshold_out) as handle:
             handle.write(f"{metrics['eer_threshold']:.6f} EER threshold of {name}\n")
     logger.info("results written to %s", args.out)

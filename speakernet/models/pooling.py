@@ -9,6 +9,8 @@ which cancels catastrophically in float32 for large, nearly constant channels.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -74,11 +76,19 @@ class AttentiveStatsPool(nn.Module):
     concatenation ``[x_t, mean(x), std(x)]`` of the frame with the unweighted utterance
     statistics. The outputs are the alpha-weighted mean and standard deviation per channel.
 
+    For diagnostics, set ``keep_attention = True``: each forward then also stores its weights
+    ``alpha [B, C, T]`` (detached, summing to 1 over time) in ``last_attention``. The output is
+    the same either way, and with the flag off (the default) nothing is kept.
+
     Args:
         in_dim: Number of channels C of the frames.
         bottleneck_dim: Width of the attention's hidden layer.
         global_context: Whether the attention also sees the utterance mean and std.
     """
+
+    # TorchScript needs the type of an attribute that forward assigns; a plain annotation would be
+    # a string under ``from __future__ import annotations``, which TorchScript cannot resolve.
+    __annotations__ = {"last_attention": Optional[torch.Tensor]}
 
     def __init__(self, in_dim: int, bottleneck_dim: int = 128, global_context: bool = True):
         super().__init__()
@@ -90,6 +100,8 @@ class AttentiveStatsPool(nn.Module):
         # 1x1 convolutions act as per-frame linear layers without transposing [B, C, T].
         self.attention_hidden = nn.Conv1d(in_dim * 3 if global_context else in_dim, bottleneck_dim, kernel_size=1)
         self.attention_out = nn.Conv1d(bottleneck_dim, in_dim, kernel_size=1)
+        self.keep_attention = False
+        self.last_attention = None
 
     @property
     def out_dim(self) -> int:
@@ -121,6 +133,8 @@ class AttentiveStatsPool(nn.Module):
         # tanh, not ReLU, in the hidden layer: ReLU attention is known to train poorly here.
         scores = self.attention_out(torch.tanh(self.attention_hidden(attention_in)))
         alpha = torch.softmax(scores.to(x.dtype), dim=2)
+        if self.keep_attention:
+            self.last_attention = alpha.detach()
         weighted_mean = torch.sum(alpha * x, dim=2)
         weighted_var = torch.sum(alpha * (x - weighted_mean.unsqueeze(2)).pow(2), dim=2)
         weighted_std = torch.sqrt(weighted_var.clamp(min=self.variance_floor))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import sys
 import time
@@ -22,10 +24,13 @@ from speakernet.features.frontend import FRONTEND_CONFIG_NAME, load_frontend, sa
 from speakernet.training import checkpoint as ckpt
 from speakernet.training.distributed import DistributedContext, all_reduce_mean, barrier, cleanup, init_distributed
 from speakernet.training.optim import OPTIMIZERS, SCHEDULERS
+from speakernet.utils.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
 
 FRAME_SHIFT_S = 0.01
+METRICS_NAME = "train_metrics.jsonl"
+"""One JSON line per logged interval in the exp dir (see :meth:`Trainer._log`)."""
 
 
 class EmbeddingTrainingModel(nn.Module):
@@ -61,6 +66,36 @@ def margin_at(config: dict[str, Any], epoch_progress: float) -> float | None:
     if not schedule["enabled"] or final is None:
         return None
     return margin_schedule(epoch_progress, final, schedule["increase_start_epoch"], schedule["fix_start_epoch"])
+
+
+def truncate_train_metrics(path: Path, step: int, keep_at_step: bool = True) -> float:
+    """Drops the lines of a ``train_metrics.jsonl`` logged after ``step``, rewriting it atomically.
+
+    Args:
+        path: The metrics file (nothing happens when it does not exist).
+        step: The step training resumes from (0 for a fresh start: every line goes).
+        keep_at_step: Whether a line logged exactly at ``step`` stays.
+
+    Returns:
+        The ``seconds`` of the last line kept (0.0 if none), so training time adds up over resumes.
+    """
+    if not path.is_file():
+        return 0.0
+    kept: list[str] = []
+    seconds = 0.0
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            record = json.loads(line)
+            line_step = int(record["step"])
+        except (ValueError, KeyError, TypeError):  # e.g. a line cut short when the run was killed
+            logger.warning("%s:%d: dropping unreadable metrics line", path, number)
+            continue
+        if line_step < step or (keep_at_step and line_step == step):
+            kept.append(line + "\n")
+            seconds = float(record.get("seconds") or 0.0)
+    with atomic_write(path) as handle:
+        handle.write("".join(kept))
+    return seconds
 
 
 class Trainer:
@@ -143,6 +178,10 @@ class Trainer:
         self.use_amp = bool(train_cfg["amp"]) and self.context.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
+        # Loss sum, correct, examples since the last regular log line; checkpointed, so a resumed
+        # run completes the interval it was stopped in and logs the same numbers.
+        self.log_totals = torch.zeros(3)
+        self.seconds_before, self.train_started = 0.0, time.perf_counter()
 
         if resume_state is not None:
             self._load_state(resume_state)
@@ -157,6 +196,11 @@ class Trainer:
             save_config(config, self.exp_dir / "config.yaml")
             write_scp(self.exp_dir / "spk2label", {spk: str(i) for i, spk in enumerate(speakers)})
             self._record_frontend(Path(data_dir))
+            # A line at the resumed step is a partial interval (forced by max_steps) when the
+            # checkpoint holds an open interval; the resumed run logs that interval in full.
+            self.seconds_before = truncate_train_metrics(
+                self.exp_dir / METRICS_NAME, self.step, keep_at_step=float(self.log_totals[2]) == 0
+            )
             if resume_state is None:
                 path = self.exp_dir / ckpt.CHECKPOINT_DIR / ckpt.INIT_NAME
                 ckpt.save_checkpoint(self._state(), path)
@@ -195,6 +239,7 @@ class Trainer:
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "step": self.step,
+            "log_totals": self.log_totals.clone(),
             "rng": ckpt.rng_state(),
             "speakers": list(self.speakers),
             "world_size": self.context.world_size,
@@ -208,6 +253,8 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
+        if "log_totals" in state:
+            self.log_totals.copy_(state["log_totals"])
         if state["world_size"] != self.context.world_size:
             logger.warning(
                 "checkpoint was written with %d process(es), resuming with %d: the batch plan differs from here on",
@@ -218,6 +265,9 @@ class Trainer:
     def save(self) -> Path | None:
         """Writes a full checkpoint of the current position (main process only) and marks it latest."""
         path = None
+        # Every process resumes with the cross-process mean of the open interval, which keeps the
+        # next all-reduced mean the same as without the interruption.
+        self.log_totals.copy_(all_reduce_mean(self.log_totals, self.context))
         if self.context.is_main:
             end_of_epoch = self.batch_in_epoch == len(self.plan)
             epochs_done = self.epoch + 1 if end_of_epoch else self.epoch
@@ -253,6 +303,7 @@ class Trainer:
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
         stats: dict[str, float] = {}
         stopped = False
+        self.train_started = time.perf_counter()
         while self.epoch < epochs and not stopped:
             stats, stopped = self._train_epoch(steps_per_epoch, max_steps)
             if not stopped:
@@ -268,7 +319,7 @@ class Trainer:
         show_bar = self.context.is_main and sys.stderr.isatty()
         bar = tqdm(total=steps_per_epoch, initial=self.batch_in_epoch, desc=f"epoch {self.epoch + 1}",
                    disable=not show_bar)
-        totals = torch.zeros(3)  # loss sum, correct, examples since the last log line
+        totals = self.log_totals
         interval_start, interval_frames = time.perf_counter(), 0
         stats: dict[str, float] = {}
         for feats, labels in loader:
@@ -303,11 +354,13 @@ class Trainer:
             interval_frames += feats.shape[0] * feats.shape[1]
             last_of_epoch = self.batch_in_epoch == steps_per_epoch
             reached_max = max_steps > 0 and self.step >= max_steps
-            if self.step % train_cfg["log_interval"] == 0 or last_of_epoch or reached_max:
+            regular = self.step % train_cfg["log_interval"] == 0 or last_of_epoch
+            if regular or reached_max:
                 stats = self._log(totals, interval_frames, time.perf_counter() - interval_start, margin)
                 bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['accuracy']:.1f}%")
-                totals.zero_()
-                interval_start, interval_frames = time.perf_counter(), 0
+                if regular:  # a line forced by max_steps leaves the interval open for a resumed run
+                    totals.zero_()
+                    interval_start, interval_frames = time.perf_counter(), 0
             interval = train_cfg["checkpoint_interval"]
             if reached_max or last_of_epoch or (interval > 0 and self.step % interval == 0):
                 self.save()
@@ -332,6 +385,21 @@ class Trainer:
                 self.epoch + 1, self.batch_in_epoch, len(self.plan), self.step, loss, accuracy, lr,
                 "-" if margin is None else f"{margin:.3f}", utts_per_s, speed,
             )
+            record = {
+                "epoch": self.epoch + 1,
+                "progress": self.epoch + self.batch_in_epoch / len(self.plan),
+                "step": self.step,
+                "loss": loss,
+                "accuracy": accuracy,
+                "lr": lr,
+                "margin": margin,
+                "utts_per_s": utts_per_s,
+                "seconds": self.seconds_before + time.perf_counter() - self.train_started,
+            }
+            # null instead of NaN/inf keeps every line valid JSON
+            record = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
+            with open(self.exp_dir / METRICS_NAME, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
         return {"loss": loss, "accuracy": accuracy, "lr": lr}
 
     def _check_replicas(self) -> None:
@@ -353,4 +421,4 @@ def train(config: dict[str, Any], data_dir: str | Path, exp_dir: str | Path, res
     return Trainer(config, data_dir, exp_dir, resume=resume, device=device).train()
 
 
-__all__ = ["Trainer", "train", "margin_at", "EmbeddingTrainingModel"]
+__all__ = ["Trainer", "train", "margin_at", "truncate_train_metrics", "EmbeddingTrainingModel", "METRICS_NAME"]

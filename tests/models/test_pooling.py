@@ -97,3 +97,31 @@ def test_pooling_is_scriptable() -> None:
     scripted = torch.jit.script(pool)
     frames = torch.randn(2, 4, 9)
     torch.testing.assert_close(scripted(frames), pool(frames))
+
+
+@pytest.mark.parametrize("global_context", [True, False])
+def test_attentive_pool_keeps_attention_without_changing_output(global_context: bool) -> None:
+    torch.manual_seed(2)
+    pool = AttentiveStatsPool(in_dim=12, bottleneck_dim=5, global_context=global_context)
+    frames = torch.randn(3, 12, 27)
+    plain = pool(frames)
+    assert pool.last_attention is None  # off by default: nothing kept
+    pool.keep_attention = True
+    kept = pool(frames)
+    assert torch.equal(plain, kept)  # bitwise the same output
+    alpha = pool.last_attention
+    assert alpha is not None and alpha.shape == (3, 12, 27) and not alpha.requires_grad
+    torch.testing.assert_close(alpha.sum(dim=2), torch.ones(3, 12, dtype=torch.float32))
+    assert (alpha >= 0).all()
+    # the kept weights are the ones the pooling used: they reproduce the weighted mean
+    torch.testing.assert_close((alpha * frames).sum(dim=2), kept[:, :12])
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_scripted_pooling_keeps_attention() -> None:
+    pool = AttentiveStatsPool(in_dim=4, bottleneck_dim=2)
+    pool.keep_attention = True
+    scripted = torch.jit.script(pool)
+    frames = torch.randn(2, 4, 9)
+    torch.testing.assert_close(scripted(frames), pool(frames))
+    torch.testing.assert_close(scripted.last_attention, pool.last_attention)

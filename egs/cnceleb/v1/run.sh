@@ -15,7 +15,7 @@ recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . recipe_lib.sh
 
 stage=0                     # first stage to run
-stop_stage=4                # last stage to run
+stop_stage=9                # last stage to run
 cnceleb1_root=              # CN-Celeb1 root (data/, dev/, eval/)
 cnceleb2_root=              # optional CN-Celeb2 root, added to training
 enroll=average              # average (mean of the enroll.map utterances) or concat (official enrolment files)
@@ -25,14 +25,17 @@ conf=conf/ecapa_c512.yaml   # model conf (conf/ecapa_c1024.yaml for the larger m
 data=data                   # where the prepared data dirs go
 exp=exp/ecapa_c512          # experiment dir: config, checkpoints, embeddings, scores, results
 average_num=10  # > 0: evaluate the mean weights of the last N epochs (WeSpeaker averages 10)
+backends="cosine asnorm qmf plda"  # back-ends: cosine asnorm snorm qmf plda (stages 4-7)
+adapt_data=""                # in-domain data dir: its mean and AS-norm cohort give extra *-adapt rows
+p_targets="0.01 0.05"        # priors of the minDCF/actDCF columns (add 0.001 for Kaldi's third)
 feat_dir=""     # feature archives (default: <data>/fbank)
 train_overrides=""          # config overrides key.sub=value, space-separated, e.g. "training.epochs=2"
 help_message=$(recipe_help "$recipe_dir/run.sh")
-remember_defaults cnceleb1_root cnceleb2_root conf data exp feat_dir
+remember_defaults cnceleb1_root cnceleb2_root conf data exp feat_dir adapt_data
 . parse_options.sh
 check_stage_args "$@"
 check_install
-resolve_user_paths cnceleb1_root cnceleb2_root conf data exp feat_dir
+resolve_user_paths cnceleb1_root cnceleb2_root conf data exp feat_dir adapt_data
 cd "$recipe_dir"
 feat_dir=${feat_dir:-$data/fbank}
 
@@ -57,4 +60,5 @@ sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" -
   --conf "$conf" --train-data "$data/cnceleb_train" --enroll-data "$enroll_data" --enroll-table "$enroll_table" \
   --test-data "$data/eval_test" --trials "$data/eval_test/trials" \
   --feat-dir "$feat_dir" --exp-dir "$exp" --train-overrides "$train_overrides" \
-  --average-num "$average_num"
+  --average-num "$average_num" \
+  --backends "$backends" --adapt-data "$adapt_data" --p-targets "$p_targets"

@@ -13,22 +13,25 @@ recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . recipe_lib.sh
 
 stage=0                     # first stage to run
-stop_stage=4                # last stage to run
+stop_stage=9                # last stage to run
 nj=2                        # parallel jobs for corpus generation and features
 nproc=1                     # training processes (torchrun); 2 = DDP over gloo on CPU
 conf=conf/ecapa_mini.yaml   # model conf (not called "config", which Kaldi's parse_options.sh reserves)
 corpus=corpus               # where the synthetic corpus is written
 exp=exp/ecapa_mini          # experiment dir: config, checkpoints, embeddings, scores, results
 average_num=0               # > 0: evaluate the mean weights of the last N epochs (WeSpeaker averages 10)
+backends="cosine asnorm qmf plda"  # back-ends: cosine asnorm snorm qmf plda (stages 4-7)
+adapt_data=""                # in-domain data dir: its mean and AS-norm cohort give extra *-adapt rows
+p_targets="0.01 0.05"        # priors of the minDCF/actDCF columns (add 0.001 for Kaldi's third)
 corpus_opts=""              # corpus size options, e.g. "--num-train-speakers 50" (see make_synthetic_corpus -h)
 feat_dir=""                 # feature archives (default: fbank_<corpus> next to the corpus)
 train_overrides=""          # config overrides key.sub=value, space-separated, e.g. "training.epochs=2"
 help_message=$(recipe_help "$recipe_dir/run.sh")
-remember_defaults conf corpus exp feat_dir
+remember_defaults conf corpus exp feat_dir adapt_data
 . parse_options.sh
 check_stage_args "$@"
 check_install
-resolve_user_paths conf corpus exp feat_dir
+resolve_user_paths conf corpus exp feat_dir adapt_data
 cd "$recipe_dir"
 feat_dir=${feat_dir:-$(dirname "$corpus")/fbank_$(basename "$corpus")}
 
@@ -43,4 +46,5 @@ fi
 sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" --nj "$nj" --nproc "$nproc" \
   --conf "$conf" --train-data "$corpus/data/train" --test-data "$corpus/data/test" \
   --trials "$corpus/data/test/trials" --feat-dir "$feat_dir" --exp-dir "$exp" \
-  --train-overrides "$train_overrides" --average-num "$average_num"
+  --train-overrides "$train_overrides" --average-num "$average_num" \
+  --backends "$backends" --adapt-data "$adapt_data" --p-targets "$p_targets"

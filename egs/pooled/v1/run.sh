@@ -14,7 +14,7 @@ recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . recipe_lib.sh
 
 stage=0                     # first stage to run
-stop_stage=4                # last stage to run
+stop_stage=9                # last stage to run
 librispeech_root=           # LibriSpeech train-clean-100 dir (<spk>/<chapter>/<file>.flac)
 speech_commands_root=       # Speech Commands dir (<word>/<hash>_nohash_<n>.flac)
 arabic_root=                # Arabic Speech Commands dataset dir (<word>/<spk>_NO_<rep>.flac)
@@ -25,14 +25,17 @@ conf=conf/ecapa_small.yaml  # model conf
 data=data                   # where the prepared data dirs go
 exp=exp/ecapa_small         # experiment dir: config, checkpoints, embeddings, scores, results
 average_num=0  # > 0: evaluate the mean weights of the last N epochs (WeSpeaker averages 10)
+backends="cosine asnorm qmf plda"  # back-ends: cosine asnorm snorm qmf plda (stages 4-7)
+adapt_data=""                # in-domain data dir: its mean and AS-norm cohort give extra *-adapt rows
+p_targets="0.01 0.05"        # priors of the minDCF/actDCF columns (add 0.001 for Kaldi's third)
 feat_dir=""     # feature archives (default: <data>/fbank)
 train_overrides=""          # config overrides key.sub=value, space-separated, e.g. "training.epochs=2"
 help_message=$(recipe_help "$recipe_dir/run.sh")
-remember_defaults librispeech_root speech_commands_root arabic_root fsdd_root conf data exp feat_dir
+remember_defaults librispeech_root speech_commands_root arabic_root fsdd_root conf data exp feat_dir adapt_data
 . parse_options.sh
 check_stage_args "$@"
 check_install
-resolve_user_paths librispeech_root speech_commands_root arabic_root fsdd_root conf data exp feat_dir
+resolve_user_paths librispeech_root speech_commands_root arabic_root fsdd_root conf data exp feat_dir adapt_data
 cd "$recipe_dir"
 feat_dir=${feat_dir:-$data/fbank}
 
@@ -50,4 +53,5 @@ trials=$(ls "$data"/test/trials "$data"/test/trials_* 2>/dev/null | tr '\n' ' ')
 sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" --nj "$nj" --nproc "$nproc" \
   --conf "$conf" --train-data "$data/train" --test-data "$data/test" --trials "$trials" \
   --feat-dir "$feat_dir" --exp-dir "$exp" --train-overrides "$train_overrides" \
-  --average-num "$average_num"
+  --average-num "$average_num" \
+  --backends "$backends" --adapt-data "$adapt_data" --p-targets "$p_targets"

@@ -1,0 +1,128 @@
+"""Speed and memory of the back-ends at VoxCeleb1-H scale, on synthetic embeddings.
+
+Run: ``python benches/bench_backend.py [--utts 140000 --trials 550000 --cohort-speakers 6000 --dim 256]``.
+
+Each part runs in a fresh process, so its peak resident memory is its own:
+
+- ``asnorm``: the AS-norm stage end to end (``as_norm_files``: read the embedding, cohort and
+  trial files, top-300 statistics of every utterance, write the score file with side columns);
+- ``metrics``: EER + minDCF + actDCF + Cllr of 10 M scores;
+- ``plda``: PLDA scoring of the trials (LDA to 200 dims) with a model trained on the cohort.
+
+Targets on 2 CPU cores: AS-norm under 10 s and 2 GB, metrics under 5 s, PLDA scoring under 10 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def _make_inputs(work: Path, args: argparse.Namespace) -> None:
+    from speakernet.backend.embeddings import write_embeddings, write_vector
+    from speakernet.data.kaldi_dir import write_scp, write_trials
+
+    rng = np.random.default_rng(args.seed)
+    speakers = args.utts // 20
+    centres = rng.standard_normal((speakers, args.dim), dtype=np.float32)
+    speaker_of = np.arange(args.utts) % speakers
+    keys = [f"id{s:05d}-{u:06d}" for u, s in enumerate(speaker_of)]
+    matrix = centres[speaker_of] + 1.5 * rng.standard_normal((args.utts, args.dim), dtype=np.float32)
+    write_embeddings(work / "test.ark", work / "test.scp", keys, matrix)
+    cohort_utts = args.cohort_speakers * 4
+    cohort_centres = rng.standard_normal((args.cohort_speakers, args.dim), dtype=np.float32)
+    cohort_speaker = np.arange(cohort_utts) // 4
+    cohort_keys = [f"c{s:05d}-{u:06d}" for u, s in enumerate(cohort_speaker)]
+    cohort = cohort_centres[cohort_speaker] + 1.5 * rng.standard_normal((cohort_utts, args.dim), dtype=np.float32)
+    write_embeddings(work / "cohort.ark", work / "cohort.scp", cohort_keys, cohort)
+    write_scp(work / "cohort_utt2spk", {key: key.split("-")[0] for key in cohort_keys})
+    write_vector(work / "mean.vec", cohort.mean(axis=0))
+    enroll = rng.integers(0, args.utts, args.trials)
+    same = rng.random(args.trials) < 0.5
+    test = np.where(same, (enroll + speakers * rng.integers(1, 19, args.trials)) % args.utts,
+                    rng.integers(0, args.utts, args.trials))
+    write_trials(work / "trials", [
+        (keys[e], keys[t], "target" if speaker_of[e] == speaker_of[t] else "nontarget")
+        for e, t in zip(enroll.tolist(), test.tolist()) if e != t
+    ])
+    (work / "data").mkdir()
+    write_scp(work / "data" / "utt2num_frames", {key: str(300 + i % 900) for i, key in enumerate(keys)})
+
+
+def _part_asnorm(work: Path, args: argparse.Namespace) -> str:
+    from speakernet.backend.normalization import as_norm_files
+
+    start = time.perf_counter()
+    as_norm_files(work / "trials", work / "test.scp", work / "test.scp", work / "cohort.scp", work / "asnorm.score",
+                  mean_vec=work / "mean.vec", cohort_utt2spk=work / "cohort_utt2spk", top_n=300,
+                  enroll_data=work / "data", test_data=work / "data")
+    return f"AS-norm end to end (top 300 of {args.cohort_speakers} speakers)  {time.perf_counter() - start:7.2f} s"
+
+
+def _part_metrics(work: Path, args: argparse.Namespace) -> str:
+    from speakernet.backend.metrics import compute_metrics
+
+    rng = np.random.default_rng(args.seed)
+    labels = rng.random(args.metric_scores) < 0.5
+    scores = rng.normal(size=args.metric_scores) + 2.0 * labels
+    start = time.perf_counter()
+    compute_metrics(scores, labels, (0.01, 0.05, 0.001))
+    return f"EER + minDCF + actDCF + Cllr of {args.metric_scores:,} scores  {time.perf_counter() - start:7.2f} s"
+
+
+def _part_plda(work: Path, args: argparse.Namespace) -> str:
+    from speakernet.backend.plda import score_plda_files, train_plda_files
+
+    train_plda_files(work / "cohort.scp", work / "cohort_utt2spk", work / "plda.npz", lda_dim=200)
+    start = time.perf_counter()
+    score_plda_files(work / "trials", work / "test.scp", work / "test.scp", work / "plda.npz", work / "plda.score")
+    return f"PLDA scoring (LDA 200) end to end                {time.perf_counter() - start:7.2f} s"
+
+
+PARTS = {"asnorm": _part_asnorm, "metrics": _part_metrics, "plda": _part_plda}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--utts", type=int, default=140_000, help="evaluation utterances")
+    parser.add_argument("--trials", type=int, default=550_000, help="trials")
+    parser.add_argument("--cohort-speakers", type=int, default=6000, help="cohort speakers (4 utterances each)")
+    parser.add_argument("--dim", type=int, default=256, help="embedding dimension")
+    parser.add_argument("--metric-scores", type=int, default=10_000_000, help="scores for the metrics part")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS))
+    parser.add_argument("--work", default=None, help=argparse.SUPPRESS)  # set for the child processes
+    parser.add_argument("--part", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.part is not None:  # a child: run one part and print its line
+        before = _peak_rss_mib()
+        line = PARTS[args.part](Path(args.work), args)
+        print(f"{line}  peak RSS {_peak_rss_mib():6.0f} MiB (interpreter and imports {before:.0f} MiB)", flush=True)
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        _make_inputs(Path(tmp), args)
+        print(f"{args.utts:,} utterances x {args.dim}-d, {args.trials:,} trials, cohort {args.cohort_speakers:,} "
+              f"speakers; inputs written in {time.perf_counter() - start:.1f} s", flush=True)
+        for part in args.parts:
+            child = [sys.executable, __file__, "--part", part, "--work", tmp] + [
+                f"--{name.replace('_', '-')}={value}" for name, value in vars(args).items()
+                if name not in ("parts", "work", "part")
+            ]
+            subprocess.run(child, check=True, stderr=subprocess.DEVNULL)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
