@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from speakernet.backend.embeddings import load_embeddings, read_vector, speaker_means
 from speakernet.backend.scoring import Trial, _trial_rows, load_trial_tables, write_scores
@@ -160,6 +159,8 @@ def cohort_statistics(
         ``(mean, std, all_mean, all_std)``: float64 ``[num]`` top-N mean and population std of
         each embedding's cohort scores, and the mean and std over the whole cohort.
     """
+    import torch  # here, not at the top: the QMF stages import this module but never need torch
+
     num_members = len(cohort.keys)
     excluded = np.array([cohort.members.get(key, -1) for key in keys], dtype=np.int64)
     has_own = excluded >= 0

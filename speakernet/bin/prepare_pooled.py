@@ -24,7 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pairs-per-utt", type=int, default=5,
                         help="per test utterance: targets, same-corpus and cross-corpus nontargets (each)")
     parser.add_argument("--min-utts-per-speaker", type=int, default=2, help="leave out speakers with fewer utts")
-    parser.add_argument("--out-dir", required=True, help="where train/ and test/ are written")
+    parser.add_argument("--adapt-fraction", type=float, default=0.0,
+                        help="fraction of each corpus' held-out speakers written to adapt/ (unlabelled in-domain "
+                        "data for the back-ends) instead of test/ (default %(default)s)")
+    parser.add_argument("--out-dir", required=True, help="where train/, test/ (and adapt/) are written")
     return parser
 
 
@@ -43,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         segment_seconds=args.segment_seconds,
         pairs_per_utt=args.pairs_per_utt,
         min_utts_per_speaker=args.min_utts_per_speaker,
+        adapt_fraction=args.adapt_fraction,
     ))
 
 

@@ -2,7 +2,8 @@
 # CN-Celeb recipe: train on CN-Celeb1 dev (+ CN-Celeb2), evaluate on CN-Celeb1 eval.
 #
 #   0  data dirs from the official layouts   1  fbank + VAD   2  training
-#   3  embeddings (untrained + trained)       4  scoring, EER/minDCF
+#   3  embeddings (untrained + trained)       4  cosine   5  AS-norm   6  QMF   7  LDA + PLDA
+#   8  results table   9  HTML report
 #
 #   ./run.sh --cnceleb1-root /data/CN-Celeb_flac [--cnceleb2-root /data/CN-Celeb2_flac] [--enroll average]
 #

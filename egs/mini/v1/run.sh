@@ -4,7 +4,8 @@
 #
 #   0  generate the synthetic corpus (train and test speakers disjoint, test trials)
 #   1  fbank + energy VAD          2  train ECAPA-TDNN (small) with AAM-softmax
-#   3  embeddings (untrained and trained models)   4  cosine scoring, EER / minDCF
+#   3  embeddings (untrained and trained models)   4  cosine scoring   5  AS-norm
+#   6  QMF calibration   7  LDA + PLDA   8  results table (every back-end)   9  HTML report
 #
 # Usage: ./run.sh [--stage N] [--stop-stage N] [--nj N] [--nproc N] [--conf FILE] ...
 set -euo pipefail

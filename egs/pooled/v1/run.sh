@@ -5,7 +5,8 @@
 #
 #   ./run.sh --librispeech-root DIR --speech-commands-root DIR --arabic-root DIR [--fsdd-root DIR]
 #
-# Stages: 0 data dirs, 1 fbank + VAD, 2 training, 3 embeddings (untrained + trained), 4 scoring.
+# Stages: 0 data dirs (train, test, and unlabelled adapt speakers), then tools/sv_stages.sh: 1 fbank + VAD,
+# 2 training, 3 embeddings (untrained + trained), 4 cosine, 5 AS-norm, 6 QMF, 7 PLDA, 8 results, 9 report.
 # Any root may be left out. Same-speaker recordings of one corpus mostly share a session, so
 # per-corpus EERs are optimistic; the pooled list is the headline figure.
 set -euo pipefail
@@ -26,7 +27,8 @@ data=data                   # where the prepared data dirs go
 exp=exp/ecapa_small         # experiment dir: config, checkpoints, embeddings, scores, results
 average_num=0  # > 0: evaluate the mean weights of the last N epochs (WeSpeaker averages 10)
 backends="cosine asnorm qmf plda"  # back-ends: cosine asnorm snorm qmf plda (stages 4-7)
-adapt_data=""                # in-domain data dir: its mean and AS-norm cohort give extra *-adapt rows
+adapt_data=""                # in-domain data dir: its mean and AS-norm cohort give extra *-adapt rows (default: <data>/adapt)
+adapt_fraction=0.3          # fraction of the held-out speakers of each corpus prepared as unlabelled adapt data
 p_targets="0.01 0.05"        # priors of the minDCF/actDCF columns (add 0.001 for Kaldi's third)
 feat_dir=""     # feature archives (default: <data>/fbank)
 train_overrides=""          # config overrides key.sub=value, space-separated, e.g. "training.epochs=2"
@@ -44,12 +46,16 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   run_or_skip "$data/.prepared" python -m speakernet.bin.prepare_pooled \
     ${librispeech_root:+--librispeech-root "$librispeech_root"} \
     ${speech_commands_root:+--speech-commands-root "$speech_commands_root"} \
-    ${arabic_root:+--arabic-root "$arabic_root"} ${fsdd_root:+--fsdd-root "$fsdd_root"} --out-dir "$data"
+    ${arabic_root:+--arabic-root "$arabic_root"} ${fsdd_root:+--fsdd-root "$fsdd_root"} \
+    --adapt-fraction "$adapt_fraction" --out-dir "$data"
   python -m speakernet.bin.validate_data_dir "$data/train"
   python -m speakernet.bin.validate_data_dir --check-trials "$data/test"
+  [ ! -d "$data/adapt" ] || python -m speakernet.bin.validate_data_dir "$data/adapt"
 fi
 
 trials=$(ls "$data"/test/trials "$data"/test/trials_* 2>/dev/null | tr '\n' ' ')
+# The held-out speakers prepared as unlabelled in-domain data give the *-adapt rows.
+[ -n "$adapt_data" ] || [ ! -f "$data/adapt/utt2spk" ] || adapt_data=$data/adapt
 sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" --nj "$nj" --nproc "$nproc" \
   --conf "$conf" --train-data "$data/train" --test-data "$data/test" --trials "$trials" \
   --feat-dir "$feat_dir" --exp-dir "$exp" --train-overrides "$train_overrides" \

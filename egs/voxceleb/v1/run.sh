@@ -2,7 +2,8 @@
 # VoxCeleb recipe: train on VoxCeleb2 dev, evaluate on the cleaned VoxCeleb1 O, E and H lists.
 #
 #   0  data dirs from the official layouts (vox2 m4a decoded by an ffmpeg pipe in wav.scp)
-#   1  fbank + VAD   2  training   3  embeddings (untrained + trained)   4  scoring, EER/minDCF
+#   1  fbank + VAD   2  training   3  embeddings (untrained + trained)   4  cosine   5  AS-norm
+#   6  QMF   7  LDA + PLDA   8  results table   9  HTML report
 #
 #   ./run.sh --vox1-root /data/VoxCeleb1 --vox2-root /data/VoxCeleb2 [--nproc 8] [--conf conf/ecapa_c1024.yaml]
 #

@@ -336,8 +336,14 @@ def prepare_pooled(
     segment_seconds: float = 3.0,
     pairs_per_utt: int = 5,
     min_utts_per_speaker: int = 2,
+    adapt_fraction: float = 0.0,
 ) -> PooledSummary:
     """Prepares the pooled speaker-disjoint benchmark (``out_dir/train``, ``out_dir/test`` + trials).
+
+    With ``adapt_fraction`` > 0, that fraction of each corpus' held-out speakers goes to
+    ``out_dir/adapt`` instead of test: unlabelled in-domain data (each utterance its own
+    "speaker" in utt2spk) for the back-ends' mean and AS-norm cohort, disjoint from the training
+    and the test speakers; at least two test speakers per corpus stay in test.
 
     Args:
         out_dir: Where ``train`` and ``test`` are written.
@@ -351,6 +357,7 @@ def prepare_pooled(
         pairs_per_utt: Trials per test utterance of each kind (target, same-corpus nontarget,
             cross-corpus nontarget); see :func:`make_pooled_trials`.
         min_utts_per_speaker: Speakers with fewer utterances are left out.
+        adapt_fraction: Fraction of each corpus' held-out speakers for the unlabelled adapt set.
 
     Returns:
         The counts, also logged.
@@ -367,8 +374,12 @@ def prepare_pooled(
     ]
     if all(root is None for _, root, _ in collectors):
         raise ValueError("give at least one corpus root")
+    if not 0.0 <= adapt_fraction < 1.0:
+        raise ValueError(f"adapt_fraction must be in [0, 1), got {adapt_fraction}")
     summary = PooledSummary()
     splits: dict[str, list[PooledUtterance]] = {"train": [], "test": []}
+    if adapt_fraction > 0:
+        splits["adapt"] = []
     present: list[str] = []
     for corpus, root, collect in collectors:
         if root is None:
@@ -388,10 +399,21 @@ def prepare_pooled(
             logger.info("%s: left out %d of %d speakers with fewer than %d utterances", corpus,
                         len(counts) - len(kept), len(counts), min_utts_per_speaker)
         test_speakers = split_speakers(kept, test_fraction, seed, corpus)
+        adapt_speakers: set[str] = set()
+        if adapt_fraction > 0 and len(test_speakers) > 2:
+            adapt_speakers = split_speakers(sorted(test_speakers), adapt_fraction, seed, f"{corpus}/adapt")
+            while len(test_speakers) - len(adapt_speakers) < 2:  # keep target and non-target test trials
+                adapt_speakers.remove(max(adapt_speakers))
+            test_speakers = test_speakers - adapt_speakers
         kept_set = set(kept)
         present.append(corpus)
-        for split in ("train", "test"):
-            chosen = [u for u in utts if u.speaker in kept_set and (u.speaker in test_speakers) == (split == "test")]
+        for split in splits:
+            if split == "adapt":
+                chosen = [u for u in utts if u.speaker in adapt_speakers]
+            else:
+                chosen = [u for u in utts
+                          if u.speaker in kept_set and u.speaker not in adapt_speakers
+                          and (u.speaker in test_speakers) == (split == "test")]
             splits[split].extend(chosen)
             summary.speakers[(split, corpus)] = len({u.speaker for u in chosen})
             summary.utterances[(split, corpus)] = len(chosen)
@@ -412,7 +434,7 @@ def prepare_pooled(
         summary.dirs[split] = write_data_dir(
             out_dir / split,
             {u.recording: u.path for u in utts},
-            {u.utt: u.speaker for u in utts},
+            {u.utt: u.utt if split == "adapt" else u.speaker for u in utts},  # adapt: unlabelled
             segments={u.utt: (u.recording, u.start, u.end) for u in utts},
             tables={"utt2dur": {u.utt: f"{u.end - u.start:.3f}" for u in utts}},
             trials=trial_lists if split == "test" else None,
@@ -422,7 +444,7 @@ def prepare_pooled(
 
 
 def _log_summary(summary: PooledSummary, corpora: Sequence[str]) -> None:
-    for split in ("train", "test"):
+    for split in sorted({split for split, _ in summary.speakers}, key=("train", "test", "adapt").index):
         parts = ", ".join(f"{corpus} {summary.speakers[(split, corpus)]} spk/{summary.utterances[(split, corpus)]} utt"
                           for corpus in corpora)
         total_spk = sum(summary.speakers[(split, corpus)] for corpus in corpora)
