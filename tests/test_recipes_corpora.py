@@ -61,12 +61,17 @@ def test_voxceleb_recipe_on_a_fake_tree(tmp_path: Path) -> None:
     for s in range(4):  # already converted to wav: no ffmpeg needed
         for u in range(3):
             _write_audio(vox2 / "dev" / "aac" / f"id0000{s}" / f"vid{u % 2}" / f"0000{u}.wav", 10 + s, 500 + 10 * s + u)
+    # Back-ends chosen by option, and an in-domain adapt dir (here the labelled test set itself:
+    # a speaker cohort that leaves out each trial side's own speaker) for the *-adapt rows.
     result = _run_recipe("voxceleb", tmp_path, "--vox1-root", str(vox1), "--vox2-root", str(vox2),
-                         "--average-num", "0")
+                         "--average-num", "0", "--backends", "cosine asnorm",
+                         "--adapt-data", str(tmp_path / "data" / "vox1_all"))
     assert result.returncode == 0, result.stderr[-4000:]
     assert (tmp_path / "data" / "vox2_dev" / "utt2spk").read_text().splitlines()[0] == "id00000-vid0-00000 id00000"
     assert set(_results(tmp_path)) == {f"{model}:{backend}:trials_vox1_O" for model in ("untrained", "trained")
-                                       for backend in BACKENDS}
+                                       for backend in ("cosine", "cosine-adapt", "asnorm", "asnorm-adapt")}
+    adapt_log = tmp_path / "exp" / "model" / "log" / "score.asnorm-adapt.latest.trials_vox1_O.log"
+    assert "of 2 speaker cohort members" in adapt_log.read_text()  # the 2 test speakers, not the 4 of vox2
     assert all(row[1] == "4" for row in _results(tmp_path).values())
 
 

@@ -342,7 +342,8 @@ def _compare_with_trials(
 
     AS-norm assumes that cohort scores look like the evaluation's impostor scores; a cohort from
     another domain (e.g. 16 kHz read speech for 8 kHz telephone trials) breaks that, and then
-    the normalisation can hurt. A shift of more than one standard deviation gets a warning.
+    the normalisation can hurt. A shift of more than two standard deviations, or a spread
+    ratio outside [0.5, 2], gets a warning.
     """
     nontarget = np.fromiter((trial[2] != "target" for trial in trials), dtype=bool, count=len(trials))
     if nontarget.sum() < 2:
@@ -355,7 +356,7 @@ def _compare_with_trials(
     message = (f"cohort {cohort.source}: cohort scores mean {cohort_mean:.4f} std {cohort_std:.4f}; evaluation "
                f"non-target scores mean {eval_mean:.4f} std {eval_std:.4f} (shift {shift:.2f} std, spread ratio "
                f"{ratio:.2f})")
-    if shift > 1.0 or not 0.5 <= ratio <= 2.0:
+    if shift > 2.0 or not 0.5 <= ratio <= 2.0:
         logger.warning("%s: the cohort does not look like this evaluation set's impostors, so AS-norm may hurt; "
                        "an in-domain cohort (--adapt-data in the recipes) usually helps", message)
     else:

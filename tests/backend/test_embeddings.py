@@ -160,3 +160,29 @@ def test_compute_mean_files_and_command(tmp_path):
         compute_mean_files(scp)
     assert compute_mean_bin.main(["--scp", str(tmp_path / "nope.scp"), "--out", str(tmp_path / "m.vec")]) == 1
     assert not (tmp_path / "m.vec").exists()
+
+
+def test_single_archive_fast_path_equals_kaldiio(tmp_path):
+    from speakernet.backend.embeddings import _load_float_vectors
+    from speakernet.data.kaldi_dir import read_scp
+
+    keys, matrix = make_table(num=6, dim=5)
+    ark, scp = tmp_path / "xvector.ark", tmp_path / "xvector.scp"
+    write_embeddings(ark, scp, keys, matrix)
+    shuffled = tmp_path / "shuffled.scp"
+    lines = scp.read_text().splitlines()
+    shuffled.write_text("\n".join(lines[::-1]) + "\n")  # offsets out of order: still one read of the archive
+    assert _load_float_vectors(shuffled, read_scp(shuffled)) is not None
+    loaded_keys, loaded = load_embeddings(shuffled)
+    reference = kaldiio.load_scp(str(shuffled))
+    assert loaded_keys == keys[::-1]
+    np.testing.assert_array_equal(loaded, np.stack([reference[key] for key in loaded_keys]))
+    # Doubles and several archives take kaldiio's path and give the same values.
+    kaldiio.save_ark(str(tmp_path / "d.ark"), {k: matrix[i].astype(np.float64) for i, k in enumerate(keys)},
+                     scp=str(tmp_path / "d.scp"))
+    assert _load_float_vectors(tmp_path / "d.scp", read_scp(tmp_path / "d.scp")) is None
+    np.testing.assert_array_equal(load_embeddings(tmp_path / "d.scp")[1], matrix)
+    # A truncated archive is an error naming the scp and the first unreadable key.
+    ark.write_bytes(ark.read_bytes()[:-3])
+    with pytest.raises(DataDirError, match=r"xvector\.scp.*key 'spk1-utt5'.*cannot read"):
+        load_embeddings(scp)

@@ -355,3 +355,13 @@ def test_train_and_score_commands_end_to_end(tmp_path, capsys):
     assert score_plda_bin.main(["--trials", str(tmp_path / "trials"), "--enroll-scp", test_scp, "--test-scp",
                                 test_scp, "--model", str(tmp_path / "broken.npz"), "--out", str(out)]) == 1
     assert "broken.npz: cannot read PLDA model" in capsys.readouterr().err
+
+
+def test_lda_on_fewer_utterances_than_dimensions_is_regularised(caplog):
+    rng = np.random.default_rng(3)
+    matrix = rng.normal(size=(12, 16))  # 4 speakers x 3: 8 within-class degrees of freedom for 16 dims
+    labels = [f"s{i // 3}" for i in range(12)]
+    with caplog.at_level(logging.WARNING, logger="speakernet.backend.plda"):
+        lda = compute_lda(matrix - matrix.mean(axis=0), labels, 3)
+    assert "within-class covariance is singular" in caplog.text and "adding" in caplog.text
+    assert lda.shape == (3, 16) and np.all(np.isfinite(lda))

@@ -220,3 +220,22 @@ def test_prepare_pooled_entry_point(tmp_path: Path, roots: dict[str, Path]) -> N
     assert prepare_pooled_bin.main(argv) == 0
     assert (out / "test" / "trials_fsdd").is_file() and not (out / "test" / "trials_arabic").exists()
     assert prepare_pooled_bin.main(["--out-dir", str(out)]) == 1
+
+
+def test_adapt_speakers_are_unlabelled_and_disjoint(tmp_path: Path) -> None:
+    names = ["alice", "bob", "carol", "dave", "erin", "frank"]
+    fsdd = write_tree(tmp_path / "fsdd", {f"recordings/{d}_{name}_0.wav": (0.5, 8000)
+                                          for name in names for d in range(3)})
+    summary = prepare_pooled(tmp_path / "out", fsdd_root=fsdd, test_fraction=1.0, adapt_fraction=0.5)
+    adapt = read_scp(tmp_path / "out" / "adapt" / "utt2spk")
+    test = read_scp(tmp_path / "out" / "test" / "utt2spk")
+    assert adapt and all(utt == spk for utt, spk in adapt.items())  # unlabelled: each utterance its own speaker
+    adapt_speakers = {"-".join(utt.split("-")[:2]) for utt in adapt}
+    assert len(adapt_speakers) == 3 and not adapt_speakers & set(test.values())
+    assert len(set(test.values())) == 3 and summary.speakers[("adapt", "fsdd")] == 3
+    assert all(a in test and b in test for a, b, _ in read_trials(tmp_path / "out" / "test" / "trials"))
+    # two test speakers always stay, so that a corpus keeps target and non-target trials
+    prepare_pooled(tmp_path / "few", fsdd_root=fsdd, test_fraction=0.5, adapt_fraction=0.9)
+    assert len(set(read_scp(tmp_path / "few" / "test" / "utt2spk").values())) == 2
+    with pytest.raises(ValueError, match="adapt_fraction"):
+        prepare_pooled(tmp_path / "bad", fsdd_root=fsdd, adapt_fraction=1.0)
