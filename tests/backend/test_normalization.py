@@ -153,7 +153,7 @@ def test_far_cohort_is_warned_about(embeddings, caplog):
     # Evaluation embeddings share a channel offset that the (out-of-domain) cohort lacks, so their
     # non-target scores sit far above the cohort scores.
     offset = np.zeros(DIM, dtype=np.float32)
-    offset[0] = 3.0
+    offset[0] = 5.0
     table = (keys, matrix + offset)
     cohort = build_cohort(cohort_keys, cohort_matrix, None)
     with caplog.at_level(logging.INFO):
