@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import scipy.linalg
-import scipy.sparse
 
 from speakernet.backend.embeddings import load_embeddings, read_vector
+from speakernet.backend.lda import class_stats, symmetrize, ZeroRowError, compute_lda, length_normalize
 from speakernet.backend.scoring import EmbeddingTable, Trial, _as_table, _trial_rows, load_trial_tables, write_scores
 from speakernet.data.kaldi_dir import DataDirError, read_utt2spk
 from speakernet.utils.fileio import PathLike, atomic_write
@@ -37,112 +37,10 @@ DEFAULT_CHUNK_SIZE = 1024
 _EMBED_BLOCK = 4096
 
 
-class _ZeroRowError(ValueError):
-    """A row that cannot be normalised; ``row`` is its index so that callers can name its key."""
-
-    def __init__(self, row: int, what: str):
-        self.row, self.what = row, what
-        super().__init__(f"row {row} {what}")
-
-    @classmethod
-    def check(cls, values: np.ndarray, what: str) -> None:
-        bad = np.flatnonzero(~(values > 0) | ~np.isfinite(values))
-        if bad.size:
-            raise cls(int(bad[0]), what)
-
-
-def _symmetric(matrix: np.ndarray) -> np.ndarray:
-    return (matrix + matrix.T) / 2.0
-
-
 def _inverse_cholesky(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(L, L^-1)`` with ``matrix = L L^T``."""
     chol = np.linalg.cholesky(matrix)
     return chol, scipy.linalg.solve_triangular(chol, np.eye(chol.shape[0]), lower=True)
-
-
-def length_normalize(matrix: np.ndarray) -> np.ndarray:
-    """Scales each row of ``[num, dim]`` to norm ``sqrt(dim)`` (Kaldi's ``ivector-normalize-length``).
-
-    Returns:
-        Float64 matrix of the same shape.
-
-    Raises:
-        ValueError: if a row has zero or non-finite norm (the message gives its index).
-    """
-    matrix = np.asarray(matrix, dtype=np.float64)
-    norms = np.linalg.norm(matrix, axis=1)
-    _ZeroRowError.check(norms, "has zero or non-finite norm and cannot be length-normalised")
-    return matrix * (np.sqrt(matrix.shape[1]) / norms)[:, None]
-
-
-def _class_stats(matrix: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-class counts ``[C]``, means ``[C, dim]`` and the pooled within-class scatter ``[dim, dim]``."""
-    _, index = np.unique(np.asarray(labels), return_inverse=True)
-    index = index.reshape(-1)
-    counts = np.bincount(index).astype(np.float64)
-    # A sparse one-hot product and scatter = X^T X - sum_c n_c m_c m_c^T avoid [N, dim] temporaries, which
-    # cost more than the products on 100k+ rows (np.add.at is slower still); float64 keeps the
-    # difference accurate.
-    one_hot = scipy.sparse.csr_matrix((np.ones(index.size), (index, np.arange(index.size))))
-    sums = np.asarray(one_hot @ matrix)
-    means = sums / counts[:, None]
-    return counts, means, _symmetric(matrix.T @ matrix - sums.T @ means)
-
-
-def compute_lda(matrix: np.ndarray, labels: Sequence[str], lda_dim: int) -> np.ndarray:
-    """Kaldi's LDA (``--total-covariance-factor=0``): solves ``between v = l within v``.
-
-    Within ``= sum_s sum_i (x - xbar_s)(x - xbar_s)^T / N``, between ``= sum_s n_s (xbar_s - xbar)(...)^T / N``,
-    so a speaker with one utterance adds to the between-class statistics only (and to ``N``).
-
-    Args:
-        matrix: Embeddings ``[N, dim]``, normally mean-subtracted; labels: the speaker of each row.
-        lda_dim: Directions kept; capped at ``min(dim, num_speakers - 1)`` with a warning.
-
-    Returns:
-        Float64 ``[lda_dim, dim]``, rows by decreasing between-class variance, scaled so that the
-        projected within-class covariance is the identity.
-
-    Raises:
-        ValueError: on fewer than 2 speakers, no more utterances than speakers, or a within-class
-            covariance that stays singular after regularisation (a singular one gets a small ridge).
-    """
-    matrix = np.asarray(matrix, dtype=np.float64)
-    num, dim = matrix.shape
-    counts, means, scatter = _class_stats(matrix, labels)
-    if counts.size < 2 or num <= counts.size:
-        raise ValueError(f"LDA needs 2 or more speakers and more utterances than speakers, got {counts.size} "
-                         f"speakers and {num} utterances")
-    cap = min(dim, counts.size - 1)  # the between-class scatter has rank at most num_speakers - 1
-    if lda_dim > cap:
-        logger.warning("LDA dimension %d capped at %d (input dim %d, %d speakers)", lda_dim, cap, dim, counts.size)
-        lda_dim = cap
-    if lda_dim <= 0:
-        raise ValueError(f"LDA dimension must be positive, got {lda_dim}")
-    centred_means = means - matrix.mean(axis=0)
-    between = _symmetric((centred_means * counts[:, None]).T @ centred_means) / num
-    within = scatter / num
-    try:
-        values, vectors = scipy.linalg.eigh(between, within)
-    except np.linalg.LinAlgError:
-        # Fewer within-class degrees of freedom than dimensions (a small training set): a ridge of
-        # 1e-3 of the mean within-class variance makes the problem solvable, and says so.
-        ridge = 1e-3 * max(float(np.trace(within)) / dim, 1e-12)
-        logger.warning("LDA: within-class covariance is singular (%d utterances of %d speakers for dimension %d); "
-                       "adding %.3g to its diagonal (more training utterances give a better LDA/PLDA)",
-                       num, counts.size, dim, ridge)
-        try:
-            values, vectors = scipy.linalg.eigh(between, within + ridge * np.eye(dim))
-        except np.linalg.LinAlgError as error:
-            raise ValueError(f"within-class covariance is singular ({num} utterances of {counts.size} speakers "
-                             f"for dimension {dim}): {error}") from error
-    order = np.argsort(values)[::-1]
-    logger.info("LDA %d -> %d: between/within variance ratios kept %.3g .. %.3g, first dropped %s", dim, lda_dim,
-                values[order[0]], values[order[lda_dim - 1]],
-                f"{values[order[lda_dim]]:.3g}" if lda_dim < dim else "none")
-    # eigh scales the vectors so that v^T within v = 1, i.e. the projection whitens the within-class covariance.
-    return vectors[:, order[:lda_dim]].T.copy()
 
 
 def _preprocess(matrix: np.ndarray, mean: np.ndarray, lda: np.ndarray | None, length_norm: bool) -> np.ndarray:
@@ -173,7 +71,7 @@ def plda_em_step(
     counts = np.asarray(counts, dtype=np.float64)[:, None]
     centred = class_means - class_means.mean(axis=0)
     chol, chol_inv = _inverse_cholesky(within)
-    values, rotation = np.linalg.eigh(_symmetric(chol_inv @ between @ chol_inv.T))
+    values, rotation = np.linalg.eigh(symmetrize(chol_inv @ between @ chol_inv.T))
     values = np.maximum(values, 0.0)
     basis = chol @ rotation  # M; its inverse is rotation^T chol_inv
     posterior_var = values / (1.0 + counts * values)  # diag(M^-1 S M^-T) per class, [C, dim]
@@ -182,7 +80,7 @@ def plda_em_step(
     between_stats = (basis * posterior_var.sum(axis=0)) @ basis.T + w.T @ w
     within_stats = (scatter + (basis * (counts * posterior_var).sum(axis=0)) @ basis.T
                     + (residual * counts).T @ residual)
-    return _symmetric(between_stats) / counts.size, _symmetric(within_stats) / counts.sum()
+    return symmetrize(between_stats) / counts.size, symmetrize(within_stats) / counts.sum()
 
 
 def plda_output_transform(between: np.ndarray, within: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -192,7 +90,7 @@ def plda_output_transform(between: np.ndarray, within: np.ndarray) -> tuple[np.n
         ``(T, psi)`` with ``T W T^T = I``, ``T B T^T = diag(psi)``, psi descending and negatives set to 0.
     """
     whiten = _inverse_cholesky(within)[1]
-    psi, rotation = np.linalg.eigh(_symmetric(whiten @ between @ whiten.T))
+    psi, rotation = np.linalg.eigh(symmetrize(whiten @ between @ whiten.T))
     order = np.argsort(psi)[::-1]
     if (psi < 0).any():
         logger.warning("%d negative PLDA between-class variances set to 0", int((psi < 0).sum()))
@@ -266,7 +164,7 @@ class PLDABackend:
         # Kaldi's GetNormalizationFactor: the mean of n rows has covariance diag(psi) + I/n.
         num_utts = np.broadcast_to(np.asarray(num_utts, dtype=np.float64), (matrix.shape[0],))
         expected = (projected ** 2 / (self.psi + 1.0 / num_utts[:, None])).sum(axis=1)
-        _ZeroRowError.check(expected, "is zero in the PLDA space and cannot be length-normalised")
+        ZeroRowError.check(expected, "is zero in the PLDA space and cannot be length-normalised")
         return projected * np.sqrt(projected.shape[1] / expected)[:, None]
 
     def _embed(
@@ -280,7 +178,7 @@ class PLDABackend:
             end = min(begin + _EMBED_BLOCK, rows.size)
             try:
                 vectors = self.transform_embeddings(matrix[rows[begin:end]], num_utts[begin:end], normalize_length)
-            except _ZeroRowError as error:  # e.g. an embedding equal to the mean
+            except ZeroRowError as error:  # e.g. an embedding equal to the mean
                 raise DataDirError(source, f"embedding {error.what}", key=keys[rows[begin + error.row]]) from None
             squares = vectors ** 2
             for total, weight in zip(sums, weights):
@@ -476,9 +374,9 @@ def train_plda_backend(
     lda = compute_lda(matrix - mean, labels, lda_dim) if lda_dim else None
     try:
         reduced = _preprocess(matrix, mean, lda, length_norm)
-    except _ZeroRowError as error:
+    except ZeroRowError as error:
         raise ValueError(f"training embedding {error.row} (speaker '{labels[error.row]}') {error.what}") from None
-    counts, class_means, scatter = _class_stats(reduced, labels)
+    counts, class_means, scatter = class_stats(reduced, labels)
     between = within = np.eye(reduced.shape[1])
     for _ in range(num_iters):
         between, within = plda_em_step(counts, class_means, scatter, between, within)

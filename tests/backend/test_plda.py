@@ -9,10 +9,9 @@ import pytest
 from scipy.stats import multivariate_normal
 
 from speakernet.backend.embeddings import speaker_means, write_embeddings, write_vector
+from speakernet.backend.lda import compute_lda, length_normalize
 from speakernet.backend.plda import (
     PLDABackend,
-    compute_lda,
-    length_normalize,
     plda_em_step,
     plda_output_transform,
     score_plda_files,
@@ -213,7 +212,7 @@ def test_lda_whitens_within_class_and_sorts_by_between_class_variance(caplog):
     np.testing.assert_allclose(between_proj, np.diag(np.diag(between_proj)), atol=1e-9)
     assert np.all(np.diff(np.diag(between_proj)) < 0)
     # 11 speakers allow at most 10 directions.
-    with caplog.at_level(logging.WARNING, logger="speakernet.backend.plda"):
+    with caplog.at_level(logging.WARNING, logger="speakernet.backend.lda"):
         assert compute_lda(centred, labels, 200).shape == (10, 12)
     assert "LDA dimension 200 capped at 10" in caplog.text
     np.testing.assert_allclose(np.linalg.norm(length_normalize(centred), axis=1), np.sqrt(12))
@@ -361,7 +360,7 @@ def test_lda_on_fewer_utterances_than_dimensions_is_regularised(caplog):
     rng = np.random.default_rng(3)
     matrix = rng.normal(size=(12, 16))  # 4 speakers x 3: 8 within-class degrees of freedom for 16 dims
     labels = [f"s{i // 3}" for i in range(12)]
-    with caplog.at_level(logging.WARNING, logger="speakernet.backend.plda"):
+    with caplog.at_level(logging.WARNING, logger="speakernet.backend.lda"):
         lda = compute_lda(matrix - matrix.mean(axis=0), labels, 3)
     assert "within-class covariance is singular" in caplog.text and "adding" in caplog.text
     assert lda.shape == (3, 16) and np.all(np.isfinite(lda))
