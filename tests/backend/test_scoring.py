@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from speakernet.backend.embeddings import write_embeddings, write_vector
-from speakernet.backend.metrics import compute_eer, compute_min_dcf
+from speakernet.backend.metrics import compute_act_dcf, compute_cllr, compute_eer, compute_min_dcf
 from speakernet.backend.scoring import (
     compute_metrics_files,
     cosine_score_trials,
@@ -246,3 +246,55 @@ def test_compute_metrics_command(tmp_path, capsys):
         compute_metrics_files([tmp_path / "all_target"])
     with pytest.raises(ValueError, match="1 names for 2 score files"):
         compute_metrics_files([tmp_path / "four", tmp_path / "three"], names=["x"], trials_path=tmp_path / "trials")
+
+
+def test_metrics_table_with_llr_rows_results_json_and_threshold_of(tmp_path, capsys):
+    import json
+
+    (tmp_path / "cos").write_text("a b 0.9 target\na c 0.5 nontarget\nb c 0.1 nontarget\na d 0.4 target\n")
+    (tmp_path / "llr").write_text("a b 2.0 target\na c -1.0 nontarget\nb c -3.0 nontarget\na d 0.5 target\n")
+    out = tmp_path / "results"
+    code = compute_metrics_bin.main([
+        "--scores", str(tmp_path / "cos"), str(tmp_path / "llr"), "--name", "trained:cosine:t", "trained:plda:t",
+        "--llr", "trained:plda:t", "--out", str(out), "--threshold-out", str(tmp_path / "threshold"),
+        "--threshold-of", "trained:cosine:t",
+    ])
+    assert code == 0
+    lines = out.read_text().splitlines()
+    assert lines[0].split()[-3:] == ["actDCF@0.01", "actDCF@0.05", "Cllr"]
+    assert lines[1].split()[-3:] == ["-", "-", "-"]
+    labels = [True, False, False, True]
+    llr = [2.0, -1.0, -3.0, 0.5]
+    assert float(lines[2].split()[-1]) == pytest.approx(compute_cllr(llr, labels), abs=5e-5)
+    records = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert [(r["model"], r["backend"], r["trials"], r["llr"]) for r in records] == [
+        ("trained", "cosine", "t", False), ("trained", "plda", "t", True)]
+    assert records[1]["act_dcf"]["0.01"] == pytest.approx(compute_act_dcf(llr, labels, 0.01))
+    # the threshold written is the named row's (cosine), not the last row's
+    assert float((tmp_path / "threshold").read_text().split()[0]) == pytest.approx(
+        compute_eer([0.9, 0.5, 0.1, 0.4], labels)[1], abs=1e-6)
+    capsys.readouterr()
+    assert compute_metrics_bin.main(["--scores", str(tmp_path / "cos"), "--llr", "nope", "--out", str(out)]) == 1
+    assert "--llr names no row: nope" in capsys.readouterr().err
+
+
+def test_side_columns_round_trip_and_follow_the_trial_order(tmp_path):
+    from speakernet.backend.scoring import read_scored_trials
+
+    trials = [("a", "b", "target"), ("a", "c", "nontarget"), ("b", "c", "nontarget")]
+    side = np.array([[1.0, 2.5, np.nan], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
+    write_scores(tmp_path / "s", trials, [0.5, -0.25, 0.125], side)
+    assert (tmp_path / "s").read_text().splitlines()[0] == "a b 0.50000 target 1 2.5 nan"
+    read_trials_back, scores, extra = read_scored_trials(tmp_path / "s")
+    assert read_trials_back == trials
+    np.testing.assert_array_equal(extra, side)
+    # Joined with a trial list in another order: the side columns move with their scores.
+    write_trials(tmp_path / "t", trials[::-1])
+    joined, scores, extra = read_scored_trials(tmp_path / "s", tmp_path / "t")
+    assert joined == trials[::-1] and scores.tolist() == [0.125, -0.25, 0.5]
+    np.testing.assert_array_equal(extra, side[::-1])
+    # 4-column readers ignore the side columns; a non-number there is an error naming the line.
+    assert read_scores(tmp_path / "s")[1].tolist() == [0.5, -0.25, 0.125]
+    (tmp_path / "bad").write_text("a b 0.5 target 1 x\n")
+    with pytest.raises(DataDirError, match=r"bad:1 .*side columns after the label must be numbers"):
+        read_scores(tmp_path / "bad")
