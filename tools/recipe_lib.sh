@@ -12,25 +12,41 @@ run_or_skip() {
 }
 
 # run_unless_fresh MARKER "INPUT..." COMMAND...: like run_or_skip, but also re-runs COMMAND
-# when any existing INPUT file is newer than MARKER (e.g. a regenerated data dir), so a
-# changed input is never answered with a stale output.
+# when any existing INPUT file is newer than MARKER (e.g. a regenerated data dir), or when the
+# command line differs from the one that made MARKER (an option such as --top-n changed), so a
+# changed input or option is never answered with a stale output. The marker holds that command line.
 run_unless_fresh() {
-  local marker=$1 inputs=$2 input; shift 2
+  local marker=$1 inputs=$2; shift 2
+  _run_unless_newer "$marker" "$inputs" "$(printf '%q ' "$@")" "$@"
+}
+
+# run_unless_newer MARKER "INPUT..." COMMAND...: run_unless_fresh for commands whose options do not
+# change their output (e.g. the number of parallel jobs): only newer inputs make it re-run.
+run_unless_newer() {
+  local marker=$1 inputs=$2; shift 2
+  _run_unless_newer "$marker" "$inputs" "" "$@"
+}
+
+_run_unless_newer() {
+  local marker=$1 inputs=$2 signature=$3 input; shift 3
   if [ -f "$marker" ]; then
     local stale=""
     for input in $inputs; do
-      if [ -e "$input" ] && [ "$input" -nt "$marker" ]; then stale=$input; break; fi
+      if [ -e "$input" ] && [ "$input" -nt "$marker" ]; then stale="$input is newer than $marker"; break; fi
     done
+    if [ -z "$stale" ] && [ -n "$signature" ] && [ "$(cat "$marker")" != "$signature" ]; then
+      stale="its command line changed since $marker was written"
+    fi
     if [ -z "$stale" ]; then
       log "  skip: $(dirname "$marker") is complete (remove $marker to redo it)"
       return 0
     fi
-    log "  redo: $stale is newer than $marker"
+    log "  redo: $stale"
     rm -f "$marker"
   fi
   "$@"
   mkdir -p "$(dirname "$marker")"
-  touch "$marker"
+  printf '%s' "$signature" > "$marker"
 }
 
 # run_logged LOG COMMAND...: runs COMMAND with its output shown on stderr and kept in LOG

@@ -63,10 +63,20 @@ uses() { [[ " $backends " == *" $1 "* ]]; }
 if uses qmf && ! uses asnorm; then
   echo "$0: --backends: qmf calibrates AS-norm scores, so it needs asnorm too" >&2; exit 1
 fi
+case "$top_n" in ''|*[!0-9]*|0|1) echo "$0: --top-n must be an integer of at least 2, got '$top_n'" >&2; exit 1 ;; esac
 case "$adapt_cohort" in auto|speaker|utterance) ;; *)
   echo "$0: --adapt-cohort must be auto, speaker or utterance, got '$adapt_cohort'" >&2; exit 1 ;;
 esac
-eval_dirs=$(printf '%s\n' "$train_data" "$enroll_data" "$test_data" $adapt_data | awk '!seen[$0]++')
+for var in train_data test_data enroll_data adapt_data; do
+  [ -z "${!var}" ] || [ -d "${!var}" ] || { echo "$0: --${var//_/-} ${!var} is not a directory" >&2; exit 1; }
+done
+# The same dir given twice (e.g. --adapt-data = --test-data, one path relative, one absolute) is one dir.
+eval_dirs=$(for data in "$train_data" "$enroll_data" "$test_data" $adapt_data; do
+  printf '%s %s\n' "$(cd "$data" && pwd -P)" "$data"; done | awk '!seen[$1]++ {print $2}')
+same_dir() { [ "$(cd "$1" && pwd -P)" = "$(cd "$2" && pwd -P)" ]; }
+[ -z "$adapt_data" ] || ! same_dir "$adapt_data" "$test_data" || adapt_data=$test_data
+[ -z "$adapt_data" ] || ! same_dir "$adapt_data" "$train_data" || {
+  echo "$0: --adapt-data is the training dir; its mean and cohort are the default back-ends already" >&2; exit 1; }
 # Embeddings live in embeddings/<checkpoint>/<basename>: two different dirs must not share one.
 dup=$(for data in $eval_dirs; do basename "$data"; done | sort | uniq -d | head -1)
 [ -z "$dup" ] || { echo "$0: two data dirs are both called '$dup'; give them different names" >&2; exit 1; }
@@ -78,7 +88,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   for data in $eval_dirs; do
     name=$(basename "$data")
     [ -f "$data/feats.scp" ] || rm -f "$feat_dir/$name/.done"  # e.g. a regenerated data dir
-    run_unless_fresh "$feat_dir/$name/.done" "$data/wav.scp $data/segments $data/utt2spk $data/feats.scp" \
+    run_unless_newer "$feat_dir/$name/.done" "$data/wav.scp $data/segments $data/utt2spk $data/feats.scp" \
       python -m speakernet.bin.make_features --data-dir "$data" --feat-dir "$feat_dir/$name" --nj "$nj"
   done
 fi
@@ -228,13 +238,11 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ] && uses qmf; then
         --test-data "$cal/data" --top-n "$top_n" --out "$cal/asnorm.$checkpoint.score"
     run_unless_fresh "$cal/.qmf.$checkpoint.done" "$cal/.asnorm.$checkpoint.done" \
       run_logged "$exp_dir/log/qmf.train.$checkpoint.log" \
-      python -m speakernet.bin.qmf train --scores "$cal/asnorm.$checkpoint.score" --mean-vec "$mean" \
-        --out "$cal/qmf.$checkpoint.json"
+      python -m speakernet.bin.qmf train --scores "$cal/asnorm.$checkpoint.score" --out "$cal/qmf.$checkpoint.json"
     for trial_list in $trials; do
       asnorm_scores="$exp_dir/scores/$checkpoint/asnorm/$(basename "$trial_list").score"
       score_stage asnorm+qmf "$checkpoint" "$trial_list" "$asnorm_scores $cal/.qmf.$checkpoint.done" \
-        python -m speakernet.bin.qmf apply --model "$cal/qmf.$checkpoint.json" --scores "$asnorm_scores" \
-          --mean-vec "$mean"
+        python -m speakernet.bin.qmf apply --model "$cal/qmf.$checkpoint.json" --scores "$asnorm_scores"
     done
   done
 fi
@@ -267,7 +275,8 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
     for checkpoint in $checkpoints; do
       for trial_list in $trials; do
         file="$exp_dir/scores/$checkpoint/$1/$(basename "$trial_list").score"
-        [ -f "$file" ] || continue
+        # Only finished steps count: a score file whose step failed or was redone is not reported.
+        [ -f "$exp_dir/scores/$checkpoint/$1/.$(basename "$trial_list").done" ] || continue
         score_files+=("$file"); names+=("$(model_name "$checkpoint"):$1:$(basename "$trial_list")")
         case "$1" in *qmf*|plda) llr+=("${names[-1]}") ;; esac
       done

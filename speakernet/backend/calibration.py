@@ -15,13 +15,14 @@ Three steps, each a stage command (``speakernet.bin.qmf``):
    Cllr at the effective prior (0.5 by default), so its output is a log-likelihood ratio.
 3. **Apply**: the same features of evaluation scores, mapped by the saved weights.
 
-The model is saved as JSON (no pickle) with the SHA-256 of the mean vector the AS-norm scores
-were made with: applying it to scores of another model, checkpoint or mean is refused.
+The model is saved as JSON (no pickle) with the provenance of the AS-norm scores it was fitted on
+(the SHA-256 of their mean vector, which identifies the model and its training data, the cohort
+and top-N), read from the record the AS-norm stage writes next to every score file: applying it
+to scores of another model, checkpoint, mean or cohort is refused.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -34,7 +35,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from speakernet.backend.metrics import compute_cllr
-from speakernet.backend.normalization import SIDE_COLUMNS, read_durations
+from speakernet.backend.normalization import SIDE_COLUMNS, read_durations, read_provenance
 from speakernet.backend.scoring import read_scored_trials, trial_labels, write_scores
 from speakernet.data.datadir_ops import subset_data_dir
 from speakernet.data.kaldi_dir import DataDirError, read_utt2spk, write_trials
@@ -255,7 +256,8 @@ class QMFModel:
         bias: Offset.
         prior: Effective target prior of the fit.
         duration_cap: Duration cap of the features (s).
-        mean_sha256: SHA-256 of the mean vector file the AS-norm scores used (provenance).
+        provenance: What the AS-norm scores it was fitted on were made with (``mean_sha256``,
+            ``cohort``, ``cohort_kind``, ``top_n``; see ``normalization.write_provenance``).
         info: Fit figures (trials, Cllr before and after, boundary, ...).
     """
 
@@ -263,7 +265,7 @@ class QMFModel:
     bias: float
     prior: float
     duration_cap: float
-    mean_sha256: str
+    provenance: dict
     info: dict
 
     def apply(self, features: np.ndarray) -> np.ndarray:
@@ -275,7 +277,7 @@ class QMFModel:
         record = {
             "format": FORMAT, "version": VERSION, "features": list(FEATURE_NAMES),
             "weights": [float(w) for w in self.weights], "bias": float(self.bias), "prior": self.prior,
-            "duration_cap": self.duration_cap, "mean_sha256": self.mean_sha256, "info": self.info,
+            "duration_cap": self.duration_cap, "provenance": self.provenance, "info": self.info,
         }
         with atomic_write(path) as handle:
             json.dump(record, handle, indent=1)
@@ -297,10 +299,24 @@ class QMFModel:
             raise DataDirError(path, f"QMF model is not valid JSON: {error}") from None
         if not isinstance(record, dict) or record.get("format") != FORMAT or record.get("version") != VERSION:
             raise DataDirError(path, f"not a {FORMAT} version {VERSION} file")
-        if record.get("features") != list(FEATURE_NAMES) or len(record.get("weights", [])) != len(FEATURE_NAMES):
+        missing = [key for key in ("features", "weights", "bias", "prior", "duration_cap", "provenance")
+                   if key not in record]
+        if missing:
+            raise DataDirError(path, f"QMF model lacks {', '.join(missing)}")
+        if record["features"] != list(FEATURE_NAMES):
             raise DataDirError(path, f"QMF model has other features than this version's {len(FEATURE_NAMES)}")
-        return cls(np.asarray(record["weights"], dtype=np.float64), float(record["bias"]), float(record["prior"]),
-                   float(record["duration_cap"]), str(record["mean_sha256"]), dict(record.get("info", {})))
+        try:
+            weights = np.asarray(record["weights"], dtype=np.float64).reshape(-1)
+            bias, prior, cap = float(record["bias"]), float(record["prior"]), float(record["duration_cap"])
+        except (TypeError, ValueError) as error:
+            raise DataDirError(path, f"QMF model has a non-numeric weight, bias, prior or duration_cap ({error})"
+                               ) from None
+        finite = np.isfinite(weights).all() and np.isfinite([bias, cap]).all()
+        if weights.shape != (len(FEATURE_NAMES),) or not finite:
+            raise DataDirError(path, f"QMF model needs {len(FEATURE_NAMES)} finite weights and a finite bias")
+        if not isinstance(record["provenance"], dict):
+            raise DataDirError(path, "QMF model's provenance is not a record")
+        return cls(weights, bias, prior, cap, dict(record["provenance"]), dict(record.get("info", {})))
 
 
 def fit_qmf(features: np.ndarray, labels: np.ndarray, prior: float = 0.5) -> tuple[np.ndarray, float]:
@@ -352,11 +368,6 @@ def fit_qmf(features: np.ndarray, labels: np.ndarray, prior: float = 0.5) -> tup
     return weights, bias
 
 
-def file_sha256(path: PathLike) -> str:
-    """SHA-256 of a file's bytes (the provenance of a QMF model)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def _read_normalised(path: PathLike) -> tuple[list, np.ndarray, np.ndarray]:
     trials, scores, side = read_scored_trials(path)
     if side.shape[1] != len(SIDE_COLUMNS):
@@ -371,13 +382,12 @@ def _read_normalised(path: PathLike) -> tuple[list, np.ndarray, np.ndarray]:
     return trials, scores, side
 
 
-def train_qmf_files(scores_path: PathLike, mean_vec: PathLike, out: PathLike, prior: float = 0.5,
-                    info: dict | None = None) -> QMFModel:
+def train_qmf_files(scores_path: PathLike, out: PathLike, prior: float = 0.5, info: dict | None = None) -> QMFModel:
     """The ``qmf train`` stage: fits a QMF on AS-norm scores of calibration trials.
 
     Args:
-        scores_path: AS-norm score file of the calibration trials (with side columns).
-        mean_vec: The mean vector the AS-norm scores used (its hash is the provenance).
+        scores_path: AS-norm score file of the calibration trials (with side columns and the
+            provenance record the AS-norm stage writes next to it).
         out: Model file (JSON).
         prior: Effective target prior of the fit.
         info: Extra figures to store in the model's ``info``.
@@ -387,8 +397,12 @@ def train_qmf_files(scores_path: PathLike, mean_vec: PathLike, out: PathLike, pr
 
     Raises:
         DataDirError: on unreadable inputs or features that are not finite (naming the file).
+        ValueError: on a prior outside (0, 1).
     """
+    if not 0.0 < prior < 1.0:
+        raise ValueError(f"--prior must be in (0, 1), got {prior}")
     start = time.perf_counter()
+    provenance = read_provenance(scores_path)
     trials, scores, side = _read_normalised(scores_path)
     labels = trial_labels(trials)
     try:
@@ -399,7 +413,7 @@ def train_qmf_files(scores_path: PathLike, mean_vec: PathLike, out: PathLike, pr
     calibrated = features @ weights + bias
     before = compute_cllr(scores, labels)
     after = compute_cllr(calibrated, labels)
-    model = QMFModel(weights, bias, prior, DURATION_CAP_S, file_sha256(mean_vec), {
+    model = QMFModel(weights, bias, prior, DURATION_CAP_S, provenance, {
         **(info or {}), "trials": len(trials), "targets": int(labels.sum()), "cllr_raw_asnorm": before,
         "cllr_calibrated": after, "scores": str(scores_path),
     })
@@ -409,27 +423,30 @@ def train_qmf_files(scores_path: PathLike, mean_vec: PathLike, out: PathLike, pr
     return model
 
 
-def apply_qmf_files(model_path: PathLike, scores_path: PathLike, mean_vec: PathLike, out: PathLike) -> np.ndarray:
+def apply_qmf_files(model_path: PathLike, scores_path: PathLike, out: PathLike) -> np.ndarray:
     """The ``qmf apply`` stage: calibrated LLRs of AS-norm evaluation scores.
 
     Args:
         model_path: Model written by :func:`train_qmf_files`.
-        scores_path: AS-norm score file with side columns.
-        mean_vec: The mean vector these AS-norm scores used; must be the model's.
+        scores_path: AS-norm score file with side columns and its provenance record.
         out: 4-column score file of log-likelihood ratios.
 
     Returns:
         The calibrated scores.
 
     Raises:
-        DataDirError: on a model from another exp dir, checkpoint or mean, or unreadable inputs.
+        DataDirError: when the scores were normalised otherwise than the model's calibration
+            scores (another model, checkpoint, mean, cohort or top-N), or on unreadable inputs.
     """
     start = time.perf_counter()
     model = QMFModel.load(model_path)
-    mean_hash = file_sha256(mean_vec)
-    if mean_hash != model.mean_sha256:
-        raise DataDirError(model_path, f"QMF model was fitted on scores normalised with another mean than {mean_vec} "
-                           "(a model of another exp dir or checkpoint?); fit one for these scores")
+    provenance = read_provenance(scores_path)
+    differing = [key for key in ("mean_sha256", "cohort", "cohort_kind", "top_n")
+                 if provenance.get(key) != model.provenance.get(key)]
+    if differing:
+        what = ", ".join(f"{key} {provenance.get(key)} vs {model.provenance.get(key)}" for key in differing)
+        raise DataDirError(model_path, f"QMF model was fitted on AS-norm scores made otherwise than {scores_path} "
+                           f"({what}; a model of another exp dir or checkpoint?); fit one for these scores")
     trials, scores, side = _read_normalised(scores_path)
     try:
         calibrated = model.apply(quality_features(scores, side, model.duration_cap))

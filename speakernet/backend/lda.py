@@ -73,7 +73,8 @@ def compute_lda(matrix: np.ndarray, labels: Sequence[str], lda_dim: int) -> np.n
 
     Args:
         matrix: Embeddings ``[N, dim]``, normally mean-subtracted; labels: the speaker of each row.
-        lda_dim: Directions kept; capped at ``min(dim, num_speakers - 1)`` with a warning.
+        lda_dim: Directions kept; capped at ``min(dim, num_speakers - 1)`` (a warning when the
+            speakers are the limit).
 
     Returns:
         Float64 ``[lda_dim, dim]``, rows by decreasing between-class variance, scaled so that the
@@ -91,7 +92,10 @@ def compute_lda(matrix: np.ndarray, labels: Sequence[str], lda_dim: int) -> np.n
                          f"speakers and {num} utterances")
     cap = min(dim, counts.size - 1)  # the between-class scatter has rank at most num_speakers - 1
     if lda_dim > cap:
-        logger.warning("LDA dimension %d capped at %d (input dim %d, %d speakers)", lda_dim, cap, dim, counts.size)
+        # Asking for more dimensions than the embeddings have is the usual case with a recipe default
+        # (200 for 128-d embeddings) and harmless; fewer speakers than dimensions is worth a warning.
+        log = logger.warning if cap < dim else logger.info
+        log("LDA dimension %d capped at %d (input dim %d, %d speakers)", lda_dim, cap, dim, counts.size)
         lda_dim = cap
     if lda_dim <= 0:
         raise ValueError(f"LDA dimension must be positive, got {lda_dim}")

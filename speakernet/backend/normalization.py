@@ -23,6 +23,8 @@ as one float32 matrix), then combined per trial.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import time
@@ -41,7 +43,7 @@ from speakernet.data.kaldi_dir import (
     read_utt2num_frames,
     read_utt2spk,
 )
-from speakernet.utils.fileio import PathLike
+from speakernet.utils.fileio import PathLike, atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -382,6 +384,8 @@ def read_durations(data_dir: PathLike, keys: Sequence[str] | None = None) -> dic
         DataDirError: if the dir has neither file, or a key has no duration.
     """
     data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataDirError(data_dir, "data dir does not exist")
     if (data_dir / "utt2dur").is_file():
         durations = dict(read_utt2dur(data_dir / "utt2dur"))
         source = data_dir / "utt2dur"
@@ -451,9 +455,59 @@ def as_norm_files(
         test_durations = enroll_durations
     else:
         test_durations = read_durations(test_data) if test_data is not None else None
+    for name, table, durations in (("enroll", enroll, enroll_durations), ("test", test, test_durations)):
+        if durations is None:
+            logger.warning("no --%s-data: the %s durations in %s are nan, so QMF cannot use these scores", name,
+                           name, out)
+            continue
+        missing = [key for key in table[0] if key not in durations]
+        if missing:
+            logger.warning("%d of %d %s embeddings have no duration in the %s data dir (e.g. %s): nan in %s, so QMF "
+                           "cannot use these scores", len(missing), len(table[0]), name, name, missing[0], out)
     result = as_norm_trials(
         trials, enroll, test, cohort, mean, top_n if top_n > 0 else len(cohort.keys), enroll_durations,
         test_durations, trials_path, str(enroll_scp), str(test_scp), exact=exact,
     )
     write_scores(out, trials, result.scores, result.side)
+    write_provenance(out, {
+        "mean_sha256": file_sha256(mean_vec) if mean_vec is not None else None,
+        "cohort": str(Path(cohort_scp).resolve()), "cohort_kind": cohort.kind,
+        "top_n": min(top_n if top_n > 0 else len(cohort.keys), len(cohort.keys)),
+    })
     return result
+
+
+PROVENANCE_SUFFIX = ".json"
+
+
+def file_sha256(path: PathLike) -> str:
+    """SHA-256 of a file's bytes (identifies the mean vector, hence the model and its data)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def write_provenance(scores_path: PathLike, record: dict) -> None:
+    """Writes ``<scores>.json``: what the normalised scores were made with (read by QMF)."""
+    with atomic_write(f"{scores_path}{PROVENANCE_SUFFIX}") as handle:
+        json.dump(record, handle, indent=1, sort_keys=True)
+        handle.write("\n")
+
+
+def read_provenance(scores_path: PathLike) -> dict:
+    """Reads the record :func:`write_provenance` wrote next to a normalised score file.
+
+    Raises:
+        DataDirError: naming the file when it is missing or not such a record.
+    """
+    path = Path(f"{scores_path}{PROVENANCE_SUFFIX}")
+    if not path.is_file():
+        raise DataDirError(path, f"missing: {scores_path} was not written by the score_norm stage, which records "
+                           "the mean and cohort its scores used there")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DataDirError(path, f"not valid JSON: {error}") from None
+    missing = [key for key in ("mean_sha256", "cohort", "cohort_kind", "top_n") if not isinstance(record, dict)
+               or key not in record]
+    if missing:
+        raise DataDirError(path, f"lacks {', '.join(missing)}")
+    return record

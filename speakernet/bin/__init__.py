@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
+from speakernet.utils.fileio import OutputError
+
 logger = logging.getLogger(__name__)
 
 
@@ -16,11 +18,12 @@ def run_stage(action: Callable[[], object]) -> int:
 
     Returns:
         0 on success; 1 after logging the error when an input is missing or malformed
-        (``FileNotFoundError``, or ``ValueError``, which covers ``DataDirError`` and ``ConfigError``).
+        (``FileNotFoundError``, or ``ValueError``, which covers ``DataDirError`` and ``ConfigError``)
+        or an output cannot be written (``OutputError``: a read-only dir, a full disk).
     """
     try:
         action()
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, OutputError) as error:
         logger.error("%s", error)
         return 1
     return 0

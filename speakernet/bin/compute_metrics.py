@@ -14,7 +14,7 @@ import sys
 from speakernet.backend.metrics import DEFAULT_P_TARGETS
 from speakernet.backend.scoring import compute_metrics_files
 from speakernet.data.kaldi_dir import DataDirError
-from speakernet.utils.fileio import atomic_write
+from speakernet.utils.fileio import OutputError, atomic_write
 from speakernet.utils.logging import setup_logging
 
 logger = logging.getLogger(__name__)
@@ -41,11 +41,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold-of", default=None, metavar="NAME",
                         help="the row whose EER threshold --threshold-out writes (default: the last)")
     args = parser.parse_args(argv)
+    bad = [p for p in args.p_target if not 0.0 < p < 1.0]
+    if bad:
+        parser.error(f"--p-target must be in (0, 1), got {bad[0]:g}")
+    if len(set(args.p_target)) != len(args.p_target):
+        parser.error(f"--p-target lists a prior twice: {' '.join(f'{p:g}' for p in args.p_target)}")
+    if args.name and len(set(args.name)) != len(args.name):
+        parser.error(f"--name gives a row name twice: {sorted(n for n in set(args.name) if args.name.count(n) > 1)[0]}")
     setup_logging()
     try:
         table, rows = compute_metrics_files(args.scores, args.out, args.name, args.trials, args.p_target,
                                              args.llr)
-    except (DataDirError, ValueError) as error:
+    except (DataDirError, ValueError, OutputError) as error:
         logger.error("%s", error)
         return 1
     if args.threshold_out is not None:

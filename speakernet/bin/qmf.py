@@ -4,12 +4,12 @@
     #    data dir of the utterances they use (to embed in full)
     python -m speakernet.bin.qmf trials --train-data data/train --exclude-data data/test --out-dir exp/E/calibration
     # 2. (embed exp/E/calibration/data, AS-norm-score exp/E/calibration/trials with score_norm), then fit
-    python -m speakernet.bin.qmf train --scores exp/E/scores/latest/calibration.asnorm.score \\
-        --mean-vec exp/E/embeddings/latest/train/mean.vec --out exp/E/calibration/qmf.latest.json
-    # 3. calibrated log-likelihood ratios of evaluation scores
+    python -m speakernet.bin.qmf train --scores exp/E/calibration/asnorm.latest.score \\
+        --out exp/E/calibration/qmf.latest.json
+    # 3. calibrated log-likelihood ratios of evaluation scores (normalised with the same mean and cohort;
+    #    score_norm records both in <scores>.json, and apply checks them against the model)
     python -m speakernet.bin.qmf apply --model exp/E/calibration/qmf.latest.json \\
-        --scores exp/E/scores/latest/asnorm/trials.score --mean-vec exp/E/embeddings/latest/train/mean.vec \\
-        --out exp/E/scores/latest/asnorm+qmf/trials.score
+        --scores exp/E/scores/latest/asnorm/trials.score --out exp/E/scores/latest/asnorm+qmf/trials.score
 """
 
 from __future__ import annotations
@@ -54,13 +54,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="utterances per speaker and duration class (default %(default)s)")
     train = steps.add_parser("train", help="fit a QMF on AS-norm scores of calibration trials")
     train.add_argument("--scores", required=True, help="AS-norm score file of the calibration trials")
-    train.add_argument("--mean-vec", required=True, help="the mean vector those AS-norm scores used")
     train.add_argument("--prior", type=float, default=0.5, help="effective target prior of the fit")
     train.add_argument("--out", required=True, help="model file (JSON)")
     apply = steps.add_parser("apply", help="calibrate AS-norm evaluation scores")
     apply.add_argument("--model", required=True, help="model file from 'train'")
     apply.add_argument("--scores", required=True, help="AS-norm score file with side columns")
-    apply.add_argument("--mean-vec", required=True, help="the mean vector those AS-norm scores used")
     apply.add_argument("--out", required=True, help="calibrated score file (log-likelihood ratios)")
     args = parser.parse_args(argv)
     setup_logging()
@@ -72,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             args.min_duration, args.max_utts_per_class,
         ))
     if args.step == "train":
-        return run_stage(lambda: train_qmf_files(args.scores, args.mean_vec, args.out, args.prior))
-    return run_stage(lambda: apply_qmf_files(args.model, args.scores, args.mean_vec, args.out))
+        return run_stage(lambda: train_qmf_files(args.scores, args.out, args.prior))
+    return run_stage(lambda: apply_qmf_files(args.model, args.scores, args.out))
 
 
 if __name__ == "__main__":

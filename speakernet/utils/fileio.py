@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -16,6 +17,20 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Errors of a write itself (no file name attached): full disk, quota, file too large, I/O error.
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
+
+
+class OutputError(OSError):
+    """An output file could not be written (read-only dir, full disk, a directory in the way).
+
+    Names the final path, not the hidden temporary file the failure happened on.
+    """
+
+    def __str__(self) -> str:
+        return f"{self.filename}: cannot write it ({self.strerror})"
 
 
 @contextlib.contextmanager
@@ -32,10 +47,16 @@ def atomic_write(path: PathLike, mode: str = "w", encoding: str | None = "utf-8"
 
     Yields:
         The open temporary file object.
+
+    Raises:
+        OutputError: when the file cannot be created, written or moved into place (naming ``path``).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise OutputError(error.errno, error.strerror, str(path)) from None
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
@@ -43,9 +64,13 @@ def atomic_write(path: PathLike, mode: str = "w", encoding: str | None = "utf-8"
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(error, OSError) and not isinstance(error, OutputError) and (
+            error.filename in (tmp, str(path)) or (error.filename is None and error.errno in _WRITE_ERRNOS)
+        ):
+            raise OutputError(error.errno, error.strerror, str(path)) from None
         raise
 
 

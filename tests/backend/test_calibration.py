@@ -18,9 +18,8 @@ from speakernet.backend.calibration import (
     quality_features,
     train_qmf_files,
 )
-from speakernet.backend.embeddings import write_vector
 from speakernet.backend.metrics import compute_cllr
-from speakernet.backend.normalization import SIDE_COLUMNS
+from speakernet.backend.normalization import SIDE_COLUMNS, write_provenance
 from speakernet.backend.scoring import read_scores, write_scores
 from speakernet.bin import qmf as qmf_bin
 from speakernet.data.kaldi_dir import DataDirError, read_trials, write_scp
@@ -131,61 +130,79 @@ def test_quality_features_follow_the_reference_definition():
     assert features["cohort_mean_ratio"] == pytest.approx(0.2 / -1e-3)  # the near-zero minimum is floored
 
 
-def _write_calibration_scores(path, seed: int):
+PROVENANCE = {"mean_sha256": "ab" * 32, "cohort": "/exp/embeddings/latest/train/xvector.scp",
+              "cohort_kind": "speaker", "top_n": 300}
+
+
+def _write_calibration_scores(path, seed: int, provenance: dict = PROVENANCE):
     scores, labels, side = _quality_dependent_scores(2000, seed)
     trials = [(f"e{i}", f"t{i}", "target" if label else "nontarget") for i, label in enumerate(labels)]
     write_scores(path, trials, scores, side)
+    write_provenance(path, provenance)
     return trials
 
 
 def test_train_and_apply_stage_with_provenance_check(tmp_path, capsys):
     _write_calibration_scores(tmp_path / "cal.score", seed=1)
     trials = _write_calibration_scores(tmp_path / "eval.score", seed=2)
-    write_vector(tmp_path / "mean.vec", np.arange(4, dtype=np.float32))
-    write_vector(tmp_path / "other_mean.vec", np.ones(4, dtype=np.float32))
-    assert qmf_bin.main(["train", "--scores", str(tmp_path / "cal.score"), "--mean-vec", str(tmp_path / "mean.vec"),
-                         "--out", str(tmp_path / "qmf.json")]) == 0
+    assert qmf_bin.main(["train", "--scores", str(tmp_path / "cal.score"), "--out", str(tmp_path / "qmf.json")]) == 0
     record = json.loads((tmp_path / "qmf.json").read_text())
     assert record["features"] == list(FEATURE_NAMES) and record["info"]["cllr_calibrated"] < 0.7
+    assert record["provenance"] == PROVENANCE
     assert qmf_bin.main(["apply", "--model", str(tmp_path / "qmf.json"), "--scores", str(tmp_path / "eval.score"),
-                         "--mean-vec", str(tmp_path / "mean.vec"), "--out", str(tmp_path / "eval.qmf.score")]) == 0
+                         "--out", str(tmp_path / "eval.qmf.score")]) == 0
     calibrated_trials, calibrated = read_scores(tmp_path / "eval.qmf.score")
     assert calibrated_trials == trials
     model = QMFModel.load(tmp_path / "qmf.json")
     _, raw = read_scores(tmp_path / "eval.score")
     assert compute_cllr(calibrated, [t[2] for t in trials]) < compute_cllr(raw, [t[2] for t in trials])
     assert model.weights.shape == (len(FEATURE_NAMES),)
-    capsys.readouterr()
-    # A model fitted with another mean (another exp dir or checkpoint) is refused, naming the model.
-    assert apply_qmf_cli(tmp_path, "other_mean.vec") == 1
-    assert "another mean" in capsys.readouterr().err
-    with pytest.raises(DataDirError, match="another mean"):
-        apply_qmf_files(tmp_path / "qmf.json", tmp_path / "eval.score", tmp_path / "other_mean.vec", tmp_path / "x")
-    assert not (tmp_path / "x").exists()
-
-
-def apply_qmf_cli(tmp_path, mean_name: str) -> int:
-    return qmf_bin.main(["apply", "--model", str(tmp_path / "qmf.json"), "--scores", str(tmp_path / "eval.score"),
-                         "--mean-vec", str(tmp_path / mean_name), "--out", str(tmp_path / "out.score")])
+    # Scores normalised with another mean (another exp dir or checkpoint), cohort or top-N are refused.
+    for key, value in (("mean_sha256", "cd" * 32), ("cohort", "/other/xvector.scp"), ("top_n", 100)):
+        _write_calibration_scores(tmp_path / "other.score", seed=3, provenance={**PROVENANCE, key: value})
+        capsys.readouterr()
+        assert qmf_bin.main(["apply", "--model", str(tmp_path / "qmf.json"), "--scores", str(tmp_path / "other.score"),
+                             "--out", str(tmp_path / "out.score")]) == 1
+        err = capsys.readouterr().err
+        assert "qmf.json" in err and f"made otherwise than {tmp_path / 'other.score'} ({key}" in err
+        assert not (tmp_path / "out.score").exists()
+    # A score file without its provenance record (not from score_norm) is refused too.
+    (tmp_path / "other.score.json").unlink()
+    with pytest.raises(DataDirError, match=r"other.score.json: missing: .* was not written by the score_norm stage"):
+        apply_qmf_files(tmp_path / "qmf.json", tmp_path / "other.score", tmp_path / "x")
 
 
 def test_bad_inputs_name_the_file_and_key(tmp_path):
-    write_vector(tmp_path / "mean.vec", np.zeros(4, dtype=np.float32))
     (tmp_path / "plain.score").write_text("a b 0.5 target\nc d 0.1 nontarget\n")
+    write_provenance(tmp_path / "plain.score", PROVENANCE)
     with pytest.raises(DataDirError, match=r"plain.score: has 0 side columns"):
-        train_qmf_files(tmp_path / "plain.score", tmp_path / "mean.vec", tmp_path / "qmf.json")
+        train_qmf_files(tmp_path / "plain.score", tmp_path / "qmf.json")
     (tmp_path / "nan.score").write_text("a b 0.5 target 0.1 nan 3 4 5 0.1 0.2\nc d nan nontarget 0 1 1 1 1 1 1\n")
+    write_provenance(tmp_path / "nan.score", PROVENANCE)
     with pytest.raises(DataDirError, match=r"nan.score:2 \(key 'c'\): score 'nan' is not finite"):
-        train_qmf_files(tmp_path / "nan.score", tmp_path / "mean.vec", tmp_path / "qmf.json")
+        train_qmf_files(tmp_path / "nan.score", tmp_path / "qmf.json")
     (tmp_path / "nan.score").write_text("a b 0.5 target 0.1 nan 3 4 5 0.1 0.2\nc d 0.1 nontarget 0 1 1 1 1 1 1\n")
     with pytest.raises(DataDirError, match=r"nan.score \(key 'a b'\): side column enroll_dur is not finite"):
-        train_qmf_files(tmp_path / "nan.score", tmp_path / "mean.vec", tmp_path / "qmf.json")
+        train_qmf_files(tmp_path / "nan.score", tmp_path / "qmf.json")
+    with pytest.raises(ValueError, match="prior must be in"):
+        train_qmf_files(tmp_path / "nan.score", tmp_path / "qmf.json", prior=1.5)
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(DataDirError, match="broken.json: QMF model is not valid JSON"):
         QMFModel.load(tmp_path / "broken.json")
     (tmp_path / "other.json").write_text('{"format": "something"}')
     with pytest.raises(DataDirError, match="not a speakernet-qmf"):
         QMFModel.load(tmp_path / "other.json")
+    good = {"format": "speakernet-qmf", "version": 1, "features": list(FEATURE_NAMES), "weights": [0.1] * 13,
+            "bias": 0.0, "prior": 0.5, "duration_cap": 20.0, "provenance": PROVENANCE}
+    for change, message in (({"bias": None}, "non-numeric"), ({"weights": ["abc"] * 13}, "non-numeric"),
+                            ({"weights": [float("nan")] * 13}, "13 finite weights"), ({"weights": [1.0]}, "13 finite"),
+                            ({"provenance": None}, "provenance is not a record")):
+        (tmp_path / "m.json").write_text(json.dumps({**good, **change}))
+        with pytest.raises(DataDirError, match=f"m.json: QMF model.*{message}"):
+            QMFModel.load(tmp_path / "m.json")
+    (tmp_path / "m.json").write_text(json.dumps({key: value for key, value in good.items() if key != "bias"}))
+    with pytest.raises(DataDirError, match="m.json: QMF model lacks bias"):
+        QMFModel.load(tmp_path / "m.json")
 
 
 def test_calibration_set_writes_trials_and_their_data_dir(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 
 import numpy as np
@@ -190,6 +192,10 @@ def test_stage_writes_documented_columns_and_reports_bad_input(tmp_path, embeddi
     assert side.shape == (len(embeddings[5]), len(SIDE_COLUMNS))
     assert len(out.read_text().splitlines()[0].split()) == 4 + len(SIDE_COLUMNS)
     assert side[0, SIDE_COLUMNS.index("enroll_dur")] == pytest.approx(1.0 + embeddings[0].index(trials[0][0]) * 0.01)
+    # what the scores were made with, for QMF's check
+    provenance = json.loads((tmp_path / "asnorm.score.json").read_text())
+    assert provenance == {"mean_sha256": hashlib.sha256((tmp_path / "mean.vec").read_bytes()).hexdigest(),
+                          "cohort": str((tmp_path / "cohort.scp").resolve()), "cohort_kind": "utterance", "top_n": 5}
     # A trial key missing from the embeddings: one line naming the trial file, line and key.
     with open(tmp_path / "trials", "a") as handle:
         handle.write("u00 nobody nontarget\n")

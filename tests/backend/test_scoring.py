@@ -298,3 +298,18 @@ def test_side_columns_round_trip_and_follow_the_trial_order(tmp_path):
     (tmp_path / "bad").write_text("a b 0.5 target 1 x\n")
     with pytest.raises(DataDirError, match=r"bad:1 .*side columns after the label must be numbers"):
         read_scores(tmp_path / "bad")
+
+
+def test_unwritable_output_is_one_line_naming_it(tmp_path, capsys):
+    write_trials(tmp_path / "trials", TRIALS)
+    keys = ["e1", "e2", "t1", "t2"]
+    write_embeddings(tmp_path / "e.ark", tmp_path / "e.scp", keys, np.eye(4, dtype=np.float32) + 0.1)
+    (tmp_path / "a_dir").mkdir()
+    (tmp_path / "a_file").write_text("")
+    capsys.readouterr()
+    for out in (tmp_path / "a_dir", tmp_path / "a_file" / "scores"):
+        code = score_bin.main(["--trials", str(tmp_path / "trials"), "--enroll-scp", str(tmp_path / "e.scp"),
+                               "--test-scp", str(tmp_path / "e.scp"), "--out", str(out)])
+        err = capsys.readouterr().err
+        assert code == 1 and f"{out}: cannot write it" in err and "Traceback" not in err and ".tmp" not in err
+    assert sorted(p.name for p in (tmp_path / "a_dir").iterdir()) == []

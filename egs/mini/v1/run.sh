@@ -22,6 +22,7 @@ corpus=corpus               # where the synthetic corpus is written
 exp=exp/ecapa_mini          # experiment dir: config, checkpoints, embeddings, scores, results
 average_num=0               # > 0: evaluate the mean weights of the last N epochs (WeSpeaker averages 10)
 backends="cosine asnorm qmf plda"  # back-ends: cosine asnorm snorm qmf plda (stages 4-7)
+top_n=100                   # AS-norm cohort scores per side (100, not 300: the mini cohort has 200 speakers)
 adapt_data=""                # in-domain data dir: its mean and AS-norm cohort give extra *-adapt rows
 p_targets="0.01 0.05"        # priors of the minDCF/actDCF columns (add 0.001 for Kaldi's third)
 corpus_opts=""              # corpus size options, e.g. "--num-train-speakers 50" (see make_synthetic_corpus -h)
@@ -48,4 +49,4 @@ sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" -
   --conf "$conf" --train-data "$corpus/data/train" --test-data "$corpus/data/test" \
   --trials "$corpus/data/test/trials" --feat-dir "$feat_dir" --exp-dir "$exp" \
   --train-overrides "$train_overrides" --average-num "$average_num" \
-  --backends "$backends" --adapt-data "$adapt_data" --p-targets "$p_targets"
+  --backends "$backends" --top-n "$top_n" --adapt-data "$adapt_data" --p-targets "$p_targets"

@@ -27,6 +27,7 @@ data=data                   # where the prepared data dirs go
 exp=exp/ecapa_small         # experiment dir: config, checkpoints, embeddings, scores, results
 average_num=0  # > 0: evaluate the mean weights of the last N epochs (WeSpeaker averages 10)
 backends="cosine asnorm qmf plda"  # back-ends: cosine asnorm snorm qmf plda (stages 4-7)
+top_n=300                   # AS-norm cohort scores per side
 adapt_data=""                # in-domain data dir: its mean and AS-norm cohort give extra *-adapt rows (default: <data>/adapt)
 adapt_fraction=0.3          # fraction of the held-out speakers of each corpus prepared as unlabelled adapt data
 p_targets="0.01 0.05"        # priors of the minDCF/actDCF columns (add 0.001 for Kaldi's third)
@@ -60,4 +61,4 @@ sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" -
   --conf "$conf" --train-data "$data/train" --test-data "$data/test" --trials "$trials" \
   --feat-dir "$feat_dir" --exp-dir "$exp" --train-overrides "$train_overrides" \
   --average-num "$average_num" \
-  --backends "$backends" --adapt-data "$adapt_data" --p-targets "$p_targets"
+  --backends "$backends" --top-n "$top_n" --adapt-data "$adapt_data" --p-targets "$p_targets"

@@ -27,6 +27,7 @@ data=data                   # where the prepared data dirs go
 exp=exp/ecapa_c512          # experiment dir: config, checkpoints, embeddings, scores, results
 average_num=10  # > 0: evaluate the mean weights of the last N epochs (WeSpeaker averages 10)
 backends="cosine asnorm qmf plda"  # back-ends: cosine asnorm snorm qmf plda (stages 4-7)
+top_n=300                   # AS-norm cohort scores per side
 adapt_data=""                # in-domain data dir: its mean and AS-norm cohort give extra *-adapt rows
 p_targets="0.01 0.05"        # priors of the minDCF/actDCF columns (add 0.001 for Kaldi's third)
 feat_dir=""     # feature archives (default: <data>/fbank)
@@ -70,4 +71,4 @@ sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" -
   --conf "$conf" --train-data "$data/vox2_dev" --test-data "$data/vox1_all" --trials "$trials" \
   --feat-dir "$feat_dir" --exp-dir "$exp" --train-overrides "$train_overrides" \
   --average-num "$average_num" \
-  --backends "$backends" --adapt-data "$adapt_data" --p-targets "$p_targets"
+  --backends "$backends" --top-n "$top_n" --adapt-data "$adapt_data" --p-targets "$p_targets"
