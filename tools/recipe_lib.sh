@@ -96,7 +96,8 @@ resolve_user_paths() {
   done
 }
 
-# check_stage_args "$@": stage numbers are integers, in order, and no stray arguments remain.
+# check_stage_args "$@": stage numbers are integers, in order, no stray arguments remain, and the
+# back-ends named in --backends exist.
 check_stage_args() {
   if [ $# -gt 0 ]; then
     echo "$0: unexpected argument '$1' (options are --name value; see --help)" >&2
@@ -112,6 +113,15 @@ check_stage_args() {
     echo "$0: --stage $stage is after --stop-stage $stop_stage: nothing to do" >&2
     exit 1
   fi
+  # Back-end names are checked here too, before a long stage 0 (sv_stages.sh checks them again).
+  local backend
+  for backend in ${backends-}; do
+    case "$backend" in
+      cosine|asnorm|snorm|qmf|plda) ;;
+      *) echo "$0: unknown back-end '$backend' in --backends (choose from: cosine asnorm snorm qmf plda)" >&2
+         exit 1 ;;
+    esac
+  done
 }
 
 # check_install: fails early, with the fix, when the active Python lacks speakernet's dependencies
