@@ -113,15 +113,24 @@ check_stage_args() {
     echo "$0: --stage $stage is after --stop-stage $stop_stage: nothing to do" >&2
     exit 1
   fi
-  # Back-end names are checked here too, before a long stage 0 (sv_stages.sh checks them again).
+  # Back-end names are checked before a long stage 0, not only when sv_stages.sh starts.
+  check_backends "${backends-}"
+}
+
+# check_backends "NAME ...": every name is a back-end of sv_stages.sh, and qmf comes with asnorm.
+check_backends() {
   local backend
-  for backend in ${backends-}; do
+  for backend in $1; do
     case "$backend" in
       cosine|asnorm|snorm|qmf|plda) ;;
       *) echo "$0: unknown back-end '$backend' in --backends (choose from: cosine asnorm snorm qmf plda)" >&2
          exit 1 ;;
     esac
   done
+  if [[ " $1 " == *" qmf "* && " $1 " != *" asnorm "* ]]; then
+    echo "$0: --backends: qmf calibrates AS-norm scores, so it needs asnorm too" >&2
+    exit 1
+  fi
 }
 
 # check_install: fails early, with the fix, when the active Python lacks speakernet's dependencies

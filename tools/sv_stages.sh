@@ -53,16 +53,8 @@ enroll_data=${enroll_data:-$test_data}
 if [ -z "$checkpoints" ]; then
   if [ "$average_num" -gt 0 ]; then checkpoints="init avg$average_num"; else checkpoints="init latest"; fi
 fi
-for backend in $backends; do
-  case "$backend" in
-    cosine|asnorm|snorm|qmf|plda) ;;
-    *) echo "$0: unknown back-end '$backend' in --backends (choose from: cosine asnorm snorm qmf plda)" >&2; exit 1 ;;
-  esac
-done
+check_backends "$backends"
 uses() { [[ " $backends " == *" $1 "* ]]; }
-if uses qmf && ! uses asnorm; then
-  echo "$0: --backends: qmf calibrates AS-norm scores, so it needs asnorm too" >&2; exit 1
-fi
 case "$top_n" in ''|*[!0-9]*|0|1) echo "$0: --top-n must be an integer of at least 2, got '$top_n'" >&2; exit 1 ;; esac
 case "$adapt_cohort" in auto|speaker|utterance) ;; *)
   echo "$0: --adapt-cohort must be auto, speaker or utterance, got '$adapt_cohort'" >&2; exit 1 ;;

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from speakernet.backend.embeddings import load_embeddings, read_vector, speaker_means
-from speakernet.backend.scoring import Trial, _trial_rows, load_trial_tables, write_scores
+from speakernet.backend.scoring import Trial, _trial_rows, compact_rows, load_trial_tables, unit_rows, write_scores
 from speakernet.data.kaldi_dir import (
     DataDirError,
     read_spk2utt,
@@ -114,20 +114,9 @@ def build_cohort(
         members = {key: row_of[utt2spk[key]] for key in keys}
         members.update(row_of)
         kind = "speaker"
-    unit = _unit_rows64(member_keys, raw, mean, source)
+    # float64: the whole-cohort statistics are exact (see cohort_statistics)
+    unit, _ = unit_rows(member_keys, raw, mean, source, dtype=np.float64)
     return Cohort(member_keys, unit, members, kind, source)
-
-
-def _unit_rows64(keys: Sequence[str], matrix: np.ndarray, mean: np.ndarray | None, source: str) -> np.ndarray:
-    """Mean-subtracted, L2-normalised rows in float64 (exact statistics need it, see below)."""
-    centred = np.asarray(matrix, dtype=np.float64)
-    if mean is not None:
-        centred = centred - np.asarray(mean, dtype=np.float64)
-    norms = np.linalg.norm(centred, axis=1)
-    bad = np.flatnonzero(~(norms > 0) | ~np.isfinite(norms))
-    if bad.size:
-        raise DataDirError(source, "embedding has zero or non-finite norm after mean subtraction", key=keys[bad[0]])
-    return centred / norms[:, None]
 
 
 def cohort_statistics(
@@ -216,22 +205,16 @@ class NormalisedScores:
 
 
 def _side_stats(
-    table_keys: Sequence[str], matrix: np.ndarray, rows: np.ndarray, mean: np.ndarray | None,
+    table_keys: Sequence[str], matrix: np.ndarray, rows: tuple[np.ndarray, ...], mean: np.ndarray | None,
     cohort: Cohort, top_n: int, source: str, chunk_size: int, exact: bool,
-) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """Unit vectors, norms and cohort statistics of the rows of one table that trials use."""
-    used = np.unique(rows)
-    position = np.full(len(table_keys), -1, dtype=np.int64)
-    position[used] = np.arange(used.size)
+) -> tuple[np.ndarray, tuple[np.ndarray, ...], dict[str, np.ndarray]]:
+    """Unit vectors, norms and cohort statistics of the rows of one table that trials use.
+
+    Returns the statistics of the used rows and, for each array of ``rows``, its rows in that numbering.
+    """
+    used, *positions = compact_rows(len(table_keys), *rows)
     sub_keys = [table_keys[row] for row in used]
-    unit = np.asarray(matrix)[used].astype(np.float64)
-    if mean is not None:
-        unit -= np.asarray(mean, dtype=np.float64)
-    norms = np.linalg.norm(unit, axis=1)
-    bad = np.flatnonzero(~(norms > 0) | ~np.isfinite(norms))
-    if bad.size:
-        raise DataDirError(source, "embedding has zero or non-finite norm after mean subtraction", key=sub_keys[bad[0]])
-    unit /= norms[:, None]  # in place: at VoxCeleb1-E scale each copy is 300 MB
+    unit, norms = unit_rows(sub_keys, np.asarray(matrix)[used], mean, source, dtype=np.float64)
     stats = dict(zip(("mean", "std", "all_mean", "all_std"),
                      cohort_statistics(unit, sub_keys, cohort, top_n, chunk_size, exact)))
     small = stats["std"] < MIN_COHORT_STD
@@ -239,7 +222,7 @@ def _side_stats(
         logger.warning("%d embeddings of %s have a cohort score spread below %g (identical cohort members?); "
                        "it is floored there", int(small.sum()), source, MIN_COHORT_STD)
         stats["std"] = np.maximum(stats["std"], MIN_COHORT_STD)
-    return unit, position, {"norm": norms, **stats}
+    return unit, tuple(positions), {"norm": norms, **stats}
 
 
 def as_norm_trials(
@@ -303,15 +286,14 @@ def as_norm_trials(
     mean_vec = None if mean is None else np.asarray(mean, dtype=np.float32).reshape(-1)
     if enroll is test:
         # One table on both sides (the usual case): each embedding's statistics are computed once.
-        e_unit, e_pos, e_stats = _side_stats(enroll_keys, enroll_matrix, np.concatenate((enroll_rows, test_rows)),
-                                             mean_vec, cohort, top_n, enroll_source, chunk_size, exact)
-        t_unit, t_pos, t_stats = e_unit, e_pos, e_stats
+        e_unit, (e_index, t_index), e_stats = _side_stats(enroll_keys, enroll_matrix, (enroll_rows, test_rows),
+                                                          mean_vec, cohort, top_n, enroll_source, chunk_size, exact)
+        t_unit, t_stats = e_unit, e_stats
     else:
-        e_unit, e_pos, e_stats = _side_stats(enroll_keys, enroll_matrix, enroll_rows, mean_vec, cohort, top_n,
-                                             enroll_source, chunk_size, exact)
-        t_unit, t_pos, t_stats = _side_stats(test_keys, test_matrix, test_rows, mean_vec, cohort, top_n,
-                                             test_source, chunk_size, exact)
-    e_index, t_index = e_pos[enroll_rows], t_pos[test_rows]
+        e_unit, (e_index,), e_stats = _side_stats(enroll_keys, enroll_matrix, (enroll_rows,), mean_vec, cohort, top_n,
+                                                  enroll_source, chunk_size, exact)
+        t_unit, (t_index,), t_stats = _side_stats(test_keys, test_matrix, (test_rows,), mean_vec, cohort, top_n,
+                                                  test_source, chunk_size, exact)
     raw = np.empty(len(trials))
     for begin in range(0, len(trials), chunk_size):  # bounded memory: never [num_trials, dim] at once
         end = begin + chunk_size

@@ -21,7 +21,15 @@ import scipy.linalg
 
 from speakernet.backend.embeddings import load_embeddings, read_vector
 from speakernet.backend.lda import class_stats, symmetrize, ZeroRowError, compute_lda, length_normalize
-from speakernet.backend.scoring import EmbeddingTable, Trial, _as_table, _trial_rows, load_trial_tables, write_scores
+from speakernet.backend.scoring import (
+    EmbeddingTable,
+    Trial,
+    _as_table,
+    _trial_rows,
+    compact_rows,
+    load_trial_tables,
+    write_scores,
+)
 from speakernet.data.kaldi_dir import DataDirError, read_utt2spk
 from speakernet.utils.fileio import PathLike, atomic_write
 
@@ -95,17 +103,6 @@ def plda_output_transform(between: np.ndarray, within: np.ndarray) -> tuple[np.n
     if (psi < 0).any():
         logger.warning("%d negative PLDA between-class variances set to 0", int((psi < 0).sum()))
     return rotation[:, order].T @ whiten, np.maximum(psi[order], 0.0)
-
-
-def _compact_rows(table_size: int, *rows: np.ndarray) -> tuple[np.ndarray, ...]:
-    """``(used, *positions)``: the sorted table rows any of ``rows`` uses, and each in that numbering."""
-    used_mask = np.zeros(table_size, dtype=bool)
-    for array in rows:
-        used_mask[array] = True
-    used = np.flatnonzero(used_mask)
-    position = np.empty(table_size, dtype=np.int64)
-    position[used] = np.arange(used.size)
-    return (used, *(position[array] for array in rows))
 
 
 @dataclass
@@ -232,11 +229,11 @@ class PLDABackend:
         test_rows = _trial_rows(trials, 1, test_keys, test_source, trials_path)
         same_table = enroll_matrix is test_matrix
         if same_table:
-            used_enroll, enroll_rows, test_rows = _compact_rows(len(enroll_keys), enroll_rows, test_rows)
+            used_enroll, enroll_rows, test_rows = compact_rows(len(enroll_keys), enroll_rows, test_rows)
             used_test = used_enroll
         else:
-            (used_enroll, enroll_rows), (used_test, test_rows) = (_compact_rows(len(enroll_keys), enroll_rows),
-                                                                  _compact_rows(len(test_keys), test_rows))
+            (used_enroll, enroll_rows), (used_test, test_rows) = (compact_rows(len(enroll_keys), enroll_rows),
+                                                                  compact_rows(len(test_keys), test_rows))
         num_utts = np.ones(used_enroll.size)
         if enroll_num_utts is not None:
             for position in np.unique(enroll_rows):

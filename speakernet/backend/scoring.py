@@ -71,23 +71,58 @@ def _trial_rows(
     )
 
 
-def _unit_rows(
-    keys: Sequence[str], matrix: np.ndarray, mean: np.ndarray | None, used_rows: np.ndarray, source: str
-) -> np.ndarray:
-    """Subtracts the mean and L2-normalises every row once (float32)."""
-    centred = matrix.astype(np.float32, copy=True)
+def unit_rows(
+    keys: Sequence[str],
+    matrix: np.ndarray,
+    mean: np.ndarray | None,
+    source: str,
+    used_rows: np.ndarray | None = None,
+    dtype: type = np.float32,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Subtracts the mean and L2-normalises every row once, in one copy of ``matrix``.
+
+    Args:
+        keys: Key of each row, for messages.
+        matrix: Embeddings ``[num, dim]``.
+        mean: Vector subtracted first, or None.
+        source: Name of the table, for messages.
+        used_rows: Rows that must have a usable norm (None: all); other degenerate rows are
+            left unnormalised.
+        dtype: Precision of the copy (float64 where exact statistics need it).
+
+    Returns:
+        ``(unit, norms)``: the normalised rows and the norms after mean subtraction.
+
+    Raises:
+        DataDirError: naming the first used row of zero or non-finite norm.
+    """
+    centred = np.asarray(matrix).astype(dtype, copy=True)
     if mean is not None:
-        centred -= mean
+        centred -= np.asarray(mean, dtype=dtype)
     norms = np.linalg.norm(centred, axis=1)
     degenerate = ~(norms > 0) | ~np.isfinite(norms)
     if degenerate.any():
-        used_degenerate = np.flatnonzero(degenerate[used_rows])
+        used_degenerate = np.flatnonzero(degenerate if used_rows is None else degenerate[used_rows])
         if used_degenerate.size:
-            row = int(used_rows[used_degenerate[0]])
+            row = int(used_degenerate[0] if used_rows is None else used_rows[used_degenerate[0]])
             raise DataDirError(source, "embedding has zero or non-finite norm after mean subtraction", key=keys[row])
         norms[degenerate] = 1.0
     centred /= norms[:, None]
-    return centred
+    return centred, norms
+
+
+def compact_rows(table_size: int, *rows: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``(used, *positions)``: the sorted table rows any of ``rows`` uses, and each in that numbering.
+
+    Scorers transform only the embeddings that trials use, once each, then index them per trial.
+    """
+    used_mask = np.zeros(table_size, dtype=bool)
+    for used_rows in rows:
+        used_mask[used_rows] = True
+    used = np.flatnonzero(used_mask)
+    position = np.empty(table_size, dtype=np.int64)
+    position[used] = np.arange(used.size)
+    return (used, *(position[used_rows] for used_rows in rows))
 
 
 def cosine_score_trials(
@@ -142,12 +177,12 @@ def cosine_score_trials(
     enroll_rows = _trial_rows(trials, 0, enroll_keys, enroll_source, trials_path)
     test_rows = _trial_rows(trials, 1, test_keys, test_source, trials_path)
     if same_table:
-        enroll_unit = test_unit = _unit_rows(
-            enroll_keys, enroll_matrix, mean, np.concatenate((enroll_rows, test_rows)), enroll_source
-        )
+        enroll_unit = test_unit = unit_rows(
+            enroll_keys, enroll_matrix, mean, enroll_source, np.concatenate((enroll_rows, test_rows))
+        )[0]
     else:
-        enroll_unit = _unit_rows(enroll_keys, enroll_matrix, mean, enroll_rows, enroll_source)
-        test_unit = _unit_rows(test_keys, test_matrix, mean, test_rows, test_source)
+        enroll_unit = unit_rows(enroll_keys, enroll_matrix, mean, enroll_source, enroll_rows)[0]
+        test_unit = unit_rows(test_keys, test_matrix, mean, test_source, test_rows)[0]
     for begin in range(0, len(trials), chunk_size):
         end = begin + chunk_size
         np.einsum(
