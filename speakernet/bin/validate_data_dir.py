@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from speakernet.bin import run_stage
-from speakernet.data.kaldi_dir import validate_data_dir
+from speakernet.data.validate import validate_data_dir
 from speakernet.utils.logging import setup_logging
 
 

@@ -19,7 +19,6 @@ Archives are written under temporary names and renamed only when the job succeed
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import logging
 import os
@@ -30,9 +29,9 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from speakernet.data import kaldi_dir
 from speakernet.data.datadir_ops import split_contiguous
 from speakernet.data.kaldi_dir import DataDirError, c_sort_key, read_scp, write_scp
+from speakernet.data.validate import validate_data_dir
 from speakernet.features.fbank import FbankConfig
 from speakernet.features.frontend import FRONTEND_CONFIG_NAME, save_frontend
 from speakernet.features.vad import VadConfig
@@ -98,21 +97,6 @@ def list_utterances(data_dir: PathLike) -> list[str]:
     if not utts:
         raise DataDirError(source, "no utterances")
     return sorted(utts, key=c_sort_key)
-
-
-def _validate_data_dir(data_dir: Path) -> None:
-    # validate_data_dir is being added to kaldi_dir by another module owner; use it when present,
-    # asking it not to check features (they are what this stage is about to (re)make).
-    validate = getattr(kaldi_dir, "validate_data_dir", None)
-    if validate is None:
-        return
-    params = inspect.signature(validate).parameters
-    kwargs: dict[str, bool] = {}
-    if "need_feats" in params:
-        kwargs["need_feats"] = False
-    if "need_vad" in params:
-        kwargs["need_vad"] = False
-    validate(data_dir, **kwargs)
 
 
 def _claim_feat_dir(feat_dir: Path, data_dir: Path) -> None:
@@ -209,7 +193,7 @@ def make_features(
         with contextlib.suppress(FileNotFoundError):
             (data_dir / name).unlink()
             logger.info("removed old %s", data_dir / name)
-    _validate_data_dir(data_dir)
+    validate_data_dir(data_dir)  # features are what this stage (re)makes, so they are not required
     if nj > len(utts):
         logger.warning("nj=%d is more than the %d utterances of %s; using nj=%d", nj, len(utts), data_dir, len(utts))
         nj = len(utts)

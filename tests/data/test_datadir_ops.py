@@ -17,7 +17,8 @@ from speakernet.data.datadir_ops import (
     split_data_dir,
     subset_data_dir,
 )
-from speakernet.data.kaldi_dir import DataDirError, KaldiDataDir, Segment, validate_data_dir
+from speakernet.data.kaldi_dir import DataDirError, KaldiDataDir, Segment
+from speakernet.data.validate import validate_data_dir
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = REPO / "tools"

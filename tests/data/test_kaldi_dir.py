@@ -1,4 +1,4 @@
-"""Readers, writers, KaldiDataDir and validate_data_dir of speakernet.data.kaldi_dir."""
+"""Readers, writers and KaldiDataDir of speakernet.data.kaldi_dir, and speakernet.data.validate."""
 
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ from speakernet.data.kaldi_dir import (
     read_vad_scp,
     read_wav_scp,
     utt2spk_to_spk2utt,
-    validate_data_dir,
     write_scp,
     write_segments,
     write_spk2utt,
@@ -35,6 +34,7 @@ from speakernet.data.kaldi_dir import (
     write_utt2dur,
     write_utt2num_frames,
 )
+from speakernet.data.validate import validate_data_dir
 
 # ---------------------------------------------------------------------------- round trips
 
