@@ -174,7 +174,12 @@ def test_wrong_option_is_reported() -> None:
 
 def test_relative_paths_are_taken_from_the_callers_directory(tmp_path: Path) -> None:
     (tmp_path / "my.yaml").write_text("training: {epoch: 3}\n")  # a typo: the error must name this file
-    result = _run(str(RUN), "--stage", "2", "--stop-stage", "2", "--conf", "my.yaml", "--exp", "exp",
-                  "--corpus", "corpus", cwd=tmp_path)
+    args = [str(RUN), "--stage", "2", "--stop-stage", "2", "--conf", "my.yaml", "--exp", "exp", "--corpus", "corpus"]
+    # "corpus" is also the default (relative to the recipe dir); given on the command line, it is the caller's.
+    result = _run(*args, cwd=tmp_path)
+    assert result.returncode == 1 and f"{tmp_path}/corpus/data/train is not a directory" in result.stderr
+    for name in ["train", "test"]:
+        (tmp_path / "corpus" / "data" / name).mkdir(parents=True)
+    result = _run(*args, cwd=tmp_path)
     assert result.returncode != 0
     assert f"{tmp_path}/my.yaml" in result.stderr and "unknown config key 'training.epoch'" in result.stderr

@@ -18,8 +18,10 @@
 #   Parsing stops at the first argument that does not start with "--", or after "--".
 #   An unknown option, a missing value or a bad boolean prints an error naming the option to
 #   stderr and exits 1.
-# The remaining positional arguments are left in "$@" of the sourcing script.
+# The remaining positional arguments are left in "$@" of the sourcing script, and the variables
+# set on the command line are listed in $options_given (space-separated, e.g. " nj conf ").
 
+options_given=" "
 while [ $# -gt 0 ]; do
   case "$1" in
     --help|-h)
@@ -74,6 +76,7 @@ while [ $# -gt 0 ]; do
       ;;
   esac
   printf -v "$_po_variable" '%s' "$_po_value"
+  options_given+="$_po_variable "
   shift "$_po_shift"
 done
 unset _po_option _po_value _po_shift _po_variable

@@ -76,21 +76,15 @@ recipe_help() {
        }' "$1"
 }
 
-# remember_defaults VAR...: notes the default of each path option, for resolve_user_paths.
-declare -gA _recipe_defaults=()
-remember_defaults() {
-  local var
-  for var in "$@"; do _recipe_defaults[$var]=${!var}; done
-}
-
 # resolve_user_paths VAR...: a relative path the user gave on the command line is relative to
 # the directory run.sh was called from; defaults stay relative to the recipe directory.
-# Call it before changing into the recipe directory.
+# Call it after parse_options.sh (which lists the options given) and before changing into the
+# recipe directory.
 resolve_user_paths() {
   local var value
   for var in "$@"; do
     value=${!var}
-    if [ -n "$value" ] && [ "$value" != "${_recipe_defaults[$var]-}" ] && [ "${value#/}" = "$value" ]; then
+    if [ -n "$value" ] && [[ "${options_given-}" == *" $var "* ]] && [ "${value#/}" = "$value" ]; then
       printf -v "$var" '%s/%s' "$PWD" "$value"
     fi
   done

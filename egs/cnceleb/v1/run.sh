@@ -33,7 +33,6 @@ p_targets="0.01 0.05"        # priors of the minDCF/actDCF columns (add 0.001 fo
 feat_dir=""     # feature archives (default: <data>/fbank)
 train_overrides=""          # config overrides key.sub=value, space-separated, e.g. "training.epochs=2"
 help_message=$(recipe_help "$recipe_dir/run.sh")
-remember_defaults cnceleb1_root cnceleb2_root conf data exp feat_dir adapt_data
 . parse_options.sh
 check_stage_args "$@"
 check_install

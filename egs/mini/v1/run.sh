@@ -29,7 +29,6 @@ corpus_opts=""              # corpus size options, e.g. "--num-train-speakers 50
 feat_dir=""                 # feature archives (default: fbank_<corpus> next to the corpus)
 train_overrides=""          # config overrides key.sub=value, space-separated, e.g. "training.epochs=2"
 help_message=$(recipe_help "$recipe_dir/run.sh")
-remember_defaults conf corpus exp feat_dir adapt_data
 . parse_options.sh
 check_stage_args "$@"
 check_install
