@@ -25,7 +25,7 @@ from speakernet.backend.scoring import (
     EmbeddingTable,
     Trial,
     _as_table,
-    _trial_rows,
+    trial_rows,
     compact_rows,
     load_trial_tables,
     write_scores,
@@ -225,8 +225,7 @@ class PLDABackend:
         if not trials:
             return scores
         # Each used embedding is mapped once; the trials then index the compact tables.
-        enroll_rows = _trial_rows(trials, 0, enroll_keys, enroll_source, trials_path)
-        test_rows = _trial_rows(trials, 1, test_keys, test_source, trials_path)
+        enroll_rows, test_rows = trial_rows(trials, enroll_keys, test_keys, enroll_source, test_source, trials_path)
         same_table = enroll_matrix is test_matrix
         if same_table:
             used_enroll, enroll_rows, test_rows = compact_rows(len(enroll_keys), enroll_rows, test_rows)

@@ -52,23 +52,40 @@ def _as_table(table: EmbeddingTable, side: str) -> tuple[Sequence[str], np.ndarr
     return keys, matrix
 
 
-def _trial_rows(
-    trials: Sequence[Trial], column: int, keys: Sequence[str], source: str, trials_path: PathLike | None
-) -> np.ndarray:
-    """Maps one side of the trials to table rows, naming the first trial whose key is missing."""
-    index = {key: row for row, key in enumerate(keys)}
-    try:
-        return np.fromiter(map(index.__getitem__, map(itemgetter(column), trials)), dtype=np.int64, count=len(trials))
-    except KeyError:
-        pass
-    missing = [position for position, trial in enumerate(trials) if trial[column] not in index]
-    side = "enroll" if column == 0 else "test"
-    raise DataDirError(
-        trials_path if trials_path is not None else "<trials>",
-        f"{side} key has no embedding in {source} ({len(missing)} trials affected)",
-        line=missing[0] + 1,
-        key=trials[missing[0]][column],
-    )
+def trial_rows(
+    trials: Sequence[Trial],
+    enroll_keys: Sequence[str],
+    test_keys: Sequence[str],
+    enroll_source: str,
+    test_source: str,
+    trials_path: PathLike | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Maps both sides of the trials to table rows, naming the first trial whose key is missing.
+
+    The key index is built once when both sides use the same table.
+
+    Returns:
+        ``(enroll_rows, test_rows)`` int64 arrays.
+    """
+    enroll_index = {key: row for row, key in enumerate(enroll_keys)}
+    test_index = enroll_index if test_keys is enroll_keys else {key: row for row, key in enumerate(test_keys)}
+    sides = []
+    for column, index, source in ((0, enroll_index, enroll_source), (1, test_index, test_source)):
+        try:
+            sides.append(np.fromiter(map(index.__getitem__, map(itemgetter(column), trials)), dtype=np.int64,
+                                     count=len(trials)))
+            continue
+        except KeyError:
+            pass
+        missing = [position for position, trial in enumerate(trials) if trial[column] not in index]
+        side = "enroll" if column == 0 else "test"
+        raise DataDirError(
+            trials_path if trials_path is not None else "<trials>",
+            f"{side} key has no embedding in {source} ({len(missing)} trials affected)",
+            line=missing[0] + 1,
+            key=trials[missing[0]][column],
+        )
+    return sides[0], sides[1]
 
 
 def unit_rows(
@@ -99,7 +116,9 @@ def unit_rows(
     centred = np.asarray(matrix).astype(dtype, copy=True)
     if mean is not None:
         centred -= np.asarray(mean, dtype=dtype)
-    norms = np.linalg.norm(centred, axis=1)
+    # einsum, not np.linalg.norm: no [num, dim] temporary (fresh memory is slow to fault in,
+    # 0.5 s for VoxCeleb's 140 k x 256 float64)
+    norms = np.sqrt(np.einsum("ij,ij->i", centred, centred))
     degenerate = ~(norms > 0) | ~np.isfinite(norms)
     if degenerate.any():
         used_degenerate = np.flatnonzero(degenerate if used_rows is None else degenerate[used_rows])
@@ -174,8 +193,7 @@ def cosine_score_trials(
     scores = np.empty(len(trials), dtype=np.float32)
     if not trials:
         return scores
-    enroll_rows = _trial_rows(trials, 0, enroll_keys, enroll_source, trials_path)
-    test_rows = _trial_rows(trials, 1, test_keys, test_source, trials_path)
+    enroll_rows, test_rows = trial_rows(trials, enroll_keys, test_keys, enroll_source, test_source, trials_path)
     if same_table:
         enroll_unit = test_unit = unit_rows(
             enroll_keys, enroll_matrix, mean, enroll_source, np.concatenate((enroll_rows, test_rows))

@@ -16,6 +16,7 @@ from speakernet.backend.normalization import (
     build_cohort,
     cohort_statistics,
     read_durations,
+    top_values,
 )
 from speakernet.backend.scoring import read_scored_trials
 from speakernet.bin import score_norm as score_norm_bin
@@ -75,6 +76,21 @@ def test_utterance_cohort_matches_per_trial_loop(embeddings, top_n):
         fast = as_norm_trials(trials, (keys, matrix), (keys, matrix), cohort, mean, top_n, chunk_size=7)
         np.testing.assert_allclose(fast.scores, expected, rtol=0, atol=1e-4)
     assert cohort.kind == "utterance"
+
+
+@pytest.mark.parametrize("width,k", [(6000, 300), (1003, 7), (50, 2), (40, 39), (9, 1), (5, 5)])
+def test_top_values_equal_torch_topk_with_ties_and_excluded_members(width, k):
+    import torch
+
+    rng = np.random.default_rng(width + k)
+    scores = torch.from_numpy(rng.normal(size=(64, width)).astype(np.float32))
+    scores[:8] = torch.from_numpy(rng.integers(0, 4, size=(8, width)).astype(np.float32))  # heavy ties
+    scores[8:16, : width // 2] = -np.inf  # excluded members (-inf), as cohort_statistics marks them
+    scores[16, :] = 0.25  # one value everywhere
+    scores[17, -1] = 100.0  # the highest value in the last column (past the last whole block)
+    got = torch.sort(torch.from_numpy(top_values(scores, k)), dim=1).values
+    expected = torch.sort(torch.topk(scores, k, dim=1).values, dim=1).values
+    assert got.shape == (64, k) and torch.equal(got, expected)
 
 
 @pytest.mark.parametrize("top_n", [3, 12])
