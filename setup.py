@@ -12,7 +12,7 @@ setup(
     version="0.1.0",
     description="Kaldi-style speaker-verification recipes and toolkit in PyTorch",
     packages=find_packages(include=["speakernet", "speakernet.*"]),
-    python_requires=">=3.9",
+    python_requires=">=3.11",
     install_requires=[
         "torch>=2.1",
         "numpy>=1.22",

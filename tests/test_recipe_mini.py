@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from speakernet.backend.embeddings import load_embeddings
 from speakernet.backend.metrics import compute_eer
 from speakernet.backend.scoring import read_scores, trial_labels
 
@@ -80,10 +81,14 @@ def test_every_stage_ran_and_results_show_untrained_and_trained(recipe: dict[str
     page = (exp / "report.html").read_text()
     images = re.findall(r'<img [^>]*src="([^"]*)"', page)
     assert len(images) >= 5 and all(src.startswith("data:image/png;base64,") for src in images)
-    # the CLI's default threshold is the trained model's EER threshold on these trials
+    # the CLI's default threshold is the trained model's EER threshold on these trials: the
+    # lowest score at which the misses reach the false alarms (counted here by brute force)
     trials, scores = read_scores(exp / "scores" / "latest" / "cosine" / "trials.score")
-    _, threshold = compute_eer(scores, trial_labels(trials))
-    assert float((exp / "threshold").read_text().split()[0]) == pytest.approx(threshold, abs=1e-6)
+    labels = trial_labels(trials)
+    threshold = float((exp / "threshold").read_text().split()[0])
+    crossing = [t for t in sorted(set(scores.tolist()))
+                if np.mean(scores[labels] < t) >= np.mean(scores[~labels] >= t)]
+    assert threshold == pytest.approx(crossing[0], abs=1e-5)
     assert "x real time" in log and "trials/s" in log and "utts/s" in log
 
 
@@ -116,6 +121,19 @@ def test_regenerated_corpus_is_not_answered_with_stale_features(recipe: dict[str
         assert int(line.split()[1]) == num_trials
 
 
+def test_training_stage_under_torchrun_with_two_processes(recipe: dict[str, Path], tmp_path: Path) -> None:
+    exp = tmp_path / "ddp"
+    one_epoch = TRAIN_OVERRIDES.replace("training.epochs=2", "training.epochs=1")
+    result = _run(str(RUN), "--corpus", str(recipe["corpus"]), "--exp", str(exp), "--stage", "2", "--stop-stage", "2",
+                  "--nproc", "2", "--train-overrides", one_epoch)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "on 2 process(es)" in result.stderr and (exp / ".train.done").is_file()
+    log = next((exp / "log").glob("train.*.log")).read_text()
+    # 32 utterances in batches of 8 per process: 2 batches per epoch on each of the 2 ranks
+    assert "2 batches/epoch of 8 per process x 2 process(es)" in log
+    assert (exp / "checkpoints" / "latest").is_file()
+
+
 def test_cli_embed_and_compare(recipe: dict[str, Path], tmp_path: Path) -> None:
     wavs = sorted((recipe["corpus"] / "wav").glob("te*/*.wav"))
     same = [w for w in wavs if w.parent == wavs[0].parent]
@@ -123,7 +141,14 @@ def test_cli_embed_and_compare(recipe: dict[str, Path], tmp_path: Path) -> None:
     result = _run(sys.executable, "-m", "speakernet.bin.cli", "embed", "--exp-dir", str(recipe["exp"]),
                   str(same[0]), str(same[1]), "--out-dir", str(out))
     assert result.returncode == 0, result.stderr
-    assert len((out / "xvector.scp").read_text().splitlines()) == 2
+    # the CLI's embeddings are the recipe's own (same front-end, VAD and model), keyed by file stem
+    cli_keys, cli_matrix = load_embeddings(out / "xvector.scp")
+    recipe_table = dict(zip(*load_embeddings(recipe["exp"] / "embeddings" / "latest" / "test" / "xvector.scp")))
+    utt_of_wav = {Path(line.split(maxsplit=1)[1]).stem: line.split()[0] for line in
+                  (recipe["corpus"] / "data" / "test" / "wav.scp").read_text().splitlines()}
+    assert cli_keys == [same[0].stem, same[1].stem]
+    for key, vector in zip(cli_keys, cli_matrix):
+        np.testing.assert_allclose(vector, recipe_table[utt_of_wav[key]], rtol=0, atol=2e-5)
     result = _run(sys.executable, "-m", "speakernet.bin.cli", "compare", "--exp-dir", str(recipe["exp"]),
                   str(same[0]), str(same[0]))
     assert result.returncode == 0, result.stderr
@@ -141,6 +166,12 @@ def test_cli_embed_and_compare(recipe: dict[str, Path], tmp_path: Path) -> None:
                   wav_scp[enroll], wav_scp[test], "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["score"] == pytest.approx(expected, abs=2e-5)
+    # --threshold decides: just above the score is "different", just below is "same"
+    for offset, same_speaker in ((1e-3, False), (-1e-3, True)):
+        result = _run(sys.executable, "-m", "speakernet.bin.cli", "compare", "--exp-dir", str(recipe["exp"]),
+                      wav_scp[enroll], wav_scp[test], "--json", "--threshold", str(expected + offset))
+        verdict = json.loads(result.stdout)
+        assert verdict["same_speaker"] is same_speaker and verdict["threshold"] == pytest.approx(expected + offset)
     # silence is scored, but with a warning
     silence = tmp_path / "silence.wav"
     soundfile.write(silence, np.zeros(32000, dtype=np.float32), 16000)

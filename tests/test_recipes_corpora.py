@@ -30,11 +30,12 @@ def _write_audio(path: Path, speaker_seed: int, utt_seed: int, seconds: float = 
     soundfile.write(path, audio, 16000)
 
 
-def _run_recipe(recipe: str, work: Path, *options: str) -> subprocess.CompletedProcess:
+def _run_recipe(recipe: str, work: Path, *options: str, conf: str = "conf/ecapa_c512.yaml",
+                ) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     command = [str(ROOT / "egs" / recipe / "v1" / "run.sh"), "--data", str(work / "data"),
-               "--exp", str(work / "exp" / "model"), "--conf", "conf/ecapa_c512.yaml", "--nj", "2",
+               "--exp", str(work / "exp" / "model"), "--conf", conf, "--nj", "2",
                "--train-overrides", TRAIN_OVERRIDES, *options]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
 
@@ -106,3 +107,33 @@ def test_cnceleb_recipe_with_averaged_enrolment(tmp_path: Path) -> None:
     assert [line.split()[0] for line in spk_scp.read_text().splitlines()] == ["id00800-enroll", "id00801-enroll"]
     bad = _run_recipe("cnceleb", tmp_path, "--cnceleb1-root", str(cnc), "--enroll", "mean")
     assert bad.returncode != 0 and "--enroll must be concat or average" in bad.stderr
+
+
+def test_pooled_recipe_on_fake_trees_of_the_four_corpora(tmp_path: Path) -> None:
+    # Nine speakers per corpus in its upstream layout, two recordings each (3 held out, 1 of them for adapt).
+    seed = iter(range(10_000))
+    for s in range(9):
+        for u in range(2):
+            _write_audio(tmp_path / "LibriSpeech" / f"{19 + s}" / "198" / f"{19 + s}-198-000{u}.flac", s, next(seed),
+                         seconds=3.2)
+            _write_audio(tmp_path / "speech_commands" / ("yes", "no")[u] / f"{s:04d}abcd_nohash_0.flac", 10 + s,
+                         next(seed), seconds=1.0)
+            _write_audio(tmp_path / "arabic" / ("up", "down")[u] / f"0000000{s}_NO_01.flac", 20 + s, next(seed),
+                         seconds=1.0)
+            _write_audio(tmp_path / "fsdd" / "recordings" / f"{u}_spk{s}_0.wav", 30 + s, next(seed), seconds=1.0)
+    result = _run_recipe("pooled", tmp_path, "--librispeech-root", str(tmp_path / "LibriSpeech"),
+                         "--speech-commands-root", str(tmp_path / "speech_commands"),
+                         "--arabic-root", str(tmp_path / "arabic"), "--fsdd-root", str(tmp_path / "fsdd"),
+                         "--backends", "cosine", conf="conf/ecapa_small.yaml")
+    assert result.returncode == 0, result.stderr[-4000:]
+    rows = _results(tmp_path)
+    # one row per trial list (all pairs, and each corpus' own), with the held-out adapt speakers'
+    # cosine-adapt rows by default
+    lists = ["trials"] + [f"trials_{corpus}" for corpus in ("arabic", "fsdd", "librispeech", "speech_commands")]
+    assert set(rows) == {f"{model}:{backend}:{name}" for model in ("untrained", "trained")
+                         for backend in ("cosine", "cosine-adapt") for name in lists}
+    for name in lists:
+        trials = (tmp_path / "data" / "test" / name).read_text().splitlines()
+        assert all(int(row[1]) == len(trials) > 0 for key, row in rows.items() if key.endswith(f":{name}"))
+    utt2spk = (tmp_path / "data" / "train" / "utt2spk").read_text().splitlines()
+    assert len({line.split()[1].split("-")[0] for line in utt2spk}) == 4  # every corpus gives training speakers

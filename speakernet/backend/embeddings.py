@@ -136,33 +136,6 @@ def _load_float_vectors(scp: Path, entries: Mapping[str, str]) -> np.ndarray | N
     return np.frombuffer(joined, dtype="<f4").reshape(len(offsets), dim).astype(np.float32, copy=False)
 
 
-def select_embeddings(
-    keys: Sequence[str], matrix: np.ndarray, wanted: Sequence[str], source: PathLike = "embeddings"
-) -> np.ndarray:
-    """Returns the rows of a table for the given keys, in the given order.
-
-    Args:
-        keys: Key of each row of ``matrix``.
-        matrix: Embeddings ``[num_keys, dim]``.
-        wanted: Keys to look up (repeats allowed).
-        source: Name of the table (its scp file), for error messages.
-
-    Returns:
-        Matrix ``[len(wanted), dim]``.
-
-    Raises:
-        DataDirError: naming ``source`` and the first key of ``wanted`` that is not in the table.
-    """
-    index = {key: row for row, key in enumerate(keys)}
-    rows = np.empty(len(wanted), dtype=np.int64)
-    for position, key in enumerate(wanted):
-        row = index.get(key)
-        if row is None:
-            raise DataDirError(source, "no embedding for this key", key=key)
-        rows[position] = row
-    return np.asarray(matrix)[rows]
-
-
 def write_embeddings(ark_path: PathLike, scp_path: PathLike, keys: Sequence[str], matrix: np.ndarray) -> None:
     """Writes an embedding table as a Kaldi archive and its scp, atomically.
 

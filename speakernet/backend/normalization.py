@@ -178,41 +178,40 @@ def cohort_statistics(
     num = unit.shape[0]
     mean, std, all_mean, all_std = (np.empty(num) for _ in range(4))
     buffer = None
-    pool = ThreadPoolExecutor(max(1, torch.get_num_threads()))
-    for begin in range(0, num, chunk_size):
-        rows = np.arange(begin, min(begin + chunk_size, num))
-        chunk = unit_t[begin:begin + chunk_size]
-        x = chunk.double()  # for the whole-cohort statistics; a view when unit is float64
-        own_rows = np.flatnonzero(has_own[rows])
-        counts = num_members - has_own[rows].astype(np.float64)
-        sums = (x @ member_sum).numpy()
-        squares = ((x @ gram) * x).sum(dim=1).numpy()
-        if own_rows.size:
-            own_index = torch.from_numpy(own_rows)
-            own = (x[own_index] * members[torch.from_numpy(excluded[rows[own_rows]])]).sum(dim=1).numpy()
-            sums[own_rows] -= own
-            squares[own_rows] -= own**2
-        whole_mean = sums / np.maximum(counts, 1)
-        all_mean[rows] = whole_mean
-        all_std[rows] = np.sqrt(np.maximum(squares / np.maximum(counts, 1) - whole_mean**2, 0.0))
-        mean[rows], std[rows] = all_mean[rows], all_std[rows]
-        top_rows = np.flatnonzero(top_n < counts)  # the others take the whole cohort (S-norm)
-        if top_rows.size == 0:
-            continue
-        # Into one buffer reused by every chunk: a fresh [4096, 6000] result each time costs
-        # more in page faults than a quarter of the product itself.
-        if buffer is None:
-            buffer = torch.empty((min(chunk_size, num), num_members), dtype=members_t.dtype)
-        product_rows = chunk if top_rows.size == len(rows) else chunk[torch.from_numpy(top_rows)]
-        scores = torch.matmul(product_rows.to(members_t.dtype), members_t.T,
-                              out=buffer[:top_rows.size])  # [chunk, members]
-        own_top = np.flatnonzero(has_own[rows[top_rows]])
-        if own_top.size:
-            scores[torch.from_numpy(own_top), torch.from_numpy(excluded[rows[top_rows[own_top]]])] = -math.inf
-        top = top_values(scores, top_n, pool).astype(np.float64)
-        mean[rows[top_rows]] = top.mean(axis=1)
-        std[rows[top_rows]] = top.std(axis=1)
-    pool.shutdown()
+    with ThreadPoolExecutor(max(1, torch.get_num_threads())) as pool:  # for top_values' final selection
+        for begin in range(0, num, chunk_size):
+            rows = np.arange(begin, min(begin + chunk_size, num))
+            chunk = unit_t[begin:begin + chunk_size]
+            x = chunk.double()  # for the whole-cohort statistics; a view when unit is float64
+            own_rows = np.flatnonzero(has_own[rows])
+            counts = num_members - has_own[rows].astype(np.float64)
+            sums = (x @ member_sum).numpy()
+            squares = ((x @ gram) * x).sum(dim=1).numpy()
+            if own_rows.size:
+                own_index = torch.from_numpy(own_rows)
+                own = (x[own_index] * members[torch.from_numpy(excluded[rows[own_rows]])]).sum(dim=1).numpy()
+                sums[own_rows] -= own
+                squares[own_rows] -= own**2
+            whole_mean = sums / np.maximum(counts, 1)
+            all_mean[rows] = whole_mean
+            all_std[rows] = np.sqrt(np.maximum(squares / np.maximum(counts, 1) - whole_mean**2, 0.0))
+            mean[rows], std[rows] = all_mean[rows], all_std[rows]
+            top_rows = np.flatnonzero(top_n < counts)  # the others take the whole cohort (S-norm)
+            if top_rows.size == 0:
+                continue
+            # Into one buffer reused by every chunk: a fresh [4096, 6000] result each time costs
+            # more in page faults than a quarter of the product itself.
+            if buffer is None:
+                buffer = torch.empty((min(chunk_size, num), num_members), dtype=members_t.dtype)
+            product_rows = chunk if top_rows.size == len(rows) else chunk[torch.from_numpy(top_rows)]
+            scores = torch.matmul(product_rows.to(members_t.dtype), members_t.T,
+                                  out=buffer[:top_rows.size])  # [chunk, members]
+            own_top = np.flatnonzero(has_own[rows[top_rows]])
+            if own_top.size:
+                scores[torch.from_numpy(own_top), torch.from_numpy(excluded[rows[top_rows[own_top]]])] = -math.inf
+            top = top_values(scores, top_n, pool).astype(np.float64)
+            mean[rows[top_rows]] = top.mean(axis=1)
+            std[rows[top_rows]] = top.std(axis=1)
     return mean, std, all_mean, all_std
 
 

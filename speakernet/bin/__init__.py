@@ -3,27 +3,50 @@
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import Callable, Mapping
 
 from speakernet.utils.fileio import OutputError
 
 logger = logging.getLogger(__name__)
 
+#: Errors every stage reports as one logged line and exit status 1: a missing or malformed
+#: input (``ValueError`` covers ``DataDirError`` and ``ConfigError``) or an unwritable output.
+STAGE_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError, OutputError)
 
-def run_stage(action: Callable[[], object]) -> int:
+#: Exit status after an interrupt (Ctrl-C): 128 + SIGINT, what a shell reports.
+INTERRUPTED_STATUS = 130
+
+
+def run_stage(
+    action: Callable[[], object],
+    errors: Mapping[type[BaseException], int] | None = None,
+    interrupted: str | None = None,
+) -> int:
     """Runs a stage's work and turns bad input into an exit status instead of a traceback.
 
     Args:
         action: Does the stage's work (its result is ignored).
+        errors: Further exception types to report the same way, each with its exit status
+            (e.g. ``{FeatureExtractionError: 1}``). Checked before :data:`STAGE_ERRORS`, so a
+            subclass of one of those can have a status of its own (``{ConfigError: 2}``).
+        interrupted: If given, a ``KeyboardInterrupt`` logs this warning and returns
+            :data:`INTERRUPTED_STATUS` (130); if None, it propagates.
 
     Returns:
-        0 on success; 1 after logging the error when an input is missing or malformed
+        0 on success; after logging the error, 1 when an input is missing or malformed
         (``FileNotFoundError``, or ``ValueError``, which covers ``DataDirError`` and ``ConfigError``)
-        or an output cannot be written (``OutputError``: a read-only dir, a full disk).
+        or an output cannot be written (``OutputError``: a read-only dir, a full disk), or the
+        status ``errors`` gives the exception's type.
     """
+    extra = dict(errors or {})
     try:
         action()
-    except (FileNotFoundError, ValueError, OutputError) as error:
+    except KeyboardInterrupt:
+        if interrupted is None:
+            raise
+        logger.warning("%s", interrupted)
+        return INTERRUPTED_STATUS
+    except tuple(extra) + STAGE_ERRORS as error:
         logger.error("%s", error)
-        return 1
+        return next((status for kind, status in extra.items() if isinstance(error, kind)), 1)
     return 0

@@ -16,6 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
+from speakernet.bin import run_stage
 from speakernet.utils.logging import setup_logging
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     from speakernet.backend.embeddings import read_vector, write_embeddings
     from speakernet.inference import SpeakerEmbedder, describe
 
-    try:
+    def run() -> None:
         embedder = SpeakerEmbedder(args.exp_dir, args.checkpoint)
         if args.command == "embed":
             keys = [Path(a.rstrip(" |").split()[-1]).stem for a in args.audio]
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             matrix = np.stack([embedder.embed(audio) for audio in args.audio])
             write_embeddings(args.out_dir / "xvector.ark", args.out_dir / "xvector.scp", keys, matrix)
             print(f"wrote {len(keys)} embeddings of dimension {matrix.shape[1]} to {args.out_dir / 'xvector.scp'}")
-            return 0
+            return
         mean_path = args.mean_vec if args.mean_vec is not None else args.exp_dir / "mean.vec"
         if str(mean_path) == "none" or (args.mean_vec is None and not mean_path.is_file()):
             if args.mean_vec is None:
@@ -87,10 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             decision = "same speaker" if verdict["same_speaker"] else "different speakers"
             print(f"{decision}: score {verdict['score']:.5f}, threshold {verdict['threshold']:.5f}")
-        return 0
-    except (OSError, ValueError, RuntimeError) as error:
-        logger.error("%s", error)
-        return 1
+
+    # Also any OSError (an unreadable checkpoint or audio file) and RuntimeError (AudioError: an
+    # undecodable file or a failing pipe), since these commands take files straight from the user.
+    return run_stage(run, {OSError: 1, RuntimeError: 1})
 
 
 if __name__ == "__main__":

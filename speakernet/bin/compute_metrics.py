@@ -13,8 +13,8 @@ import sys
 
 from speakernet.backend.metrics import DEFAULT_P_TARGETS
 from speakernet.backend.scoring import compute_metrics_files
-from speakernet.data.kaldi_dir import DataDirError
-from speakernet.utils.fileio import OutputError, atomic_write
+from speakernet.bin import run_stage
+from speakernet.utils.fileio import atomic_write
 from speakernet.utils.logging import setup_logging
 
 logger = logging.getLogger(__name__)
@@ -49,24 +49,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.name and len(set(args.name)) != len(args.name):
         parser.error(f"--name gives a row name twice: {sorted(n for n in set(args.name) if args.name.count(n) > 1)[0]}")
     setup_logging()
-    try:
-        table, rows = compute_metrics_files(args.scores, args.out, args.name, args.trials, args.p_target,
-                                             args.llr)
-    except (DataDirError, ValueError, OutputError) as error:
-        logger.error("%s", error)
-        return 1
-    if args.threshold_out is not None:
-        chosen = [row for row in rows if row[0] == args.threshold_of] if args.threshold_of else rows[-1:]
-        if not chosen:
-            logger.error("--threshold-of %s names no row (rows: %s)", args.threshold_of,
-                         ", ".join(name for name, _ in rows))
-            return 1
-        name, metrics = chosen[0]
-        with atomic_write(args.threshold_out) as handle:
-            handle.write(f"{metrics['eer_threshold']:.6f} EER threshold of {name}\n")
-    logger.info("results written to %s", args.out)
-    sys.stdout.write(table)
-    return 0
+    results: list[str] = []
+
+    def compute() -> None:
+        table, rows = compute_metrics_files(args.scores, args.out, args.name, args.trials, args.p_target, args.llr)
+        if args.threshold_out is not None:
+            chosen = [row for row in rows if row[0] == args.threshold_of] if args.threshold_of else rows[-1:]
+            if not chosen:
+                raise ValueError(f"--threshold-of {args.threshold_of} names no row "
+                                 f"(rows: {', '.join(name for name, _ in rows)})")
+            name, metrics = chosen[0]
+            with atomic_write(args.threshold_out) as handle:
+                handle.write(f"{metrics['eer_threshold']:.6f} EER threshold of {name}\n")
+        results.append(table)
+
+    status = run_stage(compute)
+    if status == 0:
+        logger.info("results written to %s", args.out)
+        sys.stdout.write(results[0])
+    return status
 
 
 if __name__ == "__main__":

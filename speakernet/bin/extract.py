@@ -7,12 +7,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
+from speakernet.bin import run_stage
 from speakernet.utils.logging import setup_logging
-
-logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
+
+    def extract() -> None:
         check_same_frontend(args.exp_dir, args.data_dir)
         model, config = load_model(args.exp_dir, args.checkpoint)
         extract_cfg = config["extract"]
@@ -57,10 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size or extract_cfg["batch_size"],
             device=device,
         )
-    except (FileNotFoundError, ValueError) as error:  # DataDirError and ConfigError are ValueErrors
-        logger.error("%s", error)
-        return 1
-    return 0
+
+    return run_stage(extract)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,10 @@ Example:
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
+from speakernet.bin import run_stage
 from speakernet.utils.logging import setup_logging
-
-logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,17 +68,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging()
-    from speakernet.data.kaldi_dir import DataDirError
     from speakernet.features.fbank import FbankConfig
     from speakernet.features.make_features import FeatureExtractionError, make_features, run_feature_job
     from speakernet.features.vad import VadConfig
 
-    try:
-        if args.job is not None:
-            run_feature_job(args.feat_dir, args.job)
-            return 0
-        if args.data_dir is None:
-            parser.error("--data-dir is required")
+    if args.job is not None:
+        return run_stage(lambda: run_feature_job(args.feat_dir, args.job), {FeatureExtractionError: 1})
+    if args.data_dir is None:
+        parser.error("--data-dir is required")
+
+    def extract() -> None:
         fbank_config = FbankConfig(
             num_mel_bins=args.num_mel_bins, frame_length_ms=args.frame_length_ms, frame_shift_ms=args.frame_shift_ms,
             sample_rate=args.sample_rate, dither=args.dither, window_type=args.window_type, low_freq=args.low_freq,
@@ -91,10 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             frames_context=args.vad_frames_context, proportion_threshold=args.vad_proportion_threshold)
         make_features(args.data_dir, args.feat_dir, nj=args.nj, fbank_config=fbank_config, vad_config=vad_config,
                       compress=args.compress)
-    except (DataDirError, FeatureExtractionError, ValueError) as error:
-        logger.error("%s", error)
-        return 1
-    return 0
+
+    return run_stage(extract, {FeatureExtractionError: 1})
 
 
 if __name__ == "__main__":

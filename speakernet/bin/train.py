@@ -10,12 +10,10 @@ Run it directly for one process, or under ``torchrun --nproc_per_node N`` for DD
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
+from speakernet.bin import run_stage
 from speakernet.utils.logging import setup_logging
-
-logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,21 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     from speakernet.config import ConfigError, load_config
     from speakernet.training.trainer import train
 
-    try:
+    def run() -> None:
         config = load_config(args.conf, args.overrides)
-    except ConfigError as error:
-        logger.error("%s", error)
-        return 2
-    try:
         train(config, args.data_dir, args.exp_dir, resume=args.resume, device=args.device)
-    except (FileNotFoundError, ValueError) as error:  # DataDirError is a ValueError
-        logger.error("%s", error)
-        return 1
-    except KeyboardInterrupt:
-        logger.warning("interrupted; re-run the stage (or add --resume) to continue from the latest checkpoint "
-                       "in %s/checkpoints", args.exp_dir)
-        return 130
-    return 0
+
+    # A bad config exits 2 (a usage error, before any work), a bad input 1, Ctrl-C 130.
+    return run_stage(run, {ConfigError: 2}, interrupted=(
+        "interrupted; re-run the stage (or add --resume) to continue from the latest checkpoint "
+        f"in {args.exp_dir}/checkpoints"))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Operations on whole Kaldi data directories: fix, subset, combine, split and filter.
+"""Operations on whole Kaldi data directories: fix, subset, combine and split.
 
 These follow the behaviour of Kaldi's ``utils/fix_data_dir.sh``, ``subset_data_dir.sh``,
 ``combine_data.sh`` and ``split_data.sh`` (re-implemented on :class:`KaldiDataDir`, not
@@ -16,7 +16,7 @@ import os
 import random
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -460,78 +460,3 @@ def split_data_dir(path: PathLike, nj: int, by_speaker: bool = False) -> list[Pa
     logger.info("split_data_dir %s into %d parts%s: %d utterances, %d..%d per part", path, nj,
                 " by speaker" if by_speaker else "", sum(sizes), min(sizes), max(sizes))
     return parts_dirs
-
-
-def _filter_utts(path: Path, keep: Callable[[str], bool], dst: PathLike | None, what: str) -> int:
-    data = KaldiDataDir.load(path)
-    kept = data.subset([utt for utt in data.utts if keep(utt)], keep_trials=True)
-    removed = len(data.utt2spk) - len(kept.utt2spk)
-    if not kept.utt2spk:
-        raise ValueError(f"{what} would remove every utterance of {path}")
-    if dst is None:
-        changed = _replace_changed_files(path, kept)
-        logger.info("%s: removed %d of %d utterances from %s; rewrote: %s", what, removed, len(data.utt2spk),
-                    path, " ".join(changed) or "nothing")
-    else:
-        if _same_dir(path, dst):
-            raise ValueError(f"destination {dst} is the source dir; pass dst=None to filter in place")
-        with atomic_dir(dst) as tmp:
-            kept.save(tmp)
-            _carry_records([Path(path)], tmp)
-        logger.info("%s: kept %d of %d utterances of %s in %s", what, len(kept.utt2spk), len(data.utt2spk),
-                    path, dst)
-    return removed
-
-
-def filter_by_num_frames(path: PathLike, min_frames: int, dst: PathLike | None = None) -> int:
-    """Drops utterances with fewer than ``min_frames`` frames (per ``utt2num_frames``).
-
-    Args:
-        path: Data directory with ``utt2num_frames``.
-        min_frames: Smallest number of frames to keep.
-        dst: Write the result here (atomically) instead of filtering ``path`` in place
-            (in place, changed files are backed up to ``.backup/``).
-
-    Returns:
-        The number of utterances removed.
-
-    Raises:
-        DataDirError: if ``utt2num_frames`` is missing or the dir cannot be loaded.
-        ValueError: if every utterance would be removed.
-    """
-    path = Path(path)
-    if not (path / "utt2num_frames").is_file():
-        raise DataDirError(path / "utt2num_frames", "file does not exist (compute features first)")
-    utt2num_frames = KaldiDataDir.load(path).utt2num_frames or {}
-    return _filter_utts(path, lambda utt: utt2num_frames.get(utt, 0) >= min_frames, dst,
-                        f"filter_by_num_frames(min_frames={min_frames})")
-
-
-def filter_by_duration(
-    path: PathLike, min_seconds: float = 0.0, max_seconds: float | None = None, dst: PathLike | None = None
-) -> int:
-    """Drops utterances shorter than ``min_seconds`` or longer than ``max_seconds`` (per ``utt2dur``).
-
-    Args:
-        path: Data directory with ``utt2dur``.
-        min_seconds: Shortest duration to keep, in seconds.
-        max_seconds: Longest duration to keep, in seconds (None: no limit).
-        dst: Write the result here instead of filtering ``path`` in place.
-
-    Returns:
-        The number of utterances removed.
-
-    Raises:
-        DataDirError: if ``utt2dur`` is missing or the dir cannot be loaded.
-        ValueError: if every utterance would be removed.
-    """
-    path = Path(path)
-    if not (path / "utt2dur").is_file():
-        raise DataDirError(path / "utt2dur", "file does not exist")
-    utt2dur = KaldiDataDir.load(path).utt2dur or {}
-    upper = float("inf") if max_seconds is None else max_seconds
-
-    def keep(utt: str) -> bool:
-        return utt in utt2dur and min_seconds <= utt2dur[utt] <= upper
-
-    return _filter_utts(path, keep, dst, f"filter_by_duration(min={min_seconds}s, max={max_seconds}s)")

@@ -258,21 +258,6 @@ def read_scp(path: PathLike) -> dict[str, str]:
     return _read(path, _as_text)
 
 
-def read_scp_lists(path: PathLike) -> dict[str, list[str]]:
-    """Reads a ``<key> <item> <item> ...`` file (spk2utt, segments, ...).
-
-    Args:
-        path: File to read.
-
-    Returns:
-        Mapping from key to its whitespace-separated items, in file order.
-
-    Raises:
-        DataDirError: on a missing file, a line without items or a duplicate key.
-    """
-    return _read(path, _as_tokens)
-
-
 def read_wav_scp(path: PathLike) -> dict[str, str]:
     """Reads ``wav.scp``; a value is a path or a whole ``command ... |`` pipe (see :func:`is_pipe`).
 
@@ -664,12 +649,6 @@ class KaldiDataDir:
     def speakers(self) -> list[str]:
         """Speaker ids, C-sorted."""
         return sorted(set(self.utt2spk.values()), key=c_sort_key)
-
-    def utt2rec(self) -> dict[str, str]:
-        """Utterance -> its ``wav.scp`` key (the segment's recording, or the utterance itself)."""
-        if self.segments is None:
-            return {utt: utt for utt in self.utt2spk}
-        return {utt: self.segments[utt].recording for utt in self.utt2spk if utt in self.segments}
 
     def present_files(self) -> list[str]:
         """Names of the files this object would write."""

@@ -119,6 +119,17 @@ def test_fit_minimises_cllr():
     assert compute_cllr(features @ weights + bias + 0.1, labels) > best
 
 
+@pytest.mark.parametrize("prior", [0.5, 0.1, 0.9])
+def test_fit_recovers_the_true_llr_at_any_prior(prior):
+    # Scores of N(+1, 1) targets and N(-1, 1) non-targets have the exact LLR 2 s at every prior:
+    # the prior-weighted fit must find weight 2 and bias 0, not absorb logit(prior) into the bias.
+    rng = np.random.default_rng(11)
+    labels = np.arange(40_000) % 4 == 0  # 1 target in 4: the data's own proportion is not the prior
+    scores = np.where(labels, 1.0, -1.0) + rng.normal(size=labels.size)
+    weights, bias = fit_qmf(scores[:, None], labels, prior=prior)
+    assert weights[0] == pytest.approx(2.0, abs=0.06) and bias == pytest.approx(0.0, abs=0.06)
+
+
 def test_quality_features_follow_the_reference_definition():
     side = np.zeros((1, len(SIDE_COLUMNS)))
     side[0] = [0.4, 30.0, 4.0, 6.0, 9.0, 0.2, -0.0001]  # raw, durations, norms, cohort means

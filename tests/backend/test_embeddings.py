@@ -11,7 +11,6 @@ from speakernet.backend.embeddings import (
     global_mean,
     load_embeddings,
     read_vector,
-    select_embeddings,
     speaker_means,
     write_embeddings,
     write_vector,
@@ -97,14 +96,6 @@ def test_load_errors_name_file_and_key(tmp_path):
     duplicate.write_text("\n".join([lines[0], lines[0]]) + "\n")
     with pytest.raises(DataDirError, match=r"dup\.scp:2.*duplicate"):
         load_embeddings(duplicate)
-
-
-def test_select_embeddings_names_source_and_key():
-    keys, matrix = make_table()
-    rows = select_embeddings(keys, matrix, [keys[2], keys[0], keys[2]], source="exp/xvector.scp")
-    np.testing.assert_array_equal(rows, matrix[[2, 0, 2]])
-    with pytest.raises(DataDirError, match=r"exp/xvector\.scp \(key 'nobody'\): no embedding"):
-        select_embeddings(keys, matrix, [keys[0], "nobody"], source="exp/xvector.scp")
 
 
 def test_speaker_means_are_plain_means():

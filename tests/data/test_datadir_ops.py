@@ -1,4 +1,4 @@
-"""fix/subset/combine/split/filter of speakernet.data.datadir_ops, the tools/*.sh wrappers and parse_options.sh."""
+"""fix/subset/combine/split of speakernet.data.datadir_ops, the tools/*.sh wrappers and parse_options.sh."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import pytest
 
 from speakernet.data.datadir_ops import (
     combine_data,
-    filter_by_duration,
-    filter_by_num_frames,
     fix_data_dir,
     split_data_dir,
     subset_data_dir,
@@ -216,29 +214,6 @@ def test_split_is_deterministic_and_skips_up_to_date(tmp_path: Path) -> None:
     parts = split_data_dir(src, 2)
     assert "s1-000" not in (parts[0] / "utt2spk").read_text()
     assert sum(len(KaldiDataDir.load(part).utt2spk) for part in parts) == 9
-
-
-# ---------------------------------------------------------------------------- filters
-
-
-def test_filter_by_num_frames_in_place_and_to_dst(make_dir, tmp_path: Path) -> None:
-    path = make_dir()
-    assert filter_by_num_frames(path, 200, dst=tmp_path / "long") == 2  # spkA-u2 (150), spkB-u1 (90)
-    assert KaldiDataDir.load(tmp_path / "long").utts == ["spkA-u1", "spkB-u2", "spkC-u1"]
-    assert filter_by_num_frames(path, 100) == 1
-    assert "spkB-u1" not in (path / "feats.scp").read_text()
-    assert "spkB-u1" in (path / ".backup" / "feats.scp").read_text()
-    validate_data_dir(path, need_feats=True, need_vad=True)
-    with pytest.raises(ValueError, match="every utterance"):
-        filter_by_num_frames(path, 10_000)
-    with pytest.raises(DataDirError, match="utt2num_frames: file does not exist"):
-        filter_by_num_frames(make_dir("no_frames", utt2num_frames=None), 10)
-
-
-def test_filter_by_duration(make_dir, tmp_path: Path) -> None:
-    # durations: 3.015, 1.515, 0.915, 4.015, 2.515 seconds
-    assert filter_by_duration(make_dir(), 1.0, 3.5, dst=tmp_path / "mid") == 2
-    assert KaldiDataDir.load(tmp_path / "mid").utts == ["spkA-u1", "spkA-u2", "spkC-u1"]
 
 
 # ---------------------------------------------------------------------------- shell wrappers

@@ -115,6 +115,16 @@ def test_pooled_all_train_exact(tmp_path: Path, roots: dict[str, Path]) -> None:
     assert summary.speakers[("train", "speech_commands")] == 2 and summary.utterances[("test", "arabic")] == 0
 
 
+def test_no_adapt_dir_when_no_held_out_speaker_can_be_spared(tmp_path: Path, roots: dict[str, Path],
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "pooled"
+    (out / "adapt").mkdir(parents=True)  # left by an earlier run with more speakers
+    (out / "adapt" / "utt2spk").write_text("stale stale\n")
+    prepare_pooled(out, test_fraction=1.0, adapt_fraction=0.3, **roots)  # two speakers per corpus: none to spare
+    assert not (out / "adapt").exists() and "No adapt speakers" in caplog.text
+    assert read(out / "test" / "utt2spk") != ""
+
+
 def test_pooled_all_test_exact_trials(tmp_path: Path, roots: dict[str, Path]) -> None:
     out = tmp_path / "pooled"
     # Enough partners per kind that every pair is taken: the trial list is then all unordered pairs.

@@ -118,6 +118,17 @@ def test_voxceleb1_cleaned_list_preferred_and_trial_dir_option(tmp_path: Path) -
     assert sorted(p.name for p in (out / "vox1_all").iterdir()) == ["spk2utt", "utt2spk", "wav.scp"]
 
 
+def test_voxceleb1_cleaned_e_and_h_lists_win_over_the_originals(tmp_path: Path) -> None:
+    root = make_vox1(tmp_path)
+    # Both names of each list side by side, with different trials: the cleaned ("2") ones must be read.
+    (root.parent / "list_test_all.txt").write_text("0 id10001/Xyz/00001.wav id10270/x-Y_1/00001.wav\n")
+    (root / "list_test_hard2.txt").write_text("1 id10001/Xyz/00002.wav id10001/abc/00001.wav\n")
+    out = tmp_path / "data"
+    prepare_voxceleb1(root, out)
+    assert read(out / "vox1_all" / "trials_vox1_E").startswith("id10001-Xyz-00001 id10001-abc-00001 target\n")
+    assert read(out / "vox1_all" / "trials_vox1_H") == "id10001-Xyz-00002 id10001-abc-00001 target\n"
+
+
 def test_voxceleb1_meta_decides_test_speakers(tmp_path: Path) -> None:
     root = make_vox1(tmp_path)
     (root / "vox1_meta.csv").write_text(

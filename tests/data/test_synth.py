@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speakernet.data.kaldi_dir import c_sort_key, read_scp, read_scp_lists, read_trials
+from speakernet.data.kaldi_dir import c_sort_key, read_scp, read_trials
 from speakernet.data.synth import (
     SessionChannel,
     generate_corpus,
@@ -66,7 +66,8 @@ def test_layout_and_kaldi_files(corpus: Path) -> None:
             _check_sorted(data / name)
         wav_scp = read_scp(data / "wav.scp")
         utt2spk = read_scp(data / "utt2spk")
-        spk2utt = read_scp_lists(data / "spk2utt")
+        # the lists exactly as written (a reader that sorts them would hide an unsorted file)
+        spk2utt = {key: value.split() for key, value in read_scp(data / "spk2utt").items()}
         utt2dur = read_scp(data / "utt2dur")
         num_speakers = TINY[f"num_{subset}_speakers"]
         per_speaker = TINY["utts_per_speaker" if subset == "train" else "test_utts_per_speaker"]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from speakernet.features.cmn import apply_cmn, sliding_cmn
+from speakernet.features.cmn import apply_cmn
 from speakernet.features.fbank import FbankConfig, compute_fbank, compute_fbank_and_energy
 
 
@@ -147,47 +147,3 @@ def test_apply_cmn_numpy_torch_and_batch():
     np.testing.assert_allclose(apply_cmn(batch)[1], apply_cmn(feats * 2), atol=1e-5)
     with pytest.raises(ValueError):
         apply_cmn(np.zeros(5))
-
-
-def _sliding_cmn_loop(feats: np.ndarray, window: int, center: bool, min_window: int) -> np.ndarray:
-    # Straightforward per-frame transcription of Kaldi's SlidingWindowCmnInternal (mean only).
-    num_frames = feats.shape[0]
-    out = np.empty_like(feats, dtype=np.float64)
-    for t in range(num_frames):
-        if center:
-            start = t - window // 2
-            end = start + window
-        else:
-            start = t - window
-            end = t + 1
-        if start < 0:
-            end -= start
-            start = 0
-        if not center and end > t:
-            end = max(t + 1, min_window)
-        if end > num_frames:
-            start -= end - num_frames
-            end = num_frames
-            if start < 0:
-                start = 0
-        out[t] = feats[t] - feats[start:end].astype(np.float64).mean(axis=0)
-    return out
-
-
-@pytest.mark.parametrize("num_frames", [1, 5, 99, 300, 301, 777])
-@pytest.mark.parametrize("center", [True, False])
-def test_sliding_cmn_matches_kaldi_loop(num_frames, center):
-    rng = np.random.default_rng(num_frames)
-    feats = (rng.standard_normal((num_frames, 6)) * 4 + rng.standard_normal(6) * 10).astype(np.float32)
-    for window, min_window in ((300, 100), (7, 3)):
-        expected = _sliding_cmn_loop(feats, window, center, min_window)
-        np.testing.assert_allclose(sliding_cmn(feats, window, center, min_window), expected, atol=1e-4)
-
-
-def test_sliding_cmn_short_utterance_equals_global_cmn_and_torch():
-    feats = np.random.default_rng(1).standard_normal((120, 4)).astype(np.float32)
-    np.testing.assert_allclose(sliding_cmn(feats, window=300), apply_cmn(feats), atol=1e-5)
-    np.testing.assert_allclose(sliding_cmn(torch.from_numpy(feats), window=50).numpy(),
-                               sliding_cmn(feats, window=50), atol=1e-6)
-    with pytest.raises(ValueError):
-        sliding_cmn(feats, window=0)

@@ -11,8 +11,13 @@ from speakernet.data.kaldi_dir import utt2spk_to_spk2utt, write_scp
 
 
 def make_feature_dir(root: Path, num_speakers: int = 6, utts_per_speaker: int = 5, feat_dim: int = 20,
-                     seed: int = 0) -> Path:
-    """Writes feats/vad ark+scp, utt2spk, spk2utt and utt2num_frames; speakers have distinct covariances."""
+                     seed: int = 0, speaker_dims: int | None = None) -> Path:
+    """Writes feats/vad ark+scp, utt2spk, spk2utt and utt2num_frames; speakers have distinct covariances.
+
+    With ``speaker_dims``, only the first ``speaker_dims`` dimensions carry the speaker's
+    covariance; the others get a new random covariance in every utterance (a session nuisance
+    that a random network mixes into its embeddings and training must learn to ignore).
+    """
     rng = np.random.default_rng(seed)
     data_dir = root / "data"
     data_dir.mkdir(parents=True)
@@ -25,7 +30,14 @@ def make_feature_dir(root: Path, num_speakers: int = 6, utts_per_speaker: int = 
             utt = f"{spk}-utt{u:02d}"
             frames = int(rng.integers(120, 260))
             utt2spk[utt] = spk
-            feats[utt] = (rng.normal(0, 1, (frames, feat_dim)) @ mixing + rng.normal(0, 5, feat_dim)).astype(np.float32)
+            utt_mixing = mixing
+            if speaker_dims is not None:
+                utt_mixing = rng.normal(0, 1, (feat_dim, feat_dim)) * rng.uniform(0.2, 2.0, feat_dim)
+                utt_mixing[:speaker_dims, :speaker_dims] = mixing[:speaker_dims, :speaker_dims]
+                utt_mixing[:speaker_dims, speaker_dims:] = 0.0
+                utt_mixing[speaker_dims:, :speaker_dims] = 0.0
+            feats[utt] = (rng.normal(0, 1, (frames, feat_dim)) @ utt_mixing + rng.normal(0, 5, feat_dim)).astype(
+                np.float32)
             vad = np.ones(frames, dtype=np.float32)
             vad[:10] = 0
             vads[utt] = vad

@@ -21,6 +21,7 @@ cross-corpus non-targets) and ``test/trials_<corpus>`` (trials whose two sides c
 from __future__ import annotations
 
 import logging
+import shutil
 import math
 import re
 import time
@@ -429,6 +430,14 @@ def prepare_pooled(
 
     out_dir = Path(out_dir)
     for split, utts in splits.items():
+        if not utts and split == "adapt":
+            # Too few held-out speakers to spare some for adaptation (each corpus keeps two test
+            # speakers): no adapt dir, so the recipes run without the *-adapt rows.
+            logger.warning("No adapt speakers: every corpus has too few held-out speakers to spare some "
+                           "(adapt_fraction=%s); %s is not written", adapt_fraction, out_dir / split)
+            if (out_dir / split).exists():
+                shutil.rmtree(out_dir / split)  # a stale one from an earlier run with more speakers
+            continue
         if not utts:
             logger.warning("The %s split is empty (test_fraction=%s)", split, test_fraction)
         summary.dirs[split] = write_data_dir(

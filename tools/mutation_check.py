@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Mutation check: does the test suite notice when one line of the package breaks?
+
+Each mutant replaces one exact piece of code in a temporary copy of the project, then runs the
+tests that cover it; the mutant is *killed* when they fail. A mutant that survives is a
+behaviour no test protects. Not part of CI (it takes a few minutes); run it after changing a
+module or its tests:
+
+    python tools/mutation_check.py            # every mutant
+    python tools/mutation_check.py --list     # their names
+    python tools/mutation_check.py --only asnorm-std extract-first-crop
+
+Exit status 0 when every mutant is killed, 1 when one survives, 2 when a mutant no longer
+applies (its code changed: update the mutant).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """One named change: ``find`` (exactly once in ``path``) becomes ``replace``."""
+
+    name: str
+    path: str
+    find: str
+    replace: str
+    tests: tuple[str, ...]
+
+
+MUTANTS = (
+    # The five changes that left the suite green before (issue "Tests that bite").
+    Mutant("features-uncompressed", "speakernet/features/make_features.py",
+           'compression = COMPRESSION_METHOD if options["compress"] else None', "compression = None",
+           ("tests/features/test_make_features.py",)),
+    Mutant("extract-first-crop", "speakernet/backend/extract.py",
+           "embeddings[utt] = output[position : position + len(w)].mean(axis=0)",
+           "embeddings[utt] = output[position]", ("tests/backend/test_extract.py",)),
+    Mutant("extract-crops-at-zero", "speakernet/backend/extract.py",
+           "windows = np.stack([feats[s : s + crop_frames] for s in starts])",
+           "windows = np.stack([feats[0:crop_frames] for s in starts])", ("tests/backend/test_extract.py",)),
+    Mutant("dataset-no-crop-cmn", "speakernet/data/dataset.py",
+           "crop = apply_cmn(crop)  # per-crop CMN, mean only", "crop = crop",
+           ("tests/data/test_dataset.py",)),
+    Mutant("trainer-rng-not-restored", "speakernet/training/trainer.py",
+           'ckpt.set_rng_state(state["rng"])', "None", ("tests/training/test_trainer.py",)),
+    # Back-ends.
+    Mutant("asnorm-sample-std", "speakernet/backend/normalization.py",
+           "std[rows[top_rows]] = top.std(axis=1)", "std[rows[top_rows]] = top.std(axis=1, ddof=1)",
+           ("tests/backend/test_normalization.py",)),
+    Mutant("asnorm-own-utterance-kept", "speakernet/backend/normalization.py",
+           "scores[torch.from_numpy(own_top), torch.from_numpy(excluded[rows[top_rows[own_top]]])] = -math.inf",
+           "pass", ("tests/backend/test_normalization.py",)),
+    Mutant("snorm-own-member-kept", "speakernet/backend/normalization.py",
+           "sums[own_rows] -= own", "sums[own_rows] -= 0", ("tests/backend/test_normalization.py",)),
+    Mutant("top-values-tail-dropped", "speakernet/backend/normalization.py",
+           "parts.append(scores[:, blocks * groups:])", "pass", ("tests/backend/test_normalization.py",)),
+    Mutant("cosine-mean-ignored", "speakernet/backend/scoring.py",
+           "centred -= np.asarray(mean, dtype=dtype)", "pass", ("tests/backend/test_scoring.py",)),
+    Mutant("eer-not-interpolated", "speakernet/backend/metrics.py",
+           "eer = fnr[after] + fraction * (fnr[before] - fnr[after])", "eer = fnr[after]",
+           ("tests/backend/test_metrics.py",)),
+    Mutant("mindcf-not-normalised", "speakernet/backend/metrics.py",
+           "return float(cost[best] / default_cost), float(thresholds[best])",
+           "return float(cost[best]), float(thresholds[best])", ("tests/backend/test_metrics.py",)),
+    Mutant("lda-weakest-directions", "speakernet/backend/lda.py",
+           "order = np.argsort(values)[::-1]", "order = np.argsort(values)", ("tests/backend/test_plda.py",)),
+    Mutant("plda-constant-sign", "speakernet/backend/plda.py",
+           "constant = 0.5 * (np.log(var_diff) - np.log(var_same)).sum(axis=1)",
+           "constant = 0.5 * (np.log(var_same) - np.log(var_diff)).sum(axis=1)", ("tests/backend/test_plda.py",)),
+    Mutant("qmf-prior-ignored", "speakernet/backend/calibration.py",
+           "offset = math.log(prior / (1 - prior))", "offset = 0.0", ("tests/backend/test_calibration.py",)),
+    Mutant("calibration-self-pairs", "speakernet/backend/calibration.py",
+           "if utt_a == utt_b or pair in seen:", "if pair in seen:", ("tests/backend/test_calibration.py",)),
+    # Samplers.
+    Mutant("sampler-ranks-overlap", "speakernet/data/sampler.py",
+           "plan = self._global_batches(epoch)[self.rank :: self.world_size]",
+           "plan = self._global_batches(epoch)[:: self.world_size]",
+           ("tests/training/test_sampler_and_schedule.py",)),
+    Mutant("sampler-one-crop-seed", "speakernet/data/sampler.py",
+           "seeds = rng.integers(0, 2**31 - 1, size=indices.shape)",
+           "seeds = np.zeros(indices.shape, dtype=np.int64)", ("tests/training/test_sampler_and_schedule.py",)),
+    # Data dirs.
+    Mutant("kaldi-dir-duplicates-accepted", "speakernet/data/kaldi_dir.py",
+           "if entry.key in table:", "if False:", ("tests/data/test_kaldi_dir.py",)),
+    Mutant("validate-unsorted-accepted", "speakernet/data/validate.py",
+           "if c_sort_key(entry.key) < c_sort_key(previous.key):", "if False:",
+           ("tests/data/test_kaldi_dir.py", "tests/data/test_datadir_ops.py")),
+)
+
+
+def _project_files() -> list[str]:
+    """Tracked files plus new, not ignored ones (tests written but not committed yet)."""
+    listing = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
+                             check=True, capture_output=True).stdout
+    return [name for name in listing.decode().split("\0") if name and (ROOT / name).is_file()]
+
+
+def _copy_project(destination: Path) -> None:
+    for name in _project_files():
+        target = destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, target)
+
+
+def _run_tests(copy: Path, tests: tuple[str, ...]) -> tuple[bool, float, str]:
+    """Runs ``tests`` against the copy's package; returns (passed, seconds, last output line)."""
+    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
+                            cwd=copy, env=env, capture_output=True, text=True)
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    return result.returncode == 0, time.perf_counter() - start, lines[-1] if lines else result.stderr.strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--list", action="store_true", help="print the mutants and exit")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these mutants")
+    args = parser.parse_args(argv)
+    names = [mutant.name for mutant in MUTANTS]
+    if args.list:
+        for mutant in MUTANTS:
+            print(f"{mutant.name:32s} {mutant.path}")
+        return 0
+    unknown = sorted(set(args.only or ()) - set(names))
+    if unknown:
+        parser.error(f"unknown mutant(s): {', '.join(unknown)} (see --list)")
+    selected = [mutant for mutant in MUTANTS if not args.only or mutant.name in args.only]
+    status = 0
+    with tempfile.TemporaryDirectory(prefix="speakernet-mutants-") as tmp:
+        copy = Path(tmp)
+        _copy_project(copy)
+        # The unmutated copy must pass, or a kill means nothing; and the copy's package must be the one tested.
+        probe = subprocess.run([sys.executable, "-c", "import speakernet; print(speakernet.__file__)"], cwd=copy,
+                               env={**os.environ, "PYTHONPATH": str(copy)}, capture_output=True, text=True)
+        if not probe.stdout.strip().startswith(str(copy)):
+            print(f"mutation_check: the tests would import speakernet from {probe.stdout.strip() or probe.stderr}, "
+                  f"not from the copy {copy}", file=sys.stderr)
+            return 2
+        baseline = sorted({test for mutant in selected for test in mutant.tests})
+        passed, seconds, summary = _run_tests(copy, tuple(baseline))
+        if not passed:
+            print(f"mutation_check: the unmutated tests fail ({summary}); fix them first", file=sys.stderr)
+            return 2
+        print(f"unmutated: {len(baseline)} test files pass in {seconds:.0f} s\n")
+        print(f"{'mutant':32s} {'result':9s} {'time':>6s}  tests")
+        for mutant in selected:
+            path = copy / mutant.path
+            original = path.read_text(encoding="utf-8")
+            if original.count(mutant.find) != 1:
+                print(f"{mutant.name:32s} {'STALE':9s} {'':>6s}  '{mutant.find}' occurs "
+                      f"{original.count(mutant.find)} times in {mutant.path}")
+                status = max(status, 2)
+                continue
+            path.write_text(original.replace(mutant.find, mutant.replace), encoding="utf-8")
+            try:
+                passed, seconds, summary = _run_tests(copy, mutant.tests)
+            finally:
+                path.write_text(original, encoding="utf-8")
+            result = "SURVIVED" if passed else "killed"
+            if passed:
+                status = max(status, 1)
+            print(f"{mutant.name:32s} {result:9s} {seconds:5.0f}s  {' '.join(mutant.tests)}  ({summary})", flush=True)
+    killed = "every mutant killed" if status == 0 else "NOT every mutant killed"
+    print(f"\n{len(selected)} mutants: {killed}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
