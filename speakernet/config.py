@@ -169,7 +169,14 @@ def load_config(path: PathLike | None, overrides: list[str] | None = None) -> di
         if not isinstance(raw, dict):
             raise ConfigError(f"config {path} must be a YAML mapping at the top level")
     for override in overrides or []:
-        _deep_update(raw, parse_override(override))
+        update = parse_override(override)
+        for args_key, name_key in COMPONENT_ARGS.items():
+            # Another component (e.g. scheduler=Constant over the file's WarmupExponential): the
+            # file's arguments were for the old one, so they go unless the overrides give new ones.
+            if name_key in update and update[name_key] != raw.get(name_key, DEFAULTS[name_key]) \
+                    and args_key not in update:
+                raw.pop(args_key, None)
+        _deep_update(raw, update)
     try:
         config = _merge(DEFAULTS, raw)
     except ConfigError as error:

@@ -19,6 +19,16 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
     assert config["data"]["crop_frames"] == 200  # untouched default
 
 
+def test_overriding_a_component_drops_the_files_arguments_for_the_old_one(tmp_path: Path) -> None:
+    conf = tmp_path / "c.yaml"
+    conf.write_text("scheduler: WarmupExponential\nscheduler_args: {warmup_epochs: 1, final_lr: 1.0e-4}\n")
+    assert load_config(conf, ["scheduler=Constant"])["scheduler_args"] == {}
+    assert load_config(conf, ["scheduler=Constant", "scheduler_args.warmup_epochs=2"])["scheduler_args"] == {
+        "warmup_epochs": 2}
+    # the same component named again keeps its arguments
+    assert load_config(conf, ["scheduler=WarmupExponential"])["scheduler_args"]["final_lr"] == 1.0e-4
+
+
 def test_parse_override_types() -> None:
     assert parse_override("a.b=3") == {"a": {"b": 3}}
     assert parse_override("a=0.5") == {"a": 0.5}

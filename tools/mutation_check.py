@@ -98,6 +98,16 @@ MUTANTS = (
     Mutant("validate-unsorted-accepted", "speakernet/data/validate.py",
            "if c_sort_key(entry.key) < c_sort_key(previous.key):", "if False:",
            ("tests/data/test_kaldi_dir.py", "tests/data/test_datadir_ops.py")),
+    Mutant("vox1-h-cleaned-list-misnamed", "speakernet/data/prepare/voxceleb.py",
+           '"H": ("list_test_hard2.txt", "list_test_hard.txt"),',
+           '"H": ("list_test_hard_2.txt", "list_test_hard.txt"),',
+           ("tests/data/test_prepare_voxceleb.py",)),
+    Mutant("pooled-empty-adapt-written", "speakernet/data/prepare/pooled.py",
+           'if not utts and split == "adapt":', "if False:", ("tests/data/test_prepare_pooled.py",)),
+    # The recipes' shell.
+    Mutant("recipe-user-path-ignored", "tools/recipe_lib.sh",
+           '[[ "${options_given-}" == *" $var "* ]]', "false",
+           ("tests/test_recipe_mini.py::test_relative_paths_are_taken_from_the_callers_directory",)),
 )
 
 
