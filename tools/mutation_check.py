@@ -104,6 +104,10 @@ MUTANTS = (
            ("tests/data/test_prepare_voxceleb.py",)),
     Mutant("pooled-empty-adapt-written", "speakernet/data/prepare/pooled.py",
            'if not utts and split == "adapt":', "if False:", ("tests/data/test_prepare_pooled.py",)),
+    Mutant("kaldi-files-keep-bom", "speakernet/data/kaldi_dir.py",
+           "if not text.startswith(_BOM):", "if True:", ("tests/data/test_datadir_ops.py",)),
+    Mutant("audio-truncation-unchecked", "speakernet/data/audio.py",
+           "if present < size:", "if False:", ("tests/data/test_audio.py",)),
     # The recipes' shell.
     Mutant("recipe-user-path-ignored", "tools/recipe_lib.sh",
            '[[ "${options_given-}" == *" $var "* ]]', "false",

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 MAX_SEGMENT_OVERSHOOT_S = 0.5
 
 _STDERR_TAIL_CHARS = 2000
+_WAV_HEAD_BYTES = 65536  # where the chunks before a WAV file's audio (fmt, LIST, ...) must end
 
 
 class AudioError(RuntimeError):
@@ -92,6 +93,47 @@ def _run_pipe(spec: str) -> bytes:
     return result.stdout
 
 
+# A WAV header that was written before the length was known (ffmpeg and sox writing to a pipe)
+# holds 0 or about 2^32 as the data size: no length to check against.
+_UNKNOWN_WAV_SIZES = (0, 0xFFFFFFFF)
+_WAV_SIZE_UNKNOWN_FROM = 0x7FFFF000
+
+
+def _check_wav_length(head: bytes, total: int, spec: str) -> None:
+    """Raises if a RIFF/WAVE file holds less audio than its header declares.
+
+    libsndfile reads a truncated WAV (a copy cut short, a pipe that stopped early) without a
+    word, returning the samples that are there: a 3.7 s recording would become 0.6 s of
+    training data. The ``data`` chunk's declared size against the bytes present says it.
+
+    Args:
+        head: The file's first bytes (enough to hold the chunks before ``data``).
+        total: The file's length in bytes.
+        spec: The ``wav.scp`` value, for the message.
+
+    Raises:
+        AudioError: on a truncated file.
+    """
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return
+    offset, block_align = 12, 0
+    while offset + 8 <= len(head):
+        chunk, size = head[offset:offset + 4], int.from_bytes(head[offset + 4:offset + 8], "little")
+        if chunk == b"fmt " and offset + 22 <= len(head):
+            block_align = int.from_bytes(head[offset + 20:offset + 22], "little")
+        if chunk == b"data":
+            if size in _UNKNOWN_WAV_SIZES or size >= _WAV_SIZE_UNKNOWN_FROM:
+                return
+            present = total - (offset + 8)
+            if present < size:
+                frames = (f" ({size // block_align} frames declared, {max(present, 0) // block_align} present)"
+                          if block_align else "")
+                raise AudioError(spec, f"truncated WAV: the header declares {size} bytes of audio, the file holds "
+                                 f"{max(present, 0)}{frames}")
+            return
+        offset += 8 + size + (size & 1)  # chunks are padded to an even size
+
+
 def load_audio(spec: str, sample_rate: int | None = 16000) -> tuple[np.ndarray, int]:
     """Reads one ``wav.scp`` value into a mono float32 waveform.
 
@@ -107,15 +149,21 @@ def load_audio(spec: str, sample_rate: int | None = 16000) -> tuple[np.ndarray, 
 
     Raises:
         AudioError: the file is missing or unreadable, the command fails (the message holds
-            the command and the tail of its stderr), or the audio is empty or has NaN/Inf.
+            the command and the tail of its stderr), a WAV holds less audio than its header
+            declares (a truncated copy, a pipe that stopped early), or the audio is empty or
+            has NaN/Inf.
     """
     spec = spec.strip()
     if spec.endswith("|"):
-        source: object = io.BytesIO(_run_pipe(spec))
+        output = _run_pipe(spec)
+        _check_wav_length(output[:_WAV_HEAD_BYTES], len(output), spec)
+        source: object = io.BytesIO(output)
     else:
         if not Path(spec).is_file():
             problem = "is a directory, not an audio file" if Path(spec).is_dir() else "file does not exist"
             raise AudioError(spec, problem)
+        with open(spec, "rb") as handle:
+            _check_wav_length(handle.read(_WAV_HEAD_BYTES), Path(spec).stat().st_size, spec)
         source = spec
     try:
         data, file_rate = soundfile.read(source, dtype="float32", always_2d=True)

@@ -101,6 +101,26 @@ def _raise(error: DataDirError) -> None:
 Reporter = Callable[[DataDirError], None]
 
 
+_BOM = "\ufeff"
+
+
+def _without_bom(path: Path, text: str, report: Reporter | None) -> str:
+    """Drops a UTF-8 byte-order mark (Windows editors write one), saying so.
+
+    Read as text, the BOM would become part of the first key (``\ufeffutt1``), which then
+    matches nothing. Readers warn and drop it; the validator (``report``) calls it an error,
+    since Kaldi's own tools would keep it.
+    """
+    if not text.startswith(_BOM):
+        return text
+    if report is not None:
+        report(DataDirError(path, "starts with a UTF-8 byte-order mark (BOM), which Kaldi's tools read as part of "
+                            "the first key; save the file without it (or run fix_data_dir)", 1))
+    else:
+        logger.warning("%s starts with a UTF-8 byte-order mark (BOM); it is ignored", path)
+    return text[1:]
+
+
 def _scan(path: PathLike, report: Reporter = _raise, strict: bool = False) -> list[_Entry]:
     """Splits every non-blank line into key and rest-of-line.
 
@@ -117,6 +137,7 @@ def _scan(path: PathLike, report: Reporter = _raise, strict: bool = False) -> li
         number = error.object[: error.start].count(b"\n") + 1
         report(DataDirError(path, f"not UTF-8 text ({error.reason} at byte {error.start})", number))
         return []
+    text = _without_bom(path, text, report if strict else None)
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()  # the final newline ends the last line; it does not start a blank one
@@ -509,6 +530,8 @@ def read_trials(path: PathLike) -> list[tuple[str, str, str]]:
         text = path.read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError):
         text = None
+    if text:
+        text = _without_bom(path, text, None)
     if text and _WELL_FORMED_TRIALS.fullmatch(text):
         fields = list(map(sys.intern, text.split()))
         return list(zip(fields[0::3], fields[1::3], fields[2::3]))

@@ -88,6 +88,26 @@ def test_bad_audio_raises_audio_error(tmp_path):
         assert name in str(info.value)
 
 
+def test_truncated_wav_file_and_pipe_are_errors_not_short_audio(tmp_path):
+    audio = (_tone(3.67, 16000) * 0.5).astype(np.float32)  # 58,720 samples
+    soundfile.write(tmp_path / "full.wav", audio, 16000, subtype="PCM_16")
+    data = (tmp_path / "full.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[:44 + 2 * 9978])  # a copy that stopped short
+    with pytest.raises(AudioError, match=r"truncated WAV: .*\(58720 frames declared, 9978 present\)") as info:
+        load_audio(str(tmp_path / "cut.wav"))
+    assert "cut.wav" in str(info.value)
+    with pytest.raises(AudioError, match="truncated WAV"):
+        load_audio(f"head -c 30000 {tmp_path / 'full.wav'} |")  # a pipe that stops mid-stream
+    # The whole file, a chunk after the audio (padding, LIST) and a pipe's unknown length all read.
+    assert load_audio(str(tmp_path / "full.wav"))[0].shape == (58720,)
+    (tmp_path / "tail.wav").write_bytes(data + b"LIST\x04\x00\x00\x00abcd")
+    assert load_audio(str(tmp_path / "tail.wav"))[0].shape == (58720,)
+    streamed = bytearray(data)
+    streamed[40:44] = (0xFFFFFFFF).to_bytes(4, "little")  # ffmpeg/sox writing to a pipe
+    (tmp_path / "streamed.wav").write_bytes(bytes(streamed))
+    assert load_audio(f"cat {tmp_path / 'streamed.wav'} |")[0].shape == (58720,)
+
+
 def _make_dir(tmp_path, wav_scp: dict[str, str], segments: str | None = None):
     data = tmp_path / "data"
     data.mkdir()

@@ -15,7 +15,7 @@ from speakernet.data.datadir_ops import (
     split_data_dir,
     subset_data_dir,
 )
-from speakernet.data.kaldi_dir import DataDirError, KaldiDataDir, Segment
+from speakernet.data.kaldi_dir import DataDirError, KaldiDataDir, Segment, read_trials
 from speakernet.data.validate import validate_data_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -326,3 +326,20 @@ def test_frontend_record_travels_with_subsets_splits_and_agreeing_combinations(t
     with pytest.raises(DataDirError, match="frontend.json.*differs from"):
         combine_data(tmp_path / "mixed", [tmp_path / "one", tmp_path / "two"])
     assert not (tmp_path / "mixed").exists()
+
+
+def test_a_byte_order_mark_is_named_by_the_validator_and_loses_no_utterance(tmp_path: Path) -> None:
+    data = tmp_path / "bom"
+    data.mkdir()
+    bom = "\ufeff"
+    (data / "wav.scp").write_text(f"{bom}u1 /x/a.wav\nu2 /x/b.wav\n", encoding="utf-8")  # as Notepad saves it
+    (data / "utt2spk").write_text(f"{bom}u1 s1\nu2 s1\n", encoding="utf-8")
+    (data / "spk2utt").write_text("s1 u1 u2\n", encoding="utf-8")
+    (data / "trials").write_text(f"{bom}u1 u2 target\n", encoding="utf-8")
+    with pytest.raises(DataDirError, match=r"utt2spk:1: starts with a UTF-8 byte-order mark"):
+        validate_data_dir(data)
+    assert read_trials(data / "trials") == [("u1", "u2", "target")]
+    summary = fix_data_dir(data)
+    assert summary.num_utts_after == summary.num_utts_before == 2
+    assert (data / "utt2spk").read_text(encoding="utf-8") == "u1 s1\nu2 s1\n"
+    validate_data_dir(data)
