@@ -108,6 +108,8 @@ MUTANTS = (
            "if not text.startswith(_BOM):", "if True:", ("tests/data/test_datadir_ops.py",)),
     Mutant("audio-truncation-unchecked", "speakernet/data/audio.py",
            "if present < size:", "if False:", ("tests/data/test_audio.py",)),
+    Mutant("checkpoint-checksum-unchecked", "speakernet/training/checkpoint.py",
+           "elif stored != content_checksum(state):", "elif False:", ("tests/training/test_checkpoint.py",)),
     # The recipes' shell.
     Mutant("recipe-user-path-ignored", "tools/recipe_lib.sh",
            '[[ "${options_given-}" == *" $var "* ]]', "false",

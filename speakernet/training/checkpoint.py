@@ -9,6 +9,7 @@ It contains only tensors and plain Python values, so it loads with
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
@@ -51,22 +52,80 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+CHECKSUM_KEY = "sha256"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is truncated, damaged or not a checkpoint (the message names it)."""
+
+
+def _digest(value: Any, hasher: Any) -> None:
+    """Feeds a checkpoint's content into ``hasher``: keys, types, shapes and every tensor byte."""
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous()
+        hasher.update(f"T{tensor.dtype}{tuple(tensor.shape)}".encode())
+        hasher.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    elif isinstance(value, dict):
+        hasher.update(f"D{len(value)}".encode())
+        for key in sorted(value, key=str):
+            hasher.update(f"K{key!r}".encode())
+            _digest(value[key], hasher)
+    elif isinstance(value, (list, tuple)):
+        hasher.update(f"L{len(value)}".encode())
+        for item in value:
+            _digest(item, hasher)
+    else:
+        hasher.update(f"V{type(value).__name__}{value!r}".encode())
+
+
+def content_checksum(state: dict[str, Any]) -> str:
+    """SHA-256 of a checkpoint's content, its stored checksum left out."""
+    hasher = hashlib.sha256()
+    _digest({key: value for key, value in state.items() if key != CHECKSUM_KEY}, hasher)
+    return hasher.hexdigest()
+
+
 def save_checkpoint(state: dict[str, Any], path: PathLike) -> None:
-    """Writes ``state`` to ``path`` atomically (a temporary file renamed into place)."""
+    """Writes ``state`` with its content checksum to ``path`` atomically (a temporary file renamed into place)."""
     with atomic_write(path, "wb") as handle:
-        torch.save(state, handle)
+        torch.save({**state, CHECKSUM_KEY: content_checksum(state)}, handle)
 
 
 def load_checkpoint(path: PathLike) -> dict[str, Any]:
-    """Loads a checkpoint with ``weights_only=True``.
+    """Loads a checkpoint with ``weights_only=True`` and checks its content checksum.
+
+    A flipped byte inside the weights still unpickles, and would silently change every score;
+    the checksum stored at save time says so. Checkpoints without one (older speakernet) load
+    with a warning.
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
+        CheckpointError: if the file is empty, truncated, not a checkpoint, or its content does
+            not match its checksum.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): a copy or a save that was cut short; "
+                              "use another checkpoint or re-run training")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001  (garbage makes the unpickler raise anything: KeyError, EOFError, ...)
+        # torch's own advice here (weights_only=False) would be wrong: the file is damaged, not unsafe
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"checkpoint {path} cannot be read: it is truncated, damaged or not a speakernet "
+                              f"checkpoint ({first_line[:200]})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} is not a speakernet checkpoint (it holds a {type(state).__name__})")
+    stored = state.pop(CHECKSUM_KEY, None)
+    if stored is None:
+        logger.warning("checkpoint %s has no checksum (written by an older speakernet): its integrity is not "
+                       "checked", path)
+    elif stored != content_checksum(state):
+        raise CheckpointError(f"checkpoint {path} is damaged: its content does not match the checksum stored when "
+                              "it was written (a bad copy or disk); use another checkpoint or re-run training")
+    return state
 
 
 def checkpoint_name(epochs_done: int, step: int, end_of_epoch: bool) -> str:
@@ -104,7 +163,11 @@ def resolve_checkpoint(exp_dir: PathLike, which: str = "latest") -> Path:
         pointer = directory / LATEST
         if not pointer.is_file():
             raise FileNotFoundError(f"{pointer} does not exist: {exp_dir} has no finished training step yet")
-        path = directory / pointer.read_text().strip()
+        name = pointer.read_text().strip()
+        if not name:
+            raise FileNotFoundError(f"{pointer} is empty (an interrupted write?): it should name the newest "
+                                    f"checkpoint of {directory}; write that file name into it or re-run training")
+        path = directory / name
     elif which == "init":
         path = directory / INIT_NAME
     elif which.startswith("avg") and which[3:].isdigit():
