@@ -110,6 +110,10 @@ MUTANTS = (
            "if present < size:", "if False:", ("tests/data/test_audio.py",)),
     Mutant("checkpoint-checksum-unchecked", "speakernet/training/checkpoint.py",
            "elif stored != content_checksum(state):", "elif False:", ("tests/training/test_checkpoint.py",)),
+    Mutant("training-exp-dir-unlocked", "speakernet/training/trainer.py",
+           'first = os.environ.get("RANK", "0") == "0"', "first = False", ("tests/test_locks.py",)),
+    Mutant("loader-draws-global-rng", "speakernet/training/trainer.py",
+           "generator=torch.Generator().manual_seed(", "generator=None and (", ("tests/training/test_trainer.py",)),
     # The recipes' shell.
     Mutant("recipe-user-path-ignored", "tools/recipe_lib.sh",
            '[[ "${options_given-}" == *" $var "* ]]', "false",

@@ -35,7 +35,7 @@ from speakernet.data.validate import validate_data_dir
 from speakernet.features.fbank import FbankConfig
 from speakernet.features.frontend import FRONTEND_CONFIG_NAME, save_frontend
 from speakernet.features.vad import VadConfig
-from speakernet.utils.fileio import PathLike, atomic_write
+from speakernet.utils.fileio import PathLike, atomic_write, exclusive_lock
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +167,8 @@ def make_features(
     dir, so extraction and the CLI compute the same features), once every job succeeded and
     every utterance came out. Existing ones are removed first, so a failed run never leaves a
     feats.scp pointing into rewritten archives. Re-running overwrites the job archives cleanly.
+    The run holds ``feat_dir/.lock``: a second run into the same dir stops at once instead of
+    colliding with this one's temporary archives.
 
     Args:
         data_dir: Kaldi data dir with ``wav.scp`` and ``utt2spk`` (optional ``segments``).
@@ -179,9 +181,18 @@ def make_features(
     Raises:
         DataDirError: on a missing or inconsistent data dir.
         ValueError: on a bad ``nj`` or a feature dir that belongs to another data dir.
+        DirInUseError: while another run makes features into the same feature dir.
         FeatureExtractionError: when a job fails; the message names the jobs, their logs
             (whose tails are also logged) and the bad utterance keys.
     """
+    list_utterances(Path(data_dir).resolve())  # a bad data dir is reported before anything is created
+    with exclusive_lock(Path(feat_dir).resolve() / ".lock", "a features run"):
+        _make_features(data_dir, feat_dir, nj, fbank_config, vad_config, compress)
+
+
+def _make_features(data_dir: PathLike, feat_dir: PathLike, nj: int, fbank_config: FbankConfig,
+                   vad_config: VadConfig, compress: bool) -> None:
+    """:func:`make_features` under its lock."""
     if nj < 1:
         raise ValueError(f"nj must be >= 1, got {nj}")
     data_dir = Path(data_dir).resolve()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -24,7 +25,7 @@ from speakernet.features.frontend import FRONTEND_CONFIG_NAME, load_frontend, sa
 from speakernet.training import checkpoint as ckpt
 from speakernet.training.distributed import DistributedContext, all_reduce_mean, barrier, cleanup, init_distributed
 from speakernet.training.optim import OPTIMIZERS, SCHEDULERS
-from speakernet.utils.fileio import atomic_write
+from speakernet.utils.fileio import atomic_write, exclusive_lock
 
 logger = logging.getLogger(__name__)
 
@@ -288,6 +289,10 @@ class Trainer:
             batch_sampler=list(self.plan.batches(epoch, start)),
             num_workers=self.config["data"]["num_workers"],
             collate_fn=collate_crops,
+            # Its own generator: without one, every loader draws its base seed from the global torch
+            # RNG, and a mid-epoch resume (one loader more) would shift the model's random draws.
+            generator=torch.Generator().manual_seed(
+                int(np.random.SeedSequence([self.config["training"]["seed"], epoch, start]).generate_state(1)[0])),
         )
 
     def train(self) -> dict[str, float]:
@@ -417,8 +422,18 @@ class Trainer:
 
 def train(config: dict[str, Any], data_dir: str | Path, exp_dir: str | Path, resume: str | None = None,
           device: str | None = None) -> dict[str, float]:
-    """Builds a :class:`Trainer` and runs it; see there for the arguments."""
-    return Trainer(config, data_dir, exp_dir, resume=resume, device=device).train()
+    """Builds a :class:`Trainer` and runs it; see there for the arguments.
+
+    The first process (rank 0) holds ``exp_dir/.lock`` throughout, so a second training into the
+    same exp dir stops with an error instead of silently replacing the first one's checkpoints.
+    """
+    first = os.environ.get("RANK", "0") == "0"
+    lock = exclusive_lock(Path(exp_dir) / LOCK_NAME, "a training") if first else contextlib.nullcontext()
+    with lock:
+        return Trainer(config, data_dir, exp_dir, resume=resume, device=device).train()
+
+
+LOCK_NAME = ".lock"
 
 
 __all__ = ["Trainer", "train", "margin_at", "truncate_train_metrics", "EmbeddingTrainingModel", "METRICS_NAME"]

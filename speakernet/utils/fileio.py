@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import shutil
 import tempfile
@@ -102,3 +103,49 @@ def atomic_dir(path: PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+class DirInUseError(ValueError):
+    """Another process holds the lock of a stage's output dir (the message names it and the pid)."""
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: PathLike, what: str) -> Iterator[None]:
+    """Holds an exclusive lock on ``path`` (created if needed) for the duration of a stage.
+
+    Two trainings into one exp dir, or two feature runs into one feature dir, would overwrite
+    each other's files (and collide on their temporary names); the second one stops at once
+    instead. The lock is ``flock``'s, so the kernel releases it when its process dies: a killed
+    run leaves no stale lock. The file keeps the holder's pid, for the message.
+
+    Args:
+        path: Lock file, usually ``<output dir>/.lock``.
+        what: What holds it, for the message (e.g. ``a training``).
+
+    Raises:
+        DirInUseError: if another process holds the lock.
+        OutputError: if the lock file cannot be created (a read-only dir).
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+", encoding="utf-8")
+    except OSError as error:  # a read-only or missing output dir: named like any other output
+        raise OutputError(error.errno, error.strerror, str(path)) from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise DirInUseError(f"{path.parent}: {what} is already running there (pid {holder}, lock {path}); wait "
+                            "for it to finish or use another directory") from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()

@@ -80,3 +80,98 @@ def test_multicrop_windows_are_mean_normalised_each() -> None:
     np.testing.assert_allclose(windows.mean(axis=1), 0.0, atol=1e-4)
     np.testing.assert_allclose(windows[0], windows[2], atol=1e-4)  # same shape of ramp, mean removed
     assert _windows(feats, "full", 100, 3).shape == (1, 400, 3)
+
+
+def _documented_starts(num_frames: int, crop_frames: int, num_crops: int) -> list[int]:
+    # crop_starts' contract, written out: the first window at frame 0, the last ending at the
+    # last frame, the others evenly spaced in between (rounded to the nearest frame)
+    last = num_frames - crop_frames
+    return [round(i * last / (num_crops - 1)) for i in range(num_crops)]
+
+
+def test_multicrop_embedding_is_the_mean_over_every_documented_crop(tmp_path: Path,
+                                                                     tiny_model: torch.nn.Module) -> None:
+    data = make_feature_dir(tmp_path / "corpus", num_speakers=2, utts_per_speaker=1)
+    crop_frames, num_crops = 60, 3
+    extract_embeddings(tiny_model, data, tmp_path / "emb", mode="multicrop", num_crops=num_crops,
+                       crop_frames=crop_frames, batch_size=64)
+    keys, matrix = load_embeddings(tmp_path / "emb" / "xvector.scp")
+    feats_scp = dict(line.split() for line in (data / "feats.scp").read_text().splitlines())
+    vad_scp = dict(line.split() for line in (data / "vad.scp").read_text().splitlines())
+    tiny_model.eval()
+    for utt, extracted in zip(keys, matrix):
+        feats, vad = kaldiio.load_mat(feats_scp[utt]), kaldiio.load_mat(vad_scp[utt])
+        voiced = feats[vad > 0.5]
+        assert len(voiced) > crop_frames + 50  # the crops really sit at different places
+        per_crop = []
+        for start in _documented_starts(len(voiced), crop_frames, num_crops):
+            window = voiced[start : start + crop_frames].astype(np.float64)
+            window = (window - window.mean(axis=0)).astype(np.float32)  # per-crop CMN
+            with torch.no_grad():
+                per_crop.append(tiny_model(torch.from_numpy(window)[None])[0].numpy())
+        per_crop = np.stack(per_crop)
+        expected = per_crop.mean(axis=0)  # a plain mean, no length normalisation
+        np.testing.assert_allclose(extracted, expected, rtol=1e-4, atol=1e-5)
+        # the crops give clearly different embeddings, so any one crop alone would not match
+        assert np.abs(per_crop - expected).max(axis=1).min() > 1e-2
+
+
+def test_multicrop_windows_are_the_documented_slices_of_the_utterance() -> None:
+    from speakernet.backend.extract import _windows
+
+    rng = np.random.default_rng(0)
+    feats = rng.normal(3.0, 1.0, (437, 4)).astype(np.float32)
+    windows = _windows(feats, "multicrop", crop_frames=100, num_crops=4)
+    starts = _documented_starts(437, 100, 4)
+    assert starts == [0, 112, 225, 337]
+    assert windows.shape == (4, 100, 4)
+    for window, start in zip(windows, starts):
+        expected = feats[start : start + 100]
+        np.testing.assert_allclose(window, expected - expected.mean(axis=0), atol=1e-5)
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert not np.allclose(windows[i], windows[j], atol=0.1), f"crops {i} and {j} hold the same frames"
+    # shorter than one crop: repeat-padded to the crop, every crop the same window
+    short = _windows(feats[:70], "multicrop", crop_frames=100, num_crops=3)
+    padded = np.concatenate([feats[:70], feats[:30]])
+    for window in short:
+        np.testing.assert_allclose(window, padded - padded.mean(axis=0), atol=1e-5)
+
+
+def _tiny_exp_dir(exp: Path, model: torch.nn.Module, frontend) -> Path:
+    from speakernet.config import load_config, save_config
+    from speakernet.features.frontend import save_frontend
+    from speakernet.training import checkpoint as ckpt
+
+    config = load_config(None, ["data.feat_dim=20", "model_args={channels: 16, embed_dim: 8, attention_bottleneck: 8, "
+                                                    "se_bottleneck: 8}"])
+    save_config(config, exp / "config.yaml")
+    path = exp / ckpt.CHECKPOINT_DIR / "epoch_001.pt"
+    ckpt.save_checkpoint({"model": model.state_dict(), "step": 1, "config": config}, path)
+    ckpt.mark_latest(exp, path)
+    save_frontend(exp, *frontend)
+    return exp
+
+
+def test_extract_stage_refuses_features_of_another_front_end(tmp_path: Path, tiny_model: torch.nn.Module,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from speakernet.bin.extract import main as extract_main
+    from speakernet.features.fbank import FbankConfig
+    from speakernet.features.frontend import save_frontend
+    from speakernet.features.vad import VadConfig
+
+    model_frontend = (FbankConfig(num_mel_bins=20), VadConfig())
+    exp = _tiny_exp_dir(tmp_path / "exp", tiny_model, model_frontend)
+    data = make_feature_dir(tmp_path / "corpus", num_speakers=2, utts_per_speaker=1)
+    save_frontend(data, *model_frontend)
+    argv = ["--exp-dir", str(exp), "--data-dir", str(data), "--device", "cpu"]
+    assert extract_main(argv + ["--out-dir", str(tmp_path / "same")]) == 0  # the same front-end: accepted
+    assert (tmp_path / "same" / "xvector.scp").is_file()
+
+    save_frontend(data, FbankConfig(num_mel_bins=20, frame_shift_ms=15.0), VadConfig())
+    capsys.readouterr()
+    assert extract_main(argv + ["--out-dir", str(tmp_path / "other")]) == 1
+    error = capsys.readouterr().err
+    assert f"{data / 'frontend.json'}: fbank.frame_shift_ms = 15.0, but the model was trained on 10.0" in error
+    assert str(exp / "frontend.json") in error and "re-make the features" in error
+    assert not (tmp_path / "other" / "xvector.scp").exists()

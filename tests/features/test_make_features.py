@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import kaldiio
@@ -23,6 +24,27 @@ def _audio(seconds: float, rate: int, seed: int) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     speech = 0.3 * np.sin(2 * np.pi * (150 + 50 * seed) * t) * (np.sin(2 * np.pi * 2 * t) > 0)  # on/off bursts
     return (speech + 0.003 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def _matrix_headers(scp: Path) -> dict[str, bytes]:
+    """Utterance -> the Kaldi matrix type of its archive entry (``FM`` float, ``CM``/``CM2``/``CM3`` compressed)."""
+    headers = {}
+    for utt, value in read_scp(scp).items():
+        ark, offset = value.rsplit(":", 1)
+        with open(ark, "rb") as handle:
+            handle.seek(int(offset))
+            start = handle.read(6)
+        assert start[:2] == b"\0B", f"{utt}: not a binary Kaldi entry: {start!r}"
+        headers[utt] = start[2:].split(b" ")[0]
+    return headers
+
+
+def _kaldi_compressed(matrix: np.ndarray) -> np.ndarray:
+    """``matrix`` after a round trip through Kaldi's kSpeechFeature compression (kaldiio's)."""
+    buffer = io.BytesIO()
+    kaldiio.save_ark(buffer, {"x": matrix}, compression_method=2)
+    buffer.seek(0)
+    return dict(kaldiio.load_ark(buffer))["x"]
 
 
 def _write_dir(data: Path, wav_scp: dict[str, str], segments: dict[str, str] | None = None) -> None:
@@ -68,6 +90,7 @@ def test_mixed_dir_with_two_jobs(mixed_dir, tmp_path):
     assert num_frames == {utt: 1 + (n - 400) // 160 for utt, n in samples.items()}
     assert {Path(v.rsplit(":", 1)[0]).name for v in read_scp(data / "feats.scp").values()} == {"fbank.1.ark",
                                                                                                "fbank.2.ark"}
+    assert set(_matrix_headers(data / "feats.scp").values()) == {b"FM"}  # uncompressed unless asked for
     feats = kaldiio.load_scp(str(data / "feats.scp"))
     vads = kaldiio.load_scp(str(data / "vad.scp"))
     # Round trip: what the archive holds is bit-identical to computing the features directly.
@@ -91,14 +114,21 @@ def test_mixed_dir_with_two_jobs(mixed_dir, tmp_path):
         np.testing.assert_array_equal(feats[utt], before[utt])
 
 
-def test_compressed_features_are_close(mixed_dir, tmp_path):
-    data, _ = mixed_dir
-    make_features(data, tmp_path / "fbank", nj=1, compress=True)
+def test_compress_option_stores_kaldi_compressed_features(mixed_dir, tmp_path):
+    data, samples = mixed_dir
+    assert make_features_main(["--data-dir", str(data), "--feat-dir", str(tmp_path / "fbank"), "--compress"]) == 0
+    # every feature entry is a Kaldi compressed matrix (kSpeechFeature: "CM"); VAD stays exact
+    assert _matrix_headers(data / "feats.scp") == {utt: b"CM" for utt in samples}
+    assert set(_matrix_headers(data / "vad.scp").values()) == {b"FV"}
     feats = kaldiio.load_scp(str(data / "feats.scp"))
     for utt, waveform, _ in iter_data_dir_audio(data):
         exact = compute_fbank_and_energy(waveform)[0]
-        assert feats[utt].shape == exact.shape
-        np.testing.assert_allclose(feats[utt], exact, atol=0.15)
+        stored = feats[utt]
+        assert stored.shape == exact.shape and stored.dtype == np.float32
+        # exactly Kaldi's lossy compression of the exact features: off by a little, never by much
+        np.testing.assert_array_equal(stored, _kaldi_compressed(exact))
+        error = np.abs(stored - exact)
+        assert 1e-4 < error.max() < 0.15 and error.mean() < 0.02
 
 
 def test_segments_dir(tmp_path):

@@ -17,27 +17,63 @@ LABELS = np.repeat(np.arange(10), [5, 3, 8, 2, 6, 4, 7, 1, 9, 5])
 def test_random_plan_is_deterministic_and_covers_without_repeats() -> None:
     plan = BatchPlan(LABELS, batch_size=8, seed=3)
     first = list(plan.batches(epoch=0))
+    assert len(first) == len(plan) == 50 // 8 and all(len(batch) == 8 for batch in first)
     assert first == list(BatchPlan(LABELS, batch_size=8, seed=3).batches(epoch=0))
     assert first != list(plan.batches(epoch=1))
     indices = [i for batch in first for i, _ in batch]
     assert len(indices) == len(set(indices)) == len(plan) * 8 == (len(LABELS) // 8) * 8
+    assert set(indices) <= set(range(len(LABELS)))
     # resuming mid-epoch yields exactly the remaining batches
     assert list(plan.batches(epoch=0, start=2)) == first[2:]
+    # the remainder left out changes from epoch to epoch, so no utterance is left out for good
+    used = {i for epoch in range(4) for batch in plan.batches(epoch) for i, _ in batch}
+    assert used == set(range(len(LABELS)))
 
 
-def test_ranks_take_disjoint_batches() -> None:
-    ranks = [list(BatchPlan(LABELS, batch_size=4, seed=0, rank=r, world_size=2).batches(0)) for r in range(2)]
-    assert len(ranks[0]) == len(ranks[1])
+def test_every_crop_gets_its_own_seed_each_epoch() -> None:
+    # Crop positions come from these seeds: shared seeds would crop every utterance at one place.
+    plan = BatchPlan(LABELS, batch_size=8, seed=3)
+    seeds = [[seed for _, seed in batch] for batch in plan.batches(epoch=0)]
+    flat = [seed for batch in seeds for seed in batch]
+    assert len(set(flat)) == len(flat)
+    later = {seed for batch in plan.batches(epoch=1) for _, seed in batch}
+    assert not later & set(flat)  # a new epoch draws new crops of the same utterances
+    assert seeds == [[seed for _, seed in batch] for batch in BatchPlan(LABELS, batch_size=8, seed=3).batches(0)]
+
+
+@pytest.mark.parametrize("num_utts", [48, 50])  # a multiple of batch x ranks, and 2 left over
+def test_ranks_split_the_single_process_plan(num_utts: int) -> None:
+    labels = LABELS[:num_utts]
+    ranks = [list(BatchPlan(labels, batch_size=4, seed=0, rank=r, world_size=2).batches(0)) for r in range(2)]
+    assert [len(batches) for batches in ranks] == [6, 6]  # 48 // (4 x 2) batches each
+    assert all(len(batch) == 4 for batches in ranks for batch in batches)
     seen = [i for batches in ranks for batch in batches for i, _ in batch]
-    assert len(seen) == len(set(seen))
+    assert len(seen) == len(set(seen)) == 48  # disjoint, and together they take 48 utterances
+    if num_utts == 48:
+        assert set(seen) == set(range(48))  # every utterance once per epoch
+    # rank r takes global batches r, r + 2, ...: together exactly the batches of one process
+    single = list(BatchPlan(labels, batch_size=4, seed=0).batches(0))
+    assert len(single) == 12
+    assert single[0::2] == ranks[0] and single[1::2] == ranks[1]
+    # a rank resuming mid-epoch continues with its own remaining batches
+    assert list(BatchPlan(labels, 4, seed=0, rank=1, world_size=2).batches(0, start=4)) == ranks[1][4:]
 
 
 def test_speaker_balanced_batches_have_p_distinct_speakers_k_each() -> None:
     plan = BatchPlan(LABELS, batch_size=0, sampler="speaker_balanced", speakers_per_batch=4, utts_per_speaker=3, seed=1)
-    for batch in plan.batches(epoch=0):
+    batches = list(plan.batches(epoch=0))
+    assert len(batches) == len(plan) == 50 // 12
+    for batch in batches:
+        assert len(batch) == 12
         speakers = LABELS[[i for i, _ in batch]]
         values, counts = np.unique(speakers, return_counts=True)
         assert len(values) == 4 and set(counts) == {3}
+    # speakers with fewer than K utterances are drawn with replacement, the others without
+    for batch in batches:
+        for speaker in np.unique(LABELS[[i for i, _ in batch]]):
+            chosen = [i for i, _ in batch if LABELS[i] == speaker]
+            if np.count_nonzero(LABELS == speaker) >= 3:
+                assert len(set(chosen)) == 3
 
 
 def test_bad_plans_are_explained() -> None:

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import random
+import re
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from speakernet.config import load_config
 from speakernet.training import checkpoint as ckpt
-from speakernet.training.trainer import train
+from speakernet.training.trainer import METRICS_NAME, train
 
-from training_data import TINY_OVERRIDES
+from training_data import TINY_OVERRIDES, make_feature_dir
 
 
 def _params(exp_dir: Path, which: str = "latest") -> dict[str, torch.Tensor]:
@@ -118,23 +124,36 @@ def test_checkpoint_names_pruning_and_averaging(feature_dir: Path, tmp_path: Pat
         ckpt.write_average(exp, 4)
 
 
-def test_non_finite_gradients_skip_the_update(feature_dir: Path, tmp_path: Path, monkeypatch) -> None:
+def test_non_finite_gradients_skip_the_update(feature_dir: Path, tmp_path: Path, monkeypatch, caplog) -> None:
     from speakernet.training.trainer import Trainer
 
-    trainer = Trainer(load_config(None, TINY_OVERRIDES + ["training.max_steps=1"]), feature_dir, tmp_path / "exp")
-    before = {k: v.clone() for k, v in trainer.module.model.state_dict().items()}
+    trainer = Trainer(load_config(None, TINY_OVERRIDES + ["training.max_steps=3"]), feature_dir, tmp_path / "exp")
+
+    def weights() -> dict[str, torch.Tensor]:
+        return {k: v.clone() for k, v in trainer.module.model.state_dict().items()
+                if v.is_floating_point() and "running" not in k}
+
+    snapshots = []  # the weights each forward pass sees
     original = trainer.ddp_module.forward
 
     def poisoned(feats, labels):
+        snapshots.append(weights())
         loss, logits = original(feats, labels)
-        return loss * float("nan"), logits
+        return (loss * float("nan") if len(snapshots) == 1 else loss), logits  # only the first step is bad
 
     monkeypatch.setattr(trainer.ddp_module, "forward", poisoned)
-    trainer.train()
-    after = trainer.module.model.state_dict()
+    with caplog.at_level(logging.WARNING, logger="speakernet.training.trainer"):
+        trainer.train()
+    assert trainer.step == 3 and len(snapshots) == 3  # every step ran, the bad one included
+    skipped = [r.getMessage() for r in caplog.records if "non-finite gradient norm" in r.getMessage()]
+    assert skipped == ["step 0: non-finite gradient norm, the update is skipped"]
+    before, after = snapshots[0], weights()
     for key, value in before.items():
-        if value.is_floating_point() and "running" not in key:
-            assert torch.equal(value, after[key]), f"{key} changed by a NaN step"
+        assert torch.equal(value, snapshots[1][key]), f"{key} changed by a NaN step"
+        assert torch.isfinite(after[key]).all(), key
+    # the good steps after it do train
+    assert any(not torch.equal(snapshots[1][k], snapshots[2][k]) for k in before)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
 def test_loader_workers_do_not_change_training(feature_dir: Path, tmp_path: Path) -> None:
@@ -147,3 +166,121 @@ def test_loader_workers_do_not_change_training(feature_dir: Path, tmp_path: Path
         runs[workers] = _params(exp)
     for key in runs[0]:
         assert torch.equal(runs[0][key], runs[2][key]), key
+
+
+def test_resume_restores_every_rng_state(feature_dir: Path, tmp_path: Path) -> None:
+    from speakernet.training.trainer import Trainer
+
+    exp = tmp_path / "exp"
+    trainer = Trainer(load_config(None, TINY_OVERRIDES + ["training.max_steps=3"]), feature_dir, exp)
+    # other RNG states than the trainer's own seeding gives, as a component drawing numbers would leave
+    torch.manual_seed(7)
+    np.random.seed(99)
+    random.seed(1234)
+    trainer.train()
+    saved = ckpt.load_checkpoint(ckpt.resolve_checkpoint(exp, "latest"))["rng"]
+    expected = (torch.get_rng_state(), np.random.get_state(), random.getstate())
+    torch.manual_seed(0)
+    np.random.seed(0)
+    random.seed(0)
+
+    Trainer(load_config(None, TINY_OVERRIDES + ["training.max_steps=6"]), feature_dir, exp, resume="latest")
+    assert torch.equal(torch.get_rng_state(), expected[0]) and torch.equal(saved["torch"], expected[0])
+    name, keys, *rest = np.random.get_state()
+    assert name == expected[1][0] and np.array_equal(keys, expected[1][1]) and tuple(rest) == expected[1][2:]
+    assert random.getstate() == expected[2]
+
+
+class DropoutEcapa(nn.Module):
+    """ECAPA-TDNN behind input dropout: training draws from the global torch RNG at every step."""
+
+    def __init__(self, feat_dim: int, dropout: float = 0.3, **ecapa_args):
+        super().__init__()
+        from speakernet.models import build_model
+
+        self.ecapa = build_model("ECAPA_TDNN", feat_dim=feat_dim, **ecapa_args)
+        self.dropout = nn.Dropout(dropout)
+        self.embed_dim = self.ecapa.embed_dim
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.ecapa(self.dropout(feats))
+
+
+@pytest.fixture
+def dropout_model(monkeypatch) -> list[str]:
+    """Registers DropoutEcapa for this test only; returns the overrides that select it."""
+    from speakernet.models import MODELS
+
+    monkeypatch.setitem(MODELS._table, "DropoutEcapa", DropoutEcapa)
+    return ["model=DropoutEcapa"] + TINY_OVERRIDES  # first: a new model name resets model_args
+
+
+@pytest.mark.parametrize("stop_at", [
+    5,  # end of epoch 1
+    3,  # mid-epoch: the resumed run builds one DataLoader more, which must not draw from the model's RNG
+])
+def test_resume_is_exact_when_training_draws_random_numbers(feature_dir: Path, tmp_path: Path,
+                                                            dropout_model: list[str], stop_at: int) -> None:
+    overrides = dropout_model
+    assert load_config(None, overrides)["model_args"]["channels"] == 16  # the tiny model, behind dropout
+    total = 6  # 5 steps per epoch
+    straight = tmp_path / "straight"
+    train(load_config(None, overrides + [f"training.max_steps={total}"]), feature_dir, straight)
+    resumed = tmp_path / "resumed"
+    train(load_config(None, overrides + [f"training.max_steps={stop_at}"]), feature_dir, resumed)
+    train(load_config(None, overrides + [f"training.max_steps={total}"]), feature_dir, resumed, resume="latest")
+    a, b = _params(straight), _params(resumed)
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs after resume at step {stop_at}"
+
+
+def test_feat_dim_must_match_the_features(tmp_path: Path) -> None:
+    from speakernet.features.fbank import FbankConfig
+    from speakernet.features.frontend import save_frontend
+    from speakernet.features.vad import VadConfig
+
+    data = make_feature_dir(tmp_path / "corpus", num_speakers=2, utts_per_speaker=3)
+    save_frontend(data, FbankConfig(num_mel_bins=24), VadConfig())
+    config = load_config(None, TINY_OVERRIDES + ["training.max_steps=1"])  # data.feat_dim=20
+    with pytest.raises(ValueError, match=re.escape(f"data.feat_dim=20 but the features of {data} have 24 mel bins")):
+        train(config, data, tmp_path / "exp")
+    assert not (tmp_path / "exp" / "checkpoints").exists()  # refused before anything was trained or saved
+
+    # without a front-end record, the model refuses the first batch, naming both sizes
+    other = make_feature_dir(tmp_path / "corpus24", num_speakers=2, utts_per_speaker=3, feat_dim=24)
+    with pytest.raises(ValueError, match=r"expects feats \[batch, frames, 20\], got \[6, 50, 24\]"):
+        train(config, other, tmp_path / "exp24")
+
+
+def test_ddp_resume_is_exact(feature_dir: Path, tmp_path: Path) -> None:
+    import torch.multiprocessing as mp
+
+    from ddp_resume_worker import run_rank
+
+    # 30 utterances, batches of 3 on 2 processes: 5 steps per epoch; stop mid-epoch 1
+    overrides = TINY_OVERRIDES + ["training.epochs=2", "data.batch_size=3"]
+    with socket.socket() as a, socket.socket() as b, socket.socket() as c:  # three distinct free ports
+        for sock in (a, b, c):
+            sock.bind(("127.0.0.1", 0))
+        ports = [sock.getsockname()[1] for sock in (a, b, c)]
+    mp.start_processes(run_rank, args=(2, ports, str(feature_dir), str(tmp_path), overrides, 10, 3), nprocs=2,
+                       join=True, start_method="spawn")
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    sa = ckpt.load_checkpoint(ckpt.resolve_checkpoint(straight, "latest"))
+    sb = ckpt.load_checkpoint(ckpt.resolve_checkpoint(resumed, "latest"))
+    assert sa["world_size"] == sb["world_size"] == 2
+    position = ("epoch", "batch_in_epoch", "step")
+    assert [sa[k] for k in position] == [sb[k] for k in position] == [1, 5, 10]  # the end of epoch 2
+    stopped = ckpt.load_checkpoint(resumed / "checkpoints" / "step_00000003.pt")  # the interrupted run's last
+    assert (stopped["step"], stopped["world_size"]) == (3, 2)
+    a, b = _params(straight), _params(resumed)
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs after a DDP resume at step 3"
+    assert sa["optimizer"]["state"].keys() == sb["optimizer"]["state"].keys()
+    for key, state in sa["optimizer"]["state"].items():
+        assert torch.equal(state["momentum_buffer"], sb["optimizer"]["state"][key]["momentum_buffer"])
+    # the logged losses (all-reduced over the ranks) are those of the uninterrupted run too
+    records = [[{k: v for k, v in json.loads(line).items() if k not in ("seconds", "utts_per_s")}
+                for line in (exp / METRICS_NAME).read_text().splitlines()] for exp in (straight, resumed)]
+    assert [r["step"] for r in records[0]] == [2, 4, 5, 6, 8, 10]
+    assert records[0] == records[1]
