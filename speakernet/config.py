@@ -95,7 +95,21 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any], where: str = "") -> 
     return merged
 
 
+#: Keys with a fixed set of values (checked when the config is loaded, not when first used).
+CHOICES = {
+    "extract.mode": ("full", "multicrop"),
+    "data.sampler": ("random", "speaker_balanced"),
+}
+
+
 def _coerce(value: Any, default: Any, path: str) -> Any:
+    value = _coerce_type(value, default, path)
+    if path in CHOICES and value not in CHOICES[path]:
+        raise ConfigError(f"config key '{path}' must be one of: {', '.join(CHOICES[path])}; got {value!r}")
+    return value
+
+
+def _coerce_type(value: Any, default: Any, path: str) -> Any:
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"config key '{path}' must be true or false, got {value!r}")
@@ -165,7 +179,11 @@ def load_config(path: PathLike | None, overrides: list[str] | None = None) -> di
         except OSError as error:
             raise ConfigError(f"cannot read config {path}: {error}") from error
         except yaml.YAMLError as error:
-            raise ConfigError(f"config {path} is not valid YAML: {error}") from error
+            # One line: the file, the line and column of the problem, what is wrong there.
+            mark = getattr(error, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+            problem = " ".join(str(getattr(error, "problem", None) or error).split())
+            raise ConfigError(f"config {where}: not valid YAML: {problem}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"config {path} must be a YAML mapping at the top level")
     for override in overrides or []:

@@ -50,6 +50,8 @@ def test_parse_override_types() -> None:
         ("training.epochs=2.5", "must be an integer"),
         ("data.use_vad=yes_please", "true or false"),
         ("data.sampler=3", "must be a string"),
+        ("data.sampler=speaker", "'data.sampler' must be one of: random, speaker_balanced"),
+        ("extract.mode=bogus", "'extract.mode' must be one of: full, multicrop; got 'bogus'"),
     ],
 )
 def test_bad_keys_and_names_list_valid_choices(override: str, message: str) -> None:
@@ -62,6 +64,10 @@ def test_bad_yaml_file_names_it(tmp_path: Path) -> None:
     conf.write_text("training: [unclosed\n")
     with pytest.raises(ConfigError, match="bad.yaml"):
         load_config(conf)
+    conf.write_text("model: ECAPA_TDNN\nmodel_args: {channels: 64\ntraining:\n  epochs: 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(conf)
+    assert str(info.value) == f"config {conf}:3:9: not valid YAML: expected ',' or '}}', but got ':'"
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.yaml")
 

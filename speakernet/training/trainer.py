@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -157,6 +158,7 @@ class Trainer:
 
         torch.manual_seed(train_cfg["seed"])
         np.random.seed(train_cfg["seed"] % 2**32)
+        random.seed(train_cfg["seed"])
         model = build_model(config["model"], feat_dim=data_cfg["feat_dim"], **config["model_args"])
         head = build_head(
             config["head"],

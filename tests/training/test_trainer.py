@@ -284,3 +284,19 @@ def test_ddp_resume_is_exact(feature_dir: Path, tmp_path: Path) -> None:
                 for line in (exp / METRICS_NAME).read_text().splitlines()] for exp in (straight, resumed)]
     assert [r["step"] for r in records[0]] == [2, 4, 5, 6, 8, 10]
     assert records[0] == records[1]
+
+
+def test_python_random_is_seeded_like_torch_and_numpy(feature_dir: Path, tmp_path: Path) -> None:
+    import random
+
+    import numpy as np
+
+    from speakernet.training.trainer import Trainer
+
+    draws = []
+    for run in range(2):
+        random.seed(run)  # whatever the process did before
+        np.random.seed(run)
+        Trainer(load_config(None, TINY_OVERRIDES), feature_dir, tmp_path / f"exp{run}")
+        draws.append((random.random(), float(np.random.random()), float(torch.rand(1))))
+    assert draws[0] == draws[1]
