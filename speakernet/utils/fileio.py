@@ -91,6 +91,7 @@ def atomic_dir(path: PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700; give the dir the usual permissions
         yield tmp
         if path.exists():
             old = path.with_name(f".{path.name}.old")
