@@ -8,6 +8,7 @@ embedding of ``keys[i]``. On disk it is a Kaldi archive of float vectors indexed
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -140,7 +141,8 @@ def write_embeddings(ark_path: PathLike, scp_path: PathLike, keys: Sequence[str]
     """Writes an embedding table as a Kaldi archive and its scp, atomically.
 
     Both files are written under temporary names and moved into place (the archive first);
-    the scp points at ``ark_path`` exactly as given, like Kaldi's ``ark,scp:`` writers.
+    the scp points at ``ark_path`` made absolute, as ``feats.scp`` does, so a scorer run from
+    another directory than the recipe's still finds the archive.
 
     Args:
         ark_path: Destination archive (``xvector.ark``).
@@ -174,8 +176,9 @@ def write_embeddings(ark_path: PathLike, scp_path: PathLike, keys: Sequence[str]
                 ark_handle.write(f"{key} ".encode())
                 offsets.append(ark_handle.tell())
                 kaldiio.save_mat(ark_handle, row)
+        ark_reference = os.path.abspath(ark_path)
         for key, offset in zip(keys, offsets):
-            scp_handle.write(f"{key} {ark_path}:{offset}\n")
+            scp_handle.write(f"{key} {ark_reference}:{offset}\n")
     logger.info("Wrote %d embeddings to %s and %s", len(keys), ark_path, scp_path)
 
 

@@ -43,6 +43,16 @@ def test_write_and_load_round_trip(tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["xvector.ark", "xvector.scp"]
 
 
+def test_scp_written_with_a_relative_path_is_read_from_anywhere(tmp_path, monkeypatch):
+    keys, matrix = make_table()
+    (tmp_path / "exp").mkdir()
+    monkeypatch.chdir(tmp_path)
+    write_embeddings("exp/xvector.ark", "exp/xvector.scp", keys, matrix)  # as a recipe's relative --exp gives
+    assert (tmp_path / "exp" / "xvector.scp").read_text().split()[1].startswith(f"{tmp_path}/exp/xvector.ark:")
+    monkeypatch.chdir(tmp_path / "exp")  # a scorer run from elsewhere
+    np.testing.assert_array_equal(load_embeddings(tmp_path / "exp" / "xvector.scp")[1], matrix)
+
+
 def test_load_reads_archives_written_by_kaldiio(tmp_path):
     keys, matrix = make_table(dim=3)
     ark, scp = tmp_path / "a.ark", tmp_path / "a.scp"
