@@ -49,28 +49,66 @@ class SpeakerEmbedder:
         Returns:
             float32 ``[embed_dim]``.
         """
+        return self.embed_with_speech(audio)[0]
+
+    @torch.inference_mode()
+    def embed_with_speech(self, audio: str) -> tuple[np.ndarray, float]:
+        """The embedding of one audio file and the seconds of speech the VAD found in it.
+
+        Returns:
+            ``(embedding, speech_seconds)``: float32 ``[embed_dim]``, and the voiced duration
+            (the whole duration without VAD).
+        """
         waveform, _ = load_audio(audio, self.fbank_config.sample_rate)
         fbank, energy = compute_fbank_and_energy(waveform, self.fbank_config)
         if len(fbank) == 0:
             raise ValueError(f"{audio}: too short for one {self.fbank_config.frame_length_ms:g} ms frame")
         vad = compute_vad(energy, **self.vad_config.to_dict()) if self.use_vad else None
         voiced = len(fbank) if vad is None else int(np.count_nonzero(vad > 0.5))
+        speech = voiced * self.fbank_config.frame_shift_ms / 1000
         if voiced == 0:
             logger.warning("%s: energy VAD finds no speech (silence?); using all %d frames", audio, len(fbank))
         elif voiced < MIN_RELIABLE_FRAMES:
-            logger.warning("%s: only %.2f s of speech; embeddings of so little audio are unreliable",
-                           audio, voiced * self.fbank_config.frame_shift_ms / 1000)
+            logger.warning("%s: only %.2f s of speech; embeddings of so little audio are unreliable", audio, speech)
         feats = prepare_features(fbank, vad, min_frames=50)
-        return self.model(torch.from_numpy(feats)[None])[0].numpy()
+        return self.model(torch.from_numpy(feats)[None])[0].numpy(), speech
 
     def compare(self, audio_a: str, audio_b: str, mean: np.ndarray | None = None) -> float:
         """Cosine similarity of two recordings' embeddings (after optional mean subtraction)."""
-        a, b = self.embed(audio_a), self.embed(audio_b)
+        return self.compare_with_speech(audio_a, audio_b, mean)[0]
+
+    def compare_with_speech(self, audio_a: str, audio_b: str,
+                            mean: np.ndarray | None = None) -> tuple[float, dict[str, float]]:
+        """Cosine similarity of two recordings, and each one's seconds of speech."""
+        (a, speech_a), (b, speech_b) = self.embed_with_speech(audio_a), self.embed_with_speech(audio_b)
         if mean is not None:
             a, b = a - mean, b - mean
-        return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+        score = float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+        return score, {audio_a: speech_a, audio_b: speech_b}
 
 
-def describe(score: float, threshold: float) -> dict[str, Any]:
-    """The verdict for a cosine score at a decision threshold."""
-    return {"score": score, "threshold": threshold, "same_speaker": score >= threshold}
+MIN_RELIABLE_SECONDS = MIN_RELIABLE_FRAMES / 100  # at the 10 ms frame shift of every recipe
+
+
+def describe(score: float, threshold: float, speech: dict[str, float] | None = None) -> dict[str, Any]:
+    """The verdict for a cosine score at a decision threshold.
+
+    Args:
+        score: Cosine score.
+        threshold: Decision threshold (same speaker at or above it).
+        speech: Seconds of speech of each recording; with less than :data:`MIN_RELIABLE_SECONDS`
+            in either, the verdict is withheld (``same_speaker`` None): silence against silence
+            scores near 1 under any model, and a tenth of a second carries no identity.
+
+    Returns:
+        ``score``, ``threshold``, ``same_speaker`` (True, False or None), ``reliable`` and, when
+        not reliable, ``reason``.
+    """
+    verdict: dict[str, Any] = {"score": score, "threshold": threshold, "same_speaker": score >= threshold,
+                               "reliable": True}
+    short = {audio: seconds for audio, seconds in (speech or {}).items() if seconds < MIN_RELIABLE_SECONDS}
+    if short:
+        verdict.update(same_speaker=None, reliable=False, reason="; ".join(
+            f"{audio} has {'no speech' if seconds == 0 else f'only {seconds:.2f} s of speech'}"
+            for audio, seconds in short.items()) + f" (at least {MIN_RELIABLE_SECONDS:g} s are needed)")
+    return verdict

@@ -172,12 +172,18 @@ def test_cli_embed_and_compare(recipe: dict[str, Path], tmp_path: Path) -> None:
                       wav_scp[enroll], wav_scp[test], "--json", "--threshold", str(expected + offset))
         verdict = json.loads(result.stdout)
         assert verdict["same_speaker"] is same_speaker and verdict["threshold"] == pytest.approx(expected + offset)
-    # silence is scored, but with a warning
-    silence = tmp_path / "silence.wav"
+    # silence, or a tenth of a second, gets no verdict: silence against silence scores near 1 under any model
+    silence, blip = tmp_path / "silence.wav", tmp_path / "blip.wav"
     soundfile.write(silence, np.zeros(32000, dtype=np.float32), 16000)
+    soundfile.write(blip, soundfile.read(same[0])[0][:1600], 16000)
     result = _run(sys.executable, "-m", "speakernet.bin.cli", "compare", "--exp-dir", str(recipe["exp"]),
-                  str(silence), str(same[0]))
+                  str(silence), str(silence))
     assert result.returncode == 0 and "finds no speech" in result.stderr
+    assert result.stdout.startswith(f"no verdict: {silence} has no speech")
+    result = _run(sys.executable, "-m", "speakernet.bin.cli", "compare", "--exp-dir", str(recipe["exp"]),
+                  str(blip), str(same[0]), "--json")
+    verdict = json.loads(result.stdout)
+    assert verdict["same_speaker"] is None and verdict["reliable"] is False and str(blip) in verdict["reason"]
     bad = _run(sys.executable, "-m", "speakernet.bin.cli", "compare", "--exp-dir", str(recipe["exp"]),
                str(same[0]), str(tmp_path / "missing.wav"))
     assert bad.returncode == 1 and "missing.wav" in bad.stderr

@@ -82,9 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.checkpoint != "latest" and (args.threshold is None or args.mean_vec is None):
             logger.warning("exp_dir/threshold and exp_dir/mean.vec belong to the model the recipe scored last, "
                            "not to --checkpoint %s: pass --threshold and --mean-vec for it", args.checkpoint)
-        verdict = describe(embedder.compare(args.audio_a, args.audio_b, mean), threshold)
+        score, speech = embedder.compare_with_speech(args.audio_a, args.audio_b, mean)
+        verdict = describe(score, threshold, speech)
         if args.json:
             print(json.dumps(verdict))
+        elif verdict["same_speaker"] is None:
+            print(f"no verdict: {verdict['reason']}; score {verdict['score']:.5f}, threshold "
+                  f"{verdict['threshold']:.5f}")
         else:
             decision = "same speaker" if verdict["same_speaker"] else "different speakers"
             print(f"{decision}: score {verdict['score']:.5f}, threshold {verdict['threshold']:.5f}")
