@@ -273,6 +273,10 @@ def load_model(exp_dir: PathLike, which: str = "latest") -> tuple[torch.nn.Modul
 
     Returns:
         ``(model in eval mode on CPU, resolved config)``.
+
+    Raises:
+        CheckpointError: if the checkpoint is unreadable or its weights do not fit the model
+            that ``config.yaml`` describes (e.g. an edited ``model_args``).
     """
     from speakernet.config import load_resolved_config
     from speakernet.models import build_model
@@ -281,7 +285,14 @@ def load_model(exp_dir: PathLike, which: str = "latest") -> tuple[torch.nn.Modul
     path = resolve_checkpoint(exp_dir, which)
     state = load_checkpoint(path)
     model = build_model(config["model"], feat_dim=config["data"]["feat_dim"], **config["model_args"])
-    model.load_state_dict(state["model"])
+    if not isinstance(state.get("model"), dict):
+        raise CheckpointError(f"checkpoint {path} holds no model weights (no 'model' entry)")
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:  # an edited config.yaml, or a checkpoint of another model
+        detail = " ".join(str(error).split())
+        raise CheckpointError(f"checkpoint {path}: its weights do not fit the {config['model']} that "
+                              f"{Path(exp_dir) / 'config.yaml'} describes ({detail[:300]})") from None
     model.eval()
     logger.info("loaded %s (%s, step %d) from %s", config["model"], which, state.get("step", -1), path)
     return model, config

@@ -69,3 +69,17 @@ def test_empty_latest_pointer_is_named(tmp_path: Path) -> None:
     (tmp_path / "checkpoints" / "latest").write_text("")
     with pytest.raises(FileNotFoundError, match="latest is empty"):
         ckpt.resolve_checkpoint(tmp_path, "latest")
+
+
+def test_weights_that_do_not_fit_the_config_name_both(feature_dir: Path, tmp_path: Path) -> None:
+    from speakernet.config import load_config
+    from speakernet.training.trainer import train
+
+    from training_data import TINY_OVERRIDES
+
+    exp = tmp_path / "exp"
+    train(load_config(None, TINY_OVERRIDES + ["training.max_steps=1"]), feature_dir, exp)
+    config = (exp / "config.yaml").read_text()
+    (exp / "config.yaml").write_text(config.replace("channels: 16", "channels: 24"))  # a hand edit
+    with pytest.raises(ckpt.CheckpointError, match=r"weights do not fit the ECAPA_TDNN that .*config\.yaml"):
+        ckpt.load_model(exp, "latest")
