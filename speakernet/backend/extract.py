@@ -16,6 +16,7 @@ from torch import nn
 from speakernet.backend.embeddings import global_mean, speaker_means, write_embeddings, write_vector
 from speakernet.data.kaldi_dir import DataDirError, read_scp
 from speakernet.features.cmn import apply_cmn
+from speakernet.utils.logging import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +137,7 @@ def extract_embeddings(
     embeddings: dict[str, np.ndarray] = {}
     audio_seconds = 0.0
     started = time.perf_counter()
+    progress = Progress(len(utts), f"extracting {data_dir}", "utts", log=logger)
     for first in range(0, len(utts), chunk_utts):
         items = []
         for utt in utts[first : first + chunk_utts]:
@@ -153,6 +155,8 @@ def extract_embeddings(
             for utt, w in batch:
                 embeddings[utt] = output[position : position + len(w)].mean(axis=0)
                 position += len(w)
+        progress.update(len(items))
+    progress.close()
     elapsed = time.perf_counter() - started
     keys = list(feats_scp)
     matrix = np.stack([embeddings[utt] for utt in keys])
