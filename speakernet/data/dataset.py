@@ -99,9 +99,11 @@ class FeatureCropDataset(torch.utils.data.Dataset):
         self.labels = np.asarray(labels, dtype=np.int64)
         if len(self.utts) == 0:
             raise DataDirError(data_dir, f"no utterance has at least {min_frames} (voiced) frames")
-        logger.info(
-            "%s: %d utterances of %d speakers for training (%d shorter than %d frames left out)",
-            data_dir, len(self.utts), len(set(labels)), dropped, min_frames,
+        # A left-out utterance is a counted warning, not an INFO line one scrolls past (the pooled
+        # recipe leaves out 11 % of its training utterances, clips under 0.4 s of speech).
+        (logger.warning if dropped else logger.info)(
+            "%s: %d utterances of %d speakers for training (%d shorter than %d voiced frames left out; "
+            "lower data.min_frames to keep them)", data_dir, len(self.utts), len(set(labels)), dropped, min_frames,
         )
 
     def __len__(self) -> int:

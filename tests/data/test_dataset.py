@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import kaldiio
@@ -145,3 +146,14 @@ def test_bad_data_dirs_are_explained(data_dir: Path) -> None:
     write_scp(data_dir / "utt2spk", {"spkA-u1": "spkA"})
     with pytest.raises(DataDirError, match="has no speaker"):
         FeatureCropDataset(data_dir, crop_frames=CROP, use_vad=False)
+
+
+def test_left_out_utterances_are_a_counted_warning(data_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO):
+        FeatureCropDataset(data_dir, crop_frames=CROP, min_frames=30)
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "1 shorter than 30 voiced frames left out" in warnings[0]
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        FeatureCropDataset(data_dir, crop_frames=CROP, min_frames=20)  # nothing left out: no warning
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
