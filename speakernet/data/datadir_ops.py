@@ -20,14 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from speakernet.data.kaldi_dir import (
-    DATA_DIR_FILES,
-    PER_UTT_FILES,
-    DataDirError,
-    KaldiDataDir,
-    Segment,
-    c_sort_key,
-)
+from speakernet.data.datadir import DATA_DIR_FILES, KaldiDataDir, PER_UTT_FILES
+from speakernet.data.kaldi_dir import DataDirError, Segment, c_sort_key
 from speakernet.utils.fileio import PathLike, atomic_dir
 
 logger = logging.getLogger(__name__)

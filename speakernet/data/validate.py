@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from speakernet.data.datadir import DATA_DIR_FILES
 from speakernet.data.kaldi_dir import (
-    DATA_DIR_FILES,
     DataDirError,
     DataDirValidationError,
     _as_duration,

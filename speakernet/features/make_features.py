@@ -185,19 +185,18 @@ def make_features(
         FeatureExtractionError: when a job fails; the message names the jobs, their logs
             (whose tails are also logged) and the bad utterance keys.
     """
-    list_utterances(Path(data_dir).resolve())  # a bad data dir is reported before anything is created
-    with exclusive_lock(Path(feat_dir).resolve() / ".lock", "a features run"):
-        _make_features(data_dir, feat_dir, nj, fbank_config, vad_config, compress)
-
-
-def _make_features(data_dir: PathLike, feat_dir: PathLike, nj: int, fbank_config: FbankConfig,
-                   vad_config: VadConfig, compress: bool) -> None:
-    """:func:`make_features` under its lock."""
     if nj < 1:
         raise ValueError(f"nj must be >= 1, got {nj}")
     data_dir = Path(data_dir).resolve()
     feat_dir = Path(feat_dir).resolve()
-    utts = list_utterances(data_dir)
+    utts = list_utterances(data_dir)  # a bad data dir is reported before anything is created
+    with exclusive_lock(feat_dir / ".lock", "a features run"):
+        _make_features(data_dir, feat_dir, utts, nj, fbank_config, vad_config, compress)
+
+
+def _make_features(data_dir: Path, feat_dir: Path, utts: list[str], nj: int, fbank_config: FbankConfig,
+                   vad_config: VadConfig, compress: bool) -> None:
+    """:func:`make_features` under its lock, for the utterances ``utts`` of ``data_dir``."""
     # Old outputs are about to be invalidated (the job archives get rewritten); remove them
     # before validating, so a stale feats.scp from an earlier data dir cannot block a re-run.
     for name in ("feats.scp", "vad.scp", "utt2num_frames", FRONTEND_CONFIG_NAME):

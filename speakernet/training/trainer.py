@@ -422,6 +422,9 @@ class Trainer:
         logger.info("DDP replicas in sync: parameter checksum %.6f on all %d processes", values[0], len(values))
 
 
+LOCK_NAME = ".lock"  # in the exp dir, held by rank 0 while a training runs
+
+
 def train(config: dict[str, Any], data_dir: str | Path, exp_dir: str | Path, resume: str | None = None,
           device: str | None = None) -> dict[str, float]:
     """Builds a :class:`Trainer` and runs it; see there for the arguments.
@@ -433,9 +436,6 @@ def train(config: dict[str, Any], data_dir: str | Path, exp_dir: str | Path, res
     lock = exclusive_lock(Path(exp_dir) / LOCK_NAME, "a training") if first else contextlib.nullcontext()
     with lock:
         return Trainer(config, data_dir, exp_dir, resume=resume, device=device).train()
-
-
-LOCK_NAME = ".lock"
 
 
 __all__ = ["Trainer", "train", "margin_at", "truncate_train_metrics", "EmbeddingTrainingModel", "METRICS_NAME"]

@@ -15,7 +15,8 @@ from speakernet.data.datadir_ops import (
     split_data_dir,
     subset_data_dir,
 )
-from speakernet.data.kaldi_dir import DataDirError, KaldiDataDir, Segment, read_trials
+from speakernet.data.datadir import KaldiDataDir
+from speakernet.data.kaldi_dir import DataDirError, Segment, read_trials
 from speakernet.data.validate import validate_data_dir
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from speakernet.data.datadir import KaldiDataDir
 from speakernet.data.kaldi_dir import (
     DataDirError,
     DataDirValidationError,
-    KaldiDataDir,
     Segment,
     c_sort_key,
     is_pipe,
