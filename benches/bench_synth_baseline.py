@@ -28,7 +28,7 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.metrics import roc_curve
 
 from speakernet.data.kaldi_dir import read_scp, read_trials
-from speakernet.data.synth import generate_corpus
+from speakernet.data.synth_corpus import generate_corpus
 from speakernet.utils.logging import setup_logging
 
 logger = logging.getLogger("bench_synth_baseline")

@@ -12,7 +12,7 @@ import json
 import logging
 import sys
 
-from speakernet.data.synth import generate_corpus
+from speakernet.data.synth_corpus import generate_corpus
 from speakernet.utils.logging import setup_logging
 
 logger = logging.getLogger(__name__)

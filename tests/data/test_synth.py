@@ -12,14 +12,8 @@ import pytest
 import soundfile as sf
 
 from speakernet.data.kaldi_dir import c_sort_key, read_scp, read_trials
-from speakernet.data.synth import (
-    SessionChannel,
-    generate_corpus,
-    make_trials,
-    sample_session,
-    sample_speaker,
-    synthesize_utterance,
-)
+from speakernet.data.synth import SessionChannel, sample_session, sample_speaker, synthesize_utterance
+from speakernet.data.synth_corpus import generate_corpus, make_trials
 
 TINY = {
     "num_train_speakers": 3,
