@@ -22,6 +22,7 @@ setup(
         "soundfile>=0.12",
         "pyyaml>=6.0",
         "scikit-learn>=1.1",
+        "threadpoolctl>=3.1",
         "matplotlib>=3.5",
         "tqdm>=4.60",
     ],

@@ -6,6 +6,8 @@ import hashlib
 import json
 import logging
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -78,19 +80,22 @@ def test_utterance_cohort_matches_per_trial_loop(embeddings, top_n):
     assert cohort.kind == "utterance"
 
 
+@pytest.mark.parametrize("threads", [None, 3])
 @pytest.mark.parametrize("width,k", [(6000, 300), (1003, 7), (50, 2), (40, 39), (9, 1), (5, 5)])
-def test_top_values_equal_torch_topk_with_ties_and_excluded_members(width, k):
-    import torch
-
+def test_top_values_equal_a_full_selection_with_ties_and_excluded_members(width, k, threads):
     rng = np.random.default_rng(width + k)
-    scores = torch.from_numpy(rng.normal(size=(64, width)).astype(np.float32))
-    scores[:8] = torch.from_numpy(rng.integers(0, 4, size=(8, width)).astype(np.float32))  # heavy ties
+    scores = rng.normal(size=(64, width)).astype(np.float32)
+    scores[:8] = rng.integers(0, 4, size=(8, width)).astype(np.float32)  # heavy ties
     scores[8:16, : width // 2] = -np.inf  # excluded members (-inf), as cohort_statistics marks them
     scores[16, :] = 0.25  # one value everywhere
     scores[17, -1] = 100.0  # the highest value in the last column (past the last whole block)
-    got = torch.sort(torch.from_numpy(top_values(scores, k)), dim=1).values
-    expected = torch.sort(torch.topk(scores, k, dim=1).values, dim=1).values
-    assert got.shape == (64, k) and torch.equal(got, expected)
+    scores[18, 0] = 50.0  # and in the first
+    before = scores.copy()
+    with ThreadPoolExecutor(threads or 1) as pool:
+        got = np.sort(top_values(scores, k, pool if threads else None), axis=1)
+    expected = np.sort(scores, axis=1)[:, width - k:]
+    assert got.shape == (64, k) and np.array_equal(got, expected)
+    assert np.array_equal(scores, before)  # the cohort scores are not reordered in place
 
 
 @pytest.mark.parametrize("top_n", [3, 12])

@@ -313,3 +313,24 @@ def test_unwritable_output_is_one_line_naming_it(tmp_path, capsys):
         err = capsys.readouterr().err
         assert code == 1 and f"{out}: cannot write it" in err and "Traceback" not in err and ".tmp" not in err
     assert sorted(p.name for p in (tmp_path / "a_dir").iterdir()) == []
+
+
+def test_indexed_side_columns_write_what_the_dense_matrix_writes(tmp_path):
+    from speakernet.backend.scoring import IndexedColumn
+
+    rng = np.random.default_rng(3)
+    trials = [(f"e{i % 5}", f"t{i % 7}", "target" if i % 3 else "nontarget") for i in range(100_003)]  # past one block
+    rows = np.arange(len(trials)) % 5
+    per_row = np.array([1.5, np.nan, 1e-7, 123456789.0, -0.25])
+    raw = rng.normal(size=len(trials))
+    columns = [raw, IndexedColumn(per_row, rows), IndexedColumn(per_row, rows[::-1].copy())]
+    dense = np.stack([raw, per_row[rows], per_row[rows[::-1]]], axis=1)
+    scores = rng.normal(size=len(trials))
+    write_scores(tmp_path / "indexed", trials, scores, columns)
+    write_scores(tmp_path / "dense", trials, scores, dense)
+    assert (tmp_path / "indexed").read_bytes() == (tmp_path / "dense").read_bytes()
+    assert " nan " in (tmp_path / "dense").read_text() and "1.23457e+08" in (tmp_path / "dense").read_text()
+    with pytest.raises(ValueError, match="side column 1: index must give one row of its 5 values per trial"):
+        write_scores(tmp_path / "bad", trials, scores, [raw, IndexedColumn(per_row, rows + 1)])
+    with pytest.raises(ValueError, match="side column 0 has 3 values"):
+        write_scores(tmp_path / "bad", trials, scores, [raw[:3]])

@@ -382,3 +382,68 @@ def test_trials_with_enrolment_in_another_dir(make_dir, tmp_path: Path) -> None:
 def test_check_trials_without_a_trial_list_is_an_error(make_dir) -> None:
     message = str(_problem(make_dir(trials=None), check_trials=True))
     assert "trials: file does not exist" in message
+
+
+# ------------------------------------------------- the fast two-column path against the line reader
+
+_READERS = {
+    "scp": (read_scp, lambda rng: rng.choice(["/a/b.wav", "x.ark:12", "-3", "0"])),
+    "utt2spk": (read_utt2spk, lambda rng: rng.choice(["spk1", "s-2", "ü"])),
+    "utt2num_frames": (read_utt2num_frames, lambda rng: rng.choice(["7", "300", "0", "-2", "1.5", "1_000", "x"])),
+    "utt2dur": (read_utt2dur, lambda rng: rng.choice(["1.5", "3", "1e-3", "0", "-1", "nan", "inf", "x"])),
+}
+
+
+def _slow_read(reader, path: Path):
+    """The line-by-line reader alone (the fast path switched off), as the reference."""
+    from speakernet.data import kaldi_dir
+
+    original = kaldi_dir._read_two_fields
+    kaldi_dir._read_two_fields = lambda *args: None
+    try:
+        return reader(path)
+    finally:
+        kaldi_dir._read_two_fields = original
+
+
+@pytest.mark.parametrize("kind", list(_READERS))
+def test_fast_two_column_reader_agrees_with_the_line_reader(tmp_path: Path, kind: str) -> None:
+    import random
+
+    reader, value = _READERS[kind]
+    rng = random.Random(kind)
+    spaces = [" ", "  ", "\t", " \t"]
+    for case in range(150):
+        lines = []
+        for number in range(rng.randint(0, 6)):
+            key = rng.choice([f"u{number}", f"u{number}", "u0"])  # sometimes a duplicate key
+            line = f"{key}{rng.choice(spaces)}{value(rng)}"
+            roll = rng.random()
+            if roll < 0.05:
+                line += " extra"  # a third field
+            elif roll < 0.08:
+                line = key  # no value
+            elif roll < 0.1:
+                line = ""  # a blank line
+            elif roll < 0.12:
+                line += "\r"
+            elif roll < 0.15:
+                line = " " + line
+            elif roll < 0.2:
+                line += rng.choice(spaces)
+            lines.append(line)
+        text = "\n".join(lines) + rng.choice(["\n", ""])
+        if rng.random() < 0.05:
+            text = "\ufeff" + text
+        path = tmp_path / f"{kind}{case}"
+        path.write_text(text, encoding="utf-8")
+        try:
+            expected = _slow_read(reader, path)
+        except DataDirError as error:
+            with pytest.raises(DataDirError) as info:
+                reader(path)
+            assert str(info.value) == str(error), text
+            continue
+        got = reader(path)
+        assert got == expected and list(got) == list(expected), text
+        assert [type(v) for v in got.values()] == [type(v) for v in expected.values()], text
