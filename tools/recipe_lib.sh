@@ -28,25 +28,38 @@ run_unless_newer() {
 }
 
 _run_unless_newer() {
-  local marker=$1 inputs=$2 signature=$3 input; shift 3
-  if [ -f "$marker" ]; then
-    local stale=""
-    for input in $inputs; do
-      if [ -e "$input" ] && [ "$input" -nt "$marker" ]; then stale="$input is newer than $marker"; break; fi
-    done
-    if [ -z "$stale" ] && [ -n "$signature" ] && [ "$(cat "$marker")" != "$signature" ]; then
-      stale="its command line changed since $marker was written"
-    fi
-    if [ -z "$stale" ]; then
-      log "  skip: $(dirname "$marker") is complete (remove $marker to redo it)"
-      return 0
-    fi
-    log "  redo: $stale"
-    rm -f "$marker"
-  fi
+  local marker=$1 inputs=$2 signature=$3; shift 3
+  is_fresh "$marker" "$inputs" "$signature" && return 0
   "$@"
-  mkdir -p "$(dirname "$marker")"
-  printf '%s' "$signature" > "$marker"
+  mark_done "$marker" "$signature"
+}
+
+# is_fresh MARKER "INPUT..." SIGNATURE: true (logging a skip) when MARKER exists, no existing INPUT
+# is newer and MARKER holds SIGNATURE (when one is given); else removes a stale MARKER, logs why,
+# and is false. For steps that run several outputs in one command (mark_done each afterwards).
+is_fresh() {
+  local marker=$1 inputs=$2 signature=$3 input
+  [ -f "$marker" ] || return 1
+  local stale=""
+  for input in $inputs; do
+    if [ -e "$input" ] && [ "$input" -nt "$marker" ]; then stale="$input is newer than $marker"; break; fi
+  done
+  if [ -z "$stale" ] && [ -n "$signature" ] && [ "$(cat "$marker")" != "$signature" ]; then
+    stale="its command line changed since $marker was written"
+  fi
+  if [ -z "$stale" ]; then
+    log "  skip: $(dirname "$marker") is complete (remove $marker to redo it)"
+    return 0
+  fi
+  log "  redo: $stale"
+  rm -f "$marker"
+  return 1
+}
+
+# mark_done MARKER SIGNATURE: records a finished step (after its command succeeded).
+mark_done() {
+  mkdir -p "$(dirname "$1")"
+  printf '%s' "$2" > "$1"
 }
 
 # run_logged LOG COMMAND...: runs COMMAND with its output shown on stderr and kept in LOG

@@ -126,22 +126,35 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
       python -m speakernet.bin.qmf trials --train-data "$train_data" --exclude-data $enroll_data $test_data \
         --num-per-condition "$calibration_trials" --out-dir "$exp_dir/calibration"
   fi
+  # One extraction process per (checkpoint, mode) embeds all its dirs: the model is built and
+  # torch imported once, not once per dir. Each dir keeps its own .done marker, written with the
+  # command line that one dir alone would have, so adding a dir does not redo the others.
   for checkpoint in $checkpoints; do
-    for data in $eval_dirs $calibration_data; do
-      name=$(basename "$data")
-      [ "$data" = "$calibration_data" ] && name=calibration
-      out="$exp_dir/embeddings/$checkpoint/$name"
-      model_file="$exp_dir/checkpoints/$checkpoint.pt"
-      [ "$checkpoint" = latest ] && model_file="$exp_dir/checkpoints/latest"
+    model_file="$exp_dir/checkpoints/$checkpoint.pt"
+    [ "$checkpoint" = latest ] && model_file="$exp_dir/checkpoints/latest"
+    for group in train eval; do
       mode=()
       # The training set only serves the mean, the AS-norm cohort and PLDA: one crop per utterance is
       # enough and batches well (WeSpeaker also embeds one 200-frame crop of vox2_dev for them).
-      [ "$data" = "$train_data" ] && [ "$train_mean_crop" -gt 0 ] && \
+      [ "$group" = train ] && [ "$train_mean_crop" -gt 0 ] && \
         mode=(--mode multicrop --num-crops 1 --crop-frames "$train_mean_crop" --batch-size 128)
-      run_unless_fresh "$out/.done" "$model_file $data/feats.scp" \
-        run_logged "$exp_dir/log/extract.$checkpoint.$name.log" \
-        python -m speakernet.bin.extract --exp-dir "$exp_dir" --checkpoint "$checkpoint" --data-dir "$data" \
-          --out-dir "$out" "${mode[@]}"
+      command=(python -m speakernet.bin.extract --exp-dir "$exp_dir" --checkpoint "$checkpoint"
+        ${mode[@]+"${mode[@]}"})
+      data_dirs=(); out_dirs=(); markers=(); signatures=()
+      for data in $eval_dirs $calibration_data; do
+        if [ "$data" = "$train_data" ] && [ "$train_mean_crop" -gt 0 ]; then this=train; else this=eval; fi
+        [ "$this" = "$group" ] || continue
+        name=$(basename "$data")
+        [ "$data" = "$calibration_data" ] && name=calibration
+        out="$exp_dir/embeddings/$checkpoint/$name"
+        signature=$(printf '%q ' "${command[@]}" --data-dir "$data" --out-dir "$out")
+        is_fresh "$out/.done" "$model_file $data/feats.scp" "$signature" && continue
+        data_dirs+=("$data"); out_dirs+=("$out"); markers+=("$out/.done"); signatures+=("$signature")
+      done
+      [ ${#data_dirs[@]} -gt 0 ] || continue
+      run_logged "$exp_dir/log/extract.$checkpoint.$group.log" \
+        "${command[@]}" --data-dir "${data_dirs[@]}" --out-dir "${out_dirs[@]}"
+      for index in "${!markers[@]}"; do mark_done "${markers[$index]}" "${signatures[$index]}"; done
     done
   done
 fi

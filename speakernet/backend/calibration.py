@@ -137,8 +137,11 @@ def make_calibration_trials(
                 label == "nontarget" and len(set(candidates_a) | set(candidates_b)) < 2
             ):
                 continue
+            # Stop at the number of distinct pairs there are: drawing on once every pair is taken
+            # would only burn the attempt budget (3 s on a small training set).
+            wanted = min(num_per_condition, _distinct_pairs(by_class[first], by_class[second], label, first == second))
             attempts = 0
-            while made[label] < num_per_condition and attempts < 20 * num_per_condition:
+            while made[label] < wanted and attempts < 20 * num_per_condition:
                 attempts += 1
                 speaker_a = candidates_a[rng.integers(len(candidates_a))]
                 speaker_b = speaker_a if label == "target" else candidates_b[rng.integers(len(candidates_b))]
@@ -162,6 +165,25 @@ def make_calibration_trials(
     logger.info("calibration trials: %d (%d target) from %d speakers, short/long boundary %.2f s",
                 len(trials), sum(label == "target" for *_, label in trials), len(speakers), boundary)
     return trials, boundary
+
+
+def _distinct_pairs(
+    first: Mapping[str, list[str]], second: Mapping[str, list[str]], label: str, same_class: bool
+) -> int:
+    """How many distinct unordered utterance pairs (one of ``first``, one of ``second``) there are.
+
+    ``first`` and ``second`` map speakers to their utterances of one duration class; classes
+    are disjoint, so for two classes every (a, b) is a distinct pair, and within one class a pair
+    is two different utterances. Target pairs are of one speaker, non-target of two.
+    """
+    sizes_a = {speaker: len(utts) for speaker, utts in first.items()}
+    sizes_b = {speaker: len(utts) for speaker, utts in second.items()}
+    if same_class:
+        same = sum(size * (size - 1) // 2 for size in sizes_a.values())
+        total = sum(sizes_a.values())
+        return same if label == "target" else (total * total - sum(size * size for size in sizes_a.values())) // 2
+    same = sum(size * sizes_b.get(speaker, 0) for speaker, size in sizes_a.items())
+    return same if label == "target" else sum(sizes_a.values()) * sum(sizes_b.values()) - same
 
 
 def make_calibration_set(

@@ -1,7 +1,10 @@
-"""Stage: extract embeddings of a data dir with a trained (or the untrained) model.
+"""Stage: extract embeddings of data dirs with a trained (or the untrained) model.
 
     python -m speakernet.bin.extract --exp-dir exp/ecapa --data-dir data/test --out-dir exp/ecapa/embeddings/latest/test
     python -m speakernet.bin.extract --exp-dir exp/ecapa --checkpoint init ...   # the untrained model
+    python -m speakernet.bin.extract --exp-dir exp/ecapa --data-dir data/test data/dev --out-dir E/test E/dev
+
+Several data dirs (with as many output dirs, in the same order) are embedded by one model load.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m speakernet.bin.extract", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--exp-dir", required=True, help="training output dir (config.yaml, checkpoints/)")
-    parser.add_argument("--data-dir", required=True, help="data dir with feats.scp (and vad.scp)")
-    parser.add_argument("--out-dir", required=True, help="where xvector.scp, spk_xvector.scp and mean.vec go")
+    parser.add_argument("--data-dir", required=True, nargs="+", help="data dirs with feats.scp (and vad.scp)")
+    parser.add_argument("--out-dir", required=True, nargs="+",
+                        help="one per data dir: where its xvector.scp, spk_xvector.scp and mean.vec go")
     parser.add_argument("--checkpoint", default="latest",
                         help="latest | init (untrained) | avgN | file name in exp_dir/checkpoints | path")
     parser.add_argument("--mode", choices=["full", "multicrop"], default=None, help="default: the config's")
@@ -29,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-threads", type=int, default=0, help="torch threads (0: torch default)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     args = parser.parse_args(argv)
+    if len(args.out_dir) != len(args.data_dir):
+        parser.error(f"--out-dir needs one dir per --data-dir: got {len(args.data_dir)} data dirs and "
+                     f"{len(args.out_dir)} output dirs")
     setup_logging()
 
     import torch
@@ -42,20 +49,22 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
 
     def extract() -> None:
-        check_same_frontend(args.exp_dir, args.data_dir)
+        for data_dir in args.data_dir:  # every dir checked before the first is embedded
+            check_same_frontend(args.exp_dir, data_dir)
         model, config = load_model(args.exp_dir, args.checkpoint)
         extract_cfg = config["extract"]
-        extract_embeddings(
-            model,
-            args.data_dir,
-            args.out_dir,
-            mode=args.mode or extract_cfg["mode"],
-            use_vad=config["data"]["use_vad"],
-            num_crops=args.num_crops or extract_cfg["num_crops"],
-            crop_frames=args.crop_frames or extract_cfg["crop_frames"],
-            batch_size=args.batch_size or extract_cfg["batch_size"],
-            device=device,
-        )
+        for data_dir, out_dir in zip(args.data_dir, args.out_dir):
+            extract_embeddings(
+                model,
+                data_dir,
+                out_dir,
+                mode=args.mode or extract_cfg["mode"],
+                use_vad=config["data"]["use_vad"],
+                num_crops=args.num_crops or extract_cfg["num_crops"],
+                crop_frames=args.crop_frames or extract_cfg["crop_frames"],
+                batch_size=args.batch_size or extract_cfg["batch_size"],
+                device=device,
+            )
 
     return run_stage(extract)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from speakernet.backend.calibration import (
+    _distinct_pairs,
     FEATURE_NAMES,
     QMFModel,
     apply_qmf_files,
@@ -58,6 +60,32 @@ def test_calibration_trials_are_seeded_balanced_and_free_of_self_pairs():
     conditions = Counter((tuple(sorted((duration_class(a), duration_class(b)))), label) for a, b, label in trials)
     for condition in (("short", "short"), ("long", "short"), ("long", "long")):
         assert conditions[(condition, "target")] == conditions[(condition, "nontarget")] == 40
+
+
+def test_a_small_training_set_gives_every_distinct_pair_once(caplog):
+    # 3 speakers x 4 utterances: far fewer distinct pairs than asked for, so each condition
+    # holds all of its pairs (counted here by brute force), and the shortfall is logged
+    utt2spk, durations = _corpus(3, 4)
+    trials, boundary = make_calibration_trials(utt2spk, durations, num_per_condition=1000, max_utts_per_class=10)
+
+    def duration_class(utt: str) -> str:
+        return "long" if durations[utt] > boundary else "short"
+
+    drawn = Counter((tuple(sorted((duration_class(a), duration_class(b)))), label) for a, b, label in trials)
+    possible = Counter()
+    for a, b in itertools.combinations(sorted(utt2spk), 2):
+        label = "target" if utt2spk[a] == utt2spk[b] else "nontarget"
+        possible[(tuple(sorted((duration_class(a), duration_class(b)))), label)] += 1
+    assert drawn == possible and len({frozenset(t[:2]) for t in trials}) == len(trials)
+    assert "could be drawn from these speakers" in caplog.text
+    # the count the draw stops at is that brute-force count
+    by_class = {"short": {}, "long": {}}
+    for utt in sorted(utt2spk):
+        by_class[duration_class(utt)].setdefault(utt2spk[utt], []).append(utt)
+    for first, second in (("short", "short"), ("short", "long"), ("long", "long")):
+        for label in ("target", "nontarget"):
+            count = _distinct_pairs(by_class[first], by_class[second], label, first == second)
+            assert count == possible[(tuple(sorted((first, second))), label)], (first, second, label)
 
 
 def test_auto_boundary_falls_back_to_the_median_for_short_clips():

@@ -175,3 +175,31 @@ def test_extract_stage_refuses_features_of_another_front_end(tmp_path: Path, tin
     assert f"{data / 'frontend.json'}: fbank.frame_shift_ms = 15.0, but the model was trained on 10.0" in error
     assert str(exp / "frontend.json") in error and "re-make the features" in error
     assert not (tmp_path / "other" / "xvector.scp").exists()
+
+
+def test_extract_stage_embeds_several_dirs_with_one_model_load(tmp_path: Path, tiny_model: torch.nn.Module,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from speakernet.bin.extract import main as extract_main
+    from speakernet.features.fbank import FbankConfig
+    from speakernet.features.frontend import save_frontend
+    from speakernet.features.vad import VadConfig
+
+    frontend = (FbankConfig(num_mel_bins=20), VadConfig())
+    exp = _tiny_exp_dir(tmp_path / "exp", tiny_model, frontend)
+    dirs = [make_feature_dir(tmp_path / name, num_speakers=2, utts_per_speaker=2, seed=seed)
+            for seed, name in enumerate(["a", "b"])]
+    for data in dirs:
+        save_frontend(data, *frontend)
+    common = ["--exp-dir", str(exp), "--device", "cpu"]
+    assert extract_main(common + ["--data-dir", *map(str, dirs), "--out-dir", str(tmp_path / "A"),
+                                  str(tmp_path / "B")]) == 0
+    for data, together in zip(dirs, ["A", "B"]):  # each dir as it would be embedded alone
+        alone = tmp_path / f"alone_{together}"
+        assert extract_main(common + ["--data-dir", str(data), "--out-dir", str(alone)]) == 0
+        keys, matrix = load_embeddings(tmp_path / together / "xvector.scp")
+        alone_keys, alone_matrix = load_embeddings(alone / "xvector.scp")
+        assert keys == alone_keys and np.array_equal(matrix, alone_matrix)
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        extract_main(common + ["--data-dir", *map(str, dirs), "--out-dir", str(tmp_path / "C")])
+    assert "--out-dir needs one dir per --data-dir: got 2 data dirs and 1 output dirs" in capsys.readouterr().err
