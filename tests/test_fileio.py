@@ -50,3 +50,49 @@ def test_a_failed_directory_leaves_the_old_one(tmp_path: Path) -> None:
             raise RuntimeError("killed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus"]
     assert sorted(p.name for p in (tmp_path / "corpus").iterdir()) == ["keep"]
+
+
+_WRITER = """
+import sys, time
+from speakernet.utils.fileio import atomic_dir, atomic_write
+kind, target = sys.argv[1], sys.argv[2]
+if kind == "file":
+    with atomic_write(target, "wb") as handle:
+        handle.write(b"x" * 100_000)
+        handle.flush()
+        print("writing", flush=True)
+        time.sleep(60)
+else:
+    with atomic_dir(target) as tmp:
+        (tmp / "a.wav").write_bytes(b"y" * 1000)
+        print("writing", flush=True)
+        time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("kind", ["file", "dir"])
+def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path: Path, kind: str) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from speakernet.utils import fileio
+
+    target = tmp_path / ("step_000100.pt" if kind == "file" else "corpus")
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, kind, str(target)], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline() == "writing\n"
+    # a live writer's temporary is left alone
+    fileio._swept_dirs.clear()
+    assert fileio.remove_stale_temps(tmp_path) == []
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    stale = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert len(stale) == 1 and stale[0].name.startswith(f".{target.name}.") and f"-{writer.pid}." in stale[0].name
+    other_host = tmp_path / f".scores.otherhost-{writer.pid}.abc123.tmp"
+    other_host.write_text("a writer on another machine of a shared file system\n")
+    fileio._swept_dirs.clear()
+    # the next output of any name into that dir sweeps it (a checkpoint save has a new name each time)
+    with fileio.atomic_write(tmp_path / "step_000200.pt") as handle:
+        handle.write("new\n")
+    assert not stale[0].exists() and other_host.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other_host.name, "step_000200.pt"])

@@ -118,6 +118,17 @@ MUTANTS = (
     Mutant("recipe-user-path-ignored", "tools/recipe_lib.sh",
            '[[ "${options_given-}" == *" $var "* ]]', "false",
            ("tests/test_recipe_mini.py::test_relative_paths_are_taken_from_the_callers_directory",)),
+    # Back-end speed work: exact results, and leftovers of killed runs.
+    Mutant("top-values-threshold-off-by-one", "speakernet/backend/normalization.py",
+           "above = scores >= maxima[:, groups - k, None]", "above = scores >= maxima[:, groups - k + 1, None]",
+           ("tests/backend/test_normalization.py",)),
+    Mutant("fast-reader-accepts-zero-frames", "speakernet/data/kaldi_dir.py",
+           "if not all(map(kind(0).__lt__, numbers))", "if not all(map(kind(-1).__lt__, numbers))",
+           ("tests/data/test_kaldi_dir.py",)),
+    Mutant("stale-temps-kept", "speakernet/utils/fileio.py",
+           "if match is None or _pid_alive(int(match.group(1))):", "if True:", ("tests/test_fileio.py",)),
+    Mutant("feature-job-temps-kept", "speakernet/features/make_features.py",
+           "    _remove_job_temps(feat_dir)\n", "\n", ("tests/features/test_make_features.py",)),
 )
 
 

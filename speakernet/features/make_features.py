@@ -152,6 +152,21 @@ def _remove_stale_jobs(feat_dir: Path, nj: int) -> None:
             path.unlink()
 
 
+_JOB_TEMP = re.compile(r"^\.(?:fbank|vad)\.\d+\.(?:ark|scp)\.tmp$")
+
+
+def _remove_job_temps(feat_dir: Path) -> None:
+    """Removes the jobs' temporary archives a killed run left (the caller holds the dir's lock).
+
+    Before the jobs start, so a re-run after a kill or a full disk does not need room for the
+    old half-written archives beside the new ones.
+    """
+    for path in feat_dir.iterdir():
+        if _JOB_TEMP.match(path.name):
+            path.unlink()
+            logger.info("removed %s, left by an interrupted run", path)
+
+
 def make_features(
     data_dir: PathLike,
     feat_dir: PathLike,
@@ -209,6 +224,7 @@ def _make_features(data_dir: Path, feat_dir: Path, utts: list[str], nj: int, fba
         nj = len(utts)
     (feat_dir / "log").mkdir(parents=True, exist_ok=True)
     _claim_feat_dir(feat_dir, data_dir)
+    _remove_job_temps(feat_dir)
 
     with atomic_write(feat_dir / "log" / JOB_CONFIG_NAME) as handle:
         json.dump({"data_dir": str(data_dir), "nj": nj, "compress": compress,

@@ -6,7 +6,9 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator, Union
@@ -34,6 +36,69 @@ class OutputError(OSError):
         return f"{self.filename}: cannot write it ({self.strerror})"
 
 
+# Temporaries carry this host and the writing process's pid: a later run on the same host tells
+# a killed run's leftovers (pid gone) from a live writer's, and never touches another host's
+# (a shared file system seen by cluster jobs).
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname().split(".")[0]) or "host"
+_STALE_TEMP = re.compile(rf"^\..+\.{re.escape(_HOST)}-(\d+)\.[A-Za-z0-9_]+\.tmp$")
+_swept_dirs: set[str] = set()
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.{_HOST}-{os.getpid()}."
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temps(directory: PathLike) -> list[Path]:
+    """Removes the temporary files and dirs that killed runs on this host left in ``directory``.
+
+    A SIGKILL (or a power cut) skips the cleanup of :func:`atomic_write` and :func:`atomic_dir`,
+    leaving ``.<name>.<host>-<pid>.<random>.tmp`` behind: half a checkpoint, half a corpus.
+    The next atomic output into the same dir removes those whose process is gone, so a re-run
+    after a kill or a full disk never needs room for two copies. Each dir is swept once per
+    process.
+
+    Args:
+        directory: Directory to sweep.
+
+    Returns:
+        The paths removed.
+    """
+    directory = Path(directory)
+    key = str(directory.resolve()) if directory.exists() else str(directory)
+    if key in _swept_dirs:
+        return []
+    _swept_dirs.add(key)
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return []
+    for entry in entries:
+        match = _STALE_TEMP.match(entry.name)
+        if match is None or _pid_alive(int(match.group(1))):
+            continue
+        path = Path(entry.path)
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_write(path: PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Opens a temporary file next to ``path`` and renames it onto ``path`` on success.
@@ -55,7 +120,8 @@ def atomic_write(path: PathLike, mode: str = "w", encoding: str | None = "utf-8"
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        remove_stale_temps(path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     except OSError as error:
         raise OutputError(error.errno, error.strerror, str(path)) from None
     try:
@@ -89,12 +155,13 @@ def atomic_dir(path: PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_stale_temps(path.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700; give the dir the usual permissions
         yield tmp
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
+            old = path.with_name(f"{_temp_prefix(path)}old.tmp")  # swept like the others if a kill strands it
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
             os.replace(tmp, path)

@@ -104,8 +104,11 @@ def test_mixed_dir_with_two_jobs(mixed_dir, tmp_path):
     assert (feat_dir / "log" / "make_fbank.1.log").is_file() and (feat_dir / "log" / "make_fbank.2.log").is_file()
     assert "real time" in (feat_dir / "log" / "make_fbank.2.log").read_text()
 
-    # A re-run with fewer jobs overwrites cleanly: same content, no stale job archives.
+    # A re-run with fewer jobs overwrites cleanly: same content, no stale job archives, and none
+    # of the half-written archives a killed run (with more jobs) left behind.
     before = {utt: feats[utt].copy() for utt in samples}
+    for leftover in (".fbank.3.ark.tmp", ".vad.3.scp.tmp", ".fbank.1.ark.tmp"):
+        (feat_dir / leftover).write_bytes(b"half an archive")
     assert make_features_main(["--data-dir", str(data), "--feat-dir", str(feat_dir), "--nj", "1"]) == 0
     assert len((data / "feats.scp").read_text().splitlines()) == len(samples)
     assert not (feat_dir / "fbank.2.ark").exists() and not list(feat_dir.glob(".*.tmp"))
