@@ -30,6 +30,7 @@ from speakernet.data.synth import (
     synthesize_utterance,
 )
 from speakernet.utils.fileio import PathLike, atomic_dir, atomic_write
+from speakernet.utils.logging import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -172,13 +173,22 @@ def make_trials(
 
 def _generate_all(jobs: Sequence[_UttJob], nj: int) -> dict[str, int]:
     """Runs the jobs in ``nj`` processes; job seeds make the output independent of ``nj``."""
-    if nj <= 1:
-        return dict(_run_job(job) for job in jobs)
-    # spawn: workers never inherit thread pools (torch, BLAS) from the parent.
-    context = multiprocessing.get_context("spawn")
-    chunksize = max(1, min(32, len(jobs) // (4 * nj)))
-    with context.Pool(nj) as pool:
-        return dict(pool.imap_unordered(_run_job, jobs, chunksize=chunksize))
+    lengths: dict[str, int] = {}
+    with Progress(len(jobs), "synthesising the corpus", "utts", log=logger) as progress:
+        if nj <= 1:
+            for job in jobs:
+                utt, length = _run_job(job)
+                lengths[utt] = length
+                progress.update(1)
+            return lengths
+        # spawn: workers never inherit thread pools (torch, BLAS) from the parent.
+        context = multiprocessing.get_context("spawn")
+        chunksize = max(1, min(32, len(jobs) // (4 * nj)))
+        with context.Pool(nj) as pool:
+            for utt, length in pool.imap_unordered(_run_job, jobs, chunksize=chunksize):
+                lengths[utt] = length
+                progress.update(1)
+    return lengths
 
 
 def _write_subset(data_dir: Path, jobs: Sequence[_UttJob], lengths: dict[str, int], audio_root: Path) -> None:

@@ -36,6 +36,7 @@ from speakernet.features.fbank import FbankConfig
 from speakernet.features.frontend import FRONTEND_CONFIG_NAME, save_frontend
 from speakernet.features.vad import VadConfig
 from speakernet.utils.fileio import PathLike, atomic_write, exclusive_lock
+from speakernet.utils.logging import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,41 @@ def _job_paths(feat_dir: Path, job: int) -> dict[str, Path]:
         "utts": feat_dir / "log" / f"make_fbank.{job}.utts",
         "failed": feat_dir / "log" / f"make_fbank.{job}.failed",
         "stats": feat_dir / "log" / f"make_fbank.{job}.stats.json",
+        "progress": feat_dir / "log" / f"make_fbank.{job}.progress",
     }
+
+
+# Seconds between a job's progress reports (a count of utterances done, polled by the parent).
+PROGRESS_INTERVAL_S = 1.0
+
+
+def _wait_with_progress(processes: list[tuple[int, subprocess.Popen]], feat_dir: Path, total: int,
+                        what: str, interval_s: float = 30.0) -> dict[int, int]:
+    """Waits for the feature jobs, showing their utterances done (see :class:`Progress`).
+
+    Returns:
+        Job -> exit code.
+    """
+    codes: dict[int, int] = {}
+    shown = 0
+    with Progress(total, what, "utts", interval_s=interval_s, log=logger) as progress:
+        while len(codes) < len(processes):
+            for job, process in processes:
+                if job not in codes and process.poll() is not None:
+                    codes[job] = process.returncode
+            done = 0
+            for job, _ in processes:
+                with contextlib.suppress(OSError, ValueError):
+                    done += int(_job_paths(feat_dir, job)["progress"].read_text(encoding="utf-8") or 0)
+            if done > shown:
+                progress.update(done - shown)
+                shown = done
+            if len(codes) < len(processes):
+                time.sleep(0.2)
+    for job, _ in processes:
+        with contextlib.suppress(FileNotFoundError):
+            _job_paths(feat_dir, job)["progress"].unlink()
+    return codes
 
 
 def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -232,8 +267,9 @@ def _make_features(data_dir: Path, feat_dir: Path, utts: list[str], nj: int, fba
     chunks = split_contiguous(utts, nj)
     for job, chunk in enumerate(chunks, start=1):
         paths = _job_paths(feat_dir, job)
-        with contextlib.suppress(FileNotFoundError):
-            paths["failed"].unlink()
+        for name in ("failed", "progress"):
+            with contextlib.suppress(FileNotFoundError):
+                paths[name].unlink()
         with atomic_write(paths["utts"]) as handle:
             handle.writelines(f"{utt}\n" for utt in chunk)
 
@@ -251,7 +287,7 @@ def _make_features(data_dir: Path, feat_dir: Path, utts: list[str], nj: int, fba
                 log_handle.flush()
                 processes.append((job, subprocess.Popen(command, stdout=log_handle, stderr=subprocess.STDOUT,
                                                         stdin=subprocess.DEVNULL, env=env)))
-        return_codes = {job: process.wait() for job, process in processes}
+        return_codes = _wait_with_progress(processes, feat_dir, len(utts), f"features of {data_dir.name}")
     except BaseException:
         for _, process in processes:
             if process.poll() is None:
@@ -376,6 +412,7 @@ def run_feature_job(feat_dir: PathLike, job: int) -> None:
     audio_seconds = 0.0
     start_time = time.perf_counter()
     compression = COMPRESSION_METHOD if options["compress"] else None
+    reported = start_time
     try:
         with kaldiio.WriteHelper(f"ark,scp:{tmp['fbank_ark']},{tmp['fbank_scp']}",
                                  compression_method=compression) as fbank_writer, \
@@ -397,6 +434,9 @@ def run_feature_job(feat_dir: PathLike, job: int) -> None:
                 vad_writer(utt, vad.astype(np.float32))
                 num_frames[utt] = fbank.shape[0]
                 audio_seconds += waveform.shape[0] / rate
+                if time.perf_counter() - reported > PROGRESS_INTERVAL_S:
+                    reported = time.perf_counter()
+                    paths["progress"].write_text(f"{len(num_frames) + len(errors)}\n", encoding="utf-8")
         missing = [utt for utt in utts if utt not in num_frames and utt not in errors]
         for utt in missing:
             errors[utt] = f"utterance '{utt}' produced no output"
