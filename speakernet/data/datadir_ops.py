@@ -103,7 +103,8 @@ def fix_data_dir(path: PathLike) -> FixSummary:
 
     Raises:
         DataDirError: if the directory cannot be loaded (missing utt2spk/spk2utt, a malformed
-            line or a duplicate key: these need a human decision).
+            line or a duplicate key: these need a human decision), or if every utterance would
+            be removed (nothing is changed then).
     """
     path = Path(path)
     data = KaldiDataDir.load(path)
@@ -132,6 +133,10 @@ def fix_data_dir(path: PathLike) -> FixSummary:
         if table is not None:
             require(name, table)
 
+    if utts and not keep:  # almost always a wrong file (another dir's wav.scp), not an intent
+        reasons = ", ".join(f"{count} not in {name}" for name, count in summary.missing_from.items())
+        raise DataDirError(path, f"fixing it would remove all {len(utts)} utterances ({reasons}); nothing was "
+                           "changed: check that these files belong to one data dir")
     fixed = data.subset(keep, keep_trials=True)
     summary.num_utts_after = len(fixed.utt2spk)
     summary.num_speakers_removed = len(data.speakers) - len(fixed.speakers)
