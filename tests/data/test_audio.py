@@ -167,3 +167,42 @@ def test_segments_errors(tmp_path):
 def test_directory_is_not_audio(tmp_path) -> None:
     with pytest.raises(AudioError, match="is a directory, not an audio file"):
         load_audio(str(tmp_path))
+
+
+@pytest.mark.parametrize(("rate", "fmt", "subtype"), [
+    (8000, "WAV", "PCM_U8"), (16000, "WAV", "PCM_24"), (16000, "WAV", "PCM_32"), (16000, "WAV", "FLOAT"),
+    (44100, "WAV", "PCM_16"), (48000, "WAV", "PCM_16"), (48000, "FLAC", "PCM_24"), (22050, "FLAC", "PCM_16"),
+    (44100, "MP3", "MPEG_LAYER_III"), (16000, "OGG", "VORBIS"),
+])
+def test_rates_widths_and_formats_arrive_as_the_same_16k_tone(tmp_path, rate: int, fmt: str, subtype: str) -> None:
+    path = tmp_path / f"tone.{fmt.lower()}"
+    soundfile.write(path, _tone(1.0, rate, freq=440.0, amplitude=0.5), rate, format=fmt, subtype=subtype)
+    waveform, got_rate = load_audio(str(path))
+    assert got_rate == 16000 and waveform.dtype == np.float32 and waveform.ndim == 1
+    lossy = fmt in ("MP3", "OGG")
+    assert abs(len(waveform) - 16000) <= (1200 if lossy else 2)  # encoder delay/padding of lossy codecs
+    assert _peak_frequency(waveform, got_rate) == pytest.approx(440, abs=3)
+    middle = waveform[3000:-3000]
+    assert np.abs(middle).max() == pytest.approx(0.5, abs=0.06 if lossy or subtype == "PCM_U8" else 0.005)
+
+
+def test_truncated_header_inf_and_hot_floats(tmp_path) -> None:
+    soundfile.write(tmp_path / "full.wav", _tone(0.5, 16000), 16000, subtype="PCM_16")
+    data = (tmp_path / "full.wav").read_bytes()
+    (tmp_path / "head.wav").write_bytes(data[:20])  # stopped inside the header
+    with pytest.raises(AudioError, match="cannot decode") as info:
+        load_audio(str(tmp_path / "head.wav"))
+    assert "head.wav" in str(info.value)
+    inf = _tone(0.1, 16000)
+    inf[5] = np.inf
+    soundfile.write(tmp_path / "inf.wav", inf, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="1 NaN/Inf samples"):
+        load_audio(str(tmp_path / "inf.wav"))
+    # float audio beyond full scale (a gain applied without limiting) is read as written, not clipped
+    hot = _tone(0.2, 16000, amplitude=1.7)
+    soundfile.write(tmp_path / "hot.wav", hot, 16000, subtype="FLOAT")
+    np.testing.assert_array_equal(load_audio(str(tmp_path / "hot.wav"))[0], hot)
+    # a pipe whose command writes something that is not audio
+    with pytest.raises(AudioError, match="cannot decode") as info:
+        load_audio("echo not audio |")
+    assert "echo not audio" in str(info.value)
