@@ -16,6 +16,7 @@ from torch import nn
 from speakernet.backend.embeddings import global_mean, speaker_means, write_embeddings, write_vector
 from speakernet.data.kaldi_dir import DataDirError, read_scp
 from speakernet.features.cmn import apply_cmn
+from speakernet.utils.faults import fault_point
 from speakernet.utils.logging import Progress
 
 logger = logging.getLogger(__name__)
@@ -155,6 +156,7 @@ def extract_embeddings(
             for utt, w in batch:
                 embeddings[utt] = output[position : position + len(w)].mean(axis=0)
                 position += len(w)
+            fault_point("extract.batch")
         progress.update(len(items))
     progress.close()
     elapsed = time.perf_counter() - started

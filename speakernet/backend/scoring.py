@@ -25,6 +25,7 @@ import numpy as np
 from speakernet.backend.embeddings import load_embeddings, read_vector
 from speakernet.backend.metrics import DEFAULT_P_TARGETS, compute_metrics, format_results_table
 from speakernet.data.kaldi_dir import TRIAL_LABELS, DataDirError, read_trials
+from speakernet.utils.faults import fault_point
 from speakernet.utils.fileio import PathLike, atomic_write
 
 logger = logging.getLogger(__name__)
@@ -271,6 +272,7 @@ def write_scores(
                     raise ValueError(f"trial label must be one of {TRIAL_LABELS}, got '{label}' for {enroll} {test}")
                 lines.append(f"{enroll} {test} {score:.5f} {label}{side}\n")
             handle.write("".join(lines))
+            fault_point("scores.block")
     logger.info("Wrote %d scores to %s", len(trials), path)
 
 

@@ -36,6 +36,7 @@ from speakernet.features.fbank import FbankConfig
 from speakernet.features.frontend import FRONTEND_CONFIG_NAME, save_frontend
 from speakernet.features.vad import VadConfig
 from speakernet.utils.fileio import PathLike, atomic_write, exclusive_lock
+from speakernet.utils.faults import fault_point
 from speakernet.utils.logging import Progress
 
 logger = logging.getLogger(__name__)
@@ -434,6 +435,7 @@ def run_feature_job(feat_dir: PathLike, job: int) -> None:
                 vad_writer(utt, vad.astype(np.float32))
                 num_frames[utt] = fbank.shape[0]
                 audio_seconds += waveform.shape[0] / rate
+                fault_point("features.utt")
                 if time.perf_counter() - reported > PROGRESS_INTERVAL_S:
                     reported = time.perf_counter()
                     paths["progress"].write_text(f"{len(num_frames) + len(errors)}\n", encoding="utf-8")

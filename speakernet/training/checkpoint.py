@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from speakernet.utils.faults import fault_point
 from speakernet.utils.fileio import PathLike, atomic_write
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ def save_checkpoint(state: dict[str, Any], path: PathLike) -> None:
     """Writes ``state`` with its content checksum to ``path`` atomically (a temporary file renamed into place)."""
     with atomic_write(path, "wb") as handle:
         torch.save({**state, CHECKSUM_KEY: content_checksum(state)}, handle)
+        fault_point("checkpoint.save")  # written, not yet in place
 
 
 def load_checkpoint(path: PathLike) -> dict[str, Any]:

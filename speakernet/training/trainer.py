@@ -26,6 +26,7 @@ from speakernet.features.frontend import FRONTEND_CONFIG_NAME, load_frontend, sa
 from speakernet.training import checkpoint as ckpt
 from speakernet.training.distributed import DistributedContext, all_reduce_mean, barrier, cleanup, init_distributed
 from speakernet.training.optim import OPTIMIZERS, SCHEDULERS
+from speakernet.utils.faults import fault_point
 from speakernet.utils.fileio import atomic_write, exclusive_lock
 
 logger = logging.getLogger(__name__)
@@ -354,6 +355,7 @@ class Trainer:
             self.step += 1
             self.batch_in_epoch += 1
             bar.update(1)
+            fault_point("train.step")
 
             totals += torch.tensor(
                 [loss.item() * len(labels), (logits.argmax(-1) == labels).sum().item(), len(labels)]
