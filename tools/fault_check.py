@@ -58,7 +58,9 @@ def _recipe(exp_root: Path, args: argparse.Namespace, fault: str | None) -> subp
         command += ["--corpus-opts", args.corpus_opts]
     if args.train_overrides:
         command += ["--train-overrides", args.train_overrides]
-    # A session of its own: the fault kills the recipe's process group, never this script.
+    # A session of its own, whose group (the shell's pid) the fault kills: the recipe and every
+    # stage process, torchrun's workers included, never this script.
+    command = ["bash", "-c", 'export SPEAKERNET_FAULT_PGID=$$; exec "$@"', "fault_check", *command]
     return subprocess.run(command, env=env, capture_output=True, text=True, start_new_session=True,
                           timeout=args.timeout)
 
