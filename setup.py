@@ -26,6 +26,6 @@ setup(
         "matplotlib>=3.5",
         "tqdm>=4.60",
     ],
-    extras_require={"test": ["pytest>=7", "ruff>=0.4", "hypothesis>=6.100"]},
+    extras_require={"test": ["pytest>=7", "pytest-xdist>=3.5", "ruff>=0.4", "hypothesis>=6.100"]},
     entry_points={"console_scripts": ["speakernet=speakernet.bin.cli:main"]},
 )

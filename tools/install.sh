@@ -2,7 +2,7 @@
 # Installs speakernet (editable) and its dependencies into the active Python environment.
 #
 #   tools/install.sh            # runtime dependencies
-#   tools/install.sh --test     # plus the test tools (pytest, ruff, hypothesis)
+#   tools/install.sh --test     # plus the test tools (pytest, pytest-xdist, ruff, hypothesis)
 #
 # torch is pinned to a CPU-friendly default so pip never pulls a multi-GB CUDA build by
 # surprise. Bring your own build with TORCH_VERSION=<version> (e.g. a CUDA one), or

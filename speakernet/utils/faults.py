@@ -36,11 +36,12 @@ def fault_point(name: str) -> None:
     # given (tools/fault_check.py exports the recipe shell's pid) and every process descended
     # from it dies too, as under `kill -9` of a whole job (Slurm's scancel, a power cut).
     leader = int(os.environ.get(GROUP_ENV) or os.getpgid(0))
-    for pid in _descendants(leader):
+    others = _descendants(leader)  # listed first: once the group is dead, its orphans are re-parented
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(leader, signal.SIGKILL)  # the leader first, so that it dies by the signal too
+    for pid in others:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(leader, signal.SIGKILL)
     os.kill(os.getpid(), signal.SIGKILL)
 
 
