@@ -58,6 +58,7 @@ from speakernet.data.kaldi_dir import (
     read_utt2spk,
 )
 from speakernet.utils.fileio import PathLike, atomic_write
+from speakernet.utils.logging import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -217,9 +218,11 @@ def cohort_statistics(
         mean[selected] = top.mean(axis=1)
         std[selected] = top.std(axis=1)
 
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(SELECTION_THREADS) as pool:
-        for _ in pool.map(top_statistics, range(0, top_rows.size, slice_size)):
-            pass
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(SELECTION_THREADS) as pool, \
+            Progress(top_rows.size, "AS-norm cohort statistics", "embeddings", log=logger) as progress:
+        starts = range(0, top_rows.size, slice_size)
+        for begin, _ in zip(starts, pool.map(top_statistics, starts)):
+            progress.update(min(slice_size, top_rows.size - begin))
     return mean, std, all_mean, all_std
 
 
