@@ -226,8 +226,18 @@ def cohort_statistics(
     return mean, std, all_mean, all_std
 
 
-# Row slices selected at once by top_values (numpy's partition and take release the GIL).
-SELECTION_THREADS = max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
+def _threads() -> int:
+    """Threads for the cohort products and selections: OMP_NUM_THREADS if set, else the usable cores."""
+    try:
+        wanted = int(os.environ.get("OMP_NUM_THREADS", "0"))
+    except ValueError:
+        wanted = 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, wanted if wanted > 0 else cores)
+
+
+# Row slices multiplied and selected at once (numpy's BLAS call, partition and take release the GIL).
+SELECTION_THREADS = _threads()
 
 
 def top_values(scores: np.ndarray, k: int, pool: ThreadPoolExecutor | None = None) -> np.ndarray:
