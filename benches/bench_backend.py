@@ -99,7 +99,7 @@ def _part_asnorm(work: Path, args: argparse.Namespace) -> str:
     as_norm_trials(trials, enroll, test, cohort, mean, 300, durations, durations)
     compute = time.perf_counter() - start
     # The top-300 selection against a plain full selection, on the same cohort product, in this run.
-    from speakernet.backend.normalization import SELECTION_THREADS, top_values
+    from speakernet.backend.topn import SELECTION_THREADS, top_values
 
     unit = np.asarray(load_embeddings(work / "test.scp")[1][:8192], dtype=np.float32)
     unit /= np.linalg.norm(unit, axis=1, keepdims=True)

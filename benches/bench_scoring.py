@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from speakernet.backend.metrics import compute_metrics
-from speakernet.backend.scoring import cosine_score_trials, read_scores, trial_labels, write_scores
+from speakernet.backend.score_files import read_scores, trial_labels, write_scores
+from speakernet.backend.scoring import cosine_score_trials
 
 
 def _peak_rss_mib() -> float:

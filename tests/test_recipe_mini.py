@@ -15,7 +15,7 @@ import soundfile
 
 from speakernet.backend.embeddings import load_embeddings
 from speakernet.backend.metrics import compute_eer
-from speakernet.backend.scoring import read_scores, trial_labels
+from speakernet.backend.score_files import read_scores, trial_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "egs" / "mini" / "v1" / "run.sh"

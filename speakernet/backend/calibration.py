@@ -36,7 +36,7 @@ from scipy.optimize import minimize
 
 from speakernet.backend.metrics import compute_cllr
 from speakernet.backend.normalization import SIDE_COLUMNS, read_durations, read_provenance
-from speakernet.backend.scoring import read_scored_trials, trial_labels, write_scores
+from speakernet.backend.score_files import read_scored_trials, trial_labels, write_scores
 from speakernet.data.datadir_ops import subset_data_dir
 from speakernet.data.kaldi_dir import DataDirError, read_utt2spk, write_trials
 from speakernet.utils.fileio import PathLike, atomic_write

@@ -21,15 +21,8 @@ import scipy.linalg
 
 from speakernet.backend.embeddings import load_embeddings, read_vector
 from speakernet.backend.lda import class_stats, symmetrize, ZeroRowError, compute_lda, length_normalize
-from speakernet.backend.scoring import (
-    EmbeddingTable,
-    Trial,
-    _as_table,
-    trial_rows,
-    compact_rows,
-    load_trial_tables,
-    write_scores,
-)
+from speakernet.backend.score_files import Trial, write_scores
+from speakernet.backend.scoring import EmbeddingTable, _as_table, trial_rows, compact_rows, load_trial_tables
 from speakernet.data.kaldi_dir import DataDirError, read_utt2spk
 from speakernet.utils.fileio import PathLike, atomic_write
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from speakernet.data.datadir import DATA_DIR_FILES
-from speakernet.data.kaldi_dir import (
+from speakernet.data.kaldi_dir import DataDirValidationError, _parse_trials, c_sort_key, is_pipe, read_scp
+from speakernet.data.kaldi_lines import (
     DataDirError,
-    DataDirValidationError,
     _as_duration,
     _as_num_frames,
     _as_segment,
@@ -25,11 +25,7 @@ from speakernet.data.kaldi_dir import (
     _as_tokens,
     _Entry,
     _parse_entries,
-    _parse_trials,
     _scan,
-    c_sort_key,
-    is_pipe,
-    read_scp,
 )
 from speakernet.utils.fileio import PathLike
 

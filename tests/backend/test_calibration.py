@@ -22,7 +22,7 @@ from speakernet.backend.calibration import (
 )
 from speakernet.backend.metrics import compute_cllr
 from speakernet.backend.normalization import SIDE_COLUMNS, write_provenance
-from speakernet.backend.scoring import read_scores, write_scores
+from speakernet.backend.score_files import read_scores, write_scores
 from speakernet.bin import qmf as qmf_bin
 from speakernet.data.kaldi_dir import DataDirError, read_trials, write_scp
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from speakernet.backend.gather import default_system_names, gather_markdown, parse_metric, read_results
-from speakernet.backend.scoring import compute_metrics_files, write_scores
+from speakernet.backend.score_files import write_scores
+from speakernet.backend.scoring import compute_metrics_files
 from speakernet.bin import gather_results
 from speakernet.data.kaldi_dir import DataDirError
 

@@ -18,9 +18,9 @@ from speakernet.backend.normalization import (
     build_cohort,
     cohort_statistics,
     read_durations,
-    top_values,
 )
-from speakernet.backend.scoring import read_scored_trials
+from speakernet.backend.topn import top_values
+from speakernet.backend.score_files import read_scored_trials
 from speakernet.bin import score_norm as score_norm_bin
 from speakernet.data.kaldi_dir import DataDirError, write_scp, write_trials
 

@@ -18,7 +18,7 @@ from speakernet.backend.plda import (
     train_plda_backend,
     train_plda_files,
 )
-from speakernet.backend.scoring import read_scores
+from speakernet.backend.score_files import read_scores
 from speakernet.bin import score_plda as score_plda_bin
 from speakernet.bin import train_plda as train_plda_bin
 from speakernet.data.kaldi_dir import DataDirError, write_scp, write_spk2utt, write_trials

@@ -7,14 +7,8 @@ import pytest
 
 from speakernet.backend.embeddings import write_embeddings, write_vector
 from speakernet.backend.metrics import compute_act_dcf, compute_cllr, compute_eer, compute_min_dcf
-from speakernet.backend.scoring import (
-    compute_metrics_files,
-    cosine_score_trials,
-    read_scores,
-    score_trials_files,
-    trial_labels,
-    write_scores,
-)
+from speakernet.backend.score_files import read_scores, trial_labels, write_scores
+from speakernet.backend.scoring import compute_metrics_files, cosine_score_trials, score_trials_files
 from speakernet.bin import compute_metrics as compute_metrics_bin
 from speakernet.bin import score as score_bin
 from speakernet.data.kaldi_dir import DataDirError, write_trials
@@ -279,7 +273,7 @@ def test_metrics_table_with_llr_rows_results_json_and_threshold_of(tmp_path, cap
 
 
 def test_side_columns_round_trip_and_follow_the_trial_order(tmp_path):
-    from speakernet.backend.scoring import read_scored_trials
+    from speakernet.backend.score_files import read_scored_trials
 
     trials = [("a", "b", "target"), ("a", "c", "nontarget"), ("b", "c", "nontarget")]
     side = np.array([[1.0, 2.5, np.nan], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
@@ -316,7 +310,7 @@ def test_unwritable_output_is_one_line_naming_it(tmp_path, capsys):
 
 
 def test_indexed_side_columns_write_what_the_dense_matrix_writes(tmp_path):
-    from speakernet.backend.scoring import IndexedColumn
+    from speakernet.backend.score_files import IndexedColumn
 
     rng = np.random.default_rng(3)
     trials = [(f"e{i % 5}", f"t{i % 7}", "target" if i % 3 else "nontarget") for i in range(100_003)]  # past one block

@@ -396,14 +396,14 @@ _READERS = {
 
 def _slow_read(reader, path: Path):
     """The line-by-line reader alone (the fast path switched off), as the reference."""
-    from speakernet.data import kaldi_dir
+    from speakernet.data import kaldi_lines
 
-    original = kaldi_dir._read_two_fields
-    kaldi_dir._read_two_fields = lambda *args: None
+    original = kaldi_lines._read_two_fields
+    kaldi_lines._read_two_fields = lambda *args: None
     try:
         return reader(path)
     finally:
-        kaldi_dir._read_two_fields = original
+        kaldi_lines._read_two_fields = original
 
 
 @pytest.mark.parametrize("kind", list(_READERS))

@@ -71,6 +71,14 @@ def test_any_text_is_read_whole_or_refused_with_a_named_error(text: str, reader_
     assert len(result) == _lines_with_content(text), (reader.__name__, text, result)
 
 
+def _assert_reads_back(reader, table: dict, text: str) -> None:
+    path = _write(text)
+    try:
+        assert reader(path) == table
+    finally:
+        path.unlink()
+
+
 @st.composite
 def _formatted(draw: st.DrawFn, values: st.SearchStrategy) -> tuple[dict, str]:
     table = draw(st.dictionaries(KEY, values, min_size=1, max_size=6))
@@ -90,23 +98,13 @@ def _formatted(draw: st.DrawFn, values: st.SearchStrategy) -> tuple[dict, str]:
 @SETTINGS
 @given(case=_formatted(st.integers(1, 10**6)))
 def test_utt2num_frames_reads_back(case: tuple[dict, str]) -> None:
-    table, text = case
-    path = _write(text)
-    try:
-        assert read_utt2num_frames(path) == table
-    finally:
-        path.unlink()
+    _assert_reads_back(read_utt2num_frames, *case)
 
 
 @SETTINGS
 @given(case=_formatted(st.floats(1e-3, 1e5).map(lambda x: round(x, 3))))
 def test_utt2dur_reads_back(case: tuple[dict, str]) -> None:
-    table, text = case
-    path = _write(text)
-    try:
-        assert read_utt2dur(path) == table
-    finally:
-        path.unlink()
+    _assert_reads_back(read_utt2dur, *case)
 
 
 # wav.scp values: a path (spaces inside allowed) or a command pipe; never leading/trailing spaces.
@@ -120,12 +118,7 @@ WAV_VALUE = st.one_of(
 @SETTINGS
 @given(case=_formatted(WAV_VALUE))
 def test_wav_scp_reads_back_with_spaces_and_pipes_kept_whole(case: tuple[dict, str]) -> None:
-    table, text = case
-    path = _write(text)
-    try:
-        assert read_wav_scp(path) == table
-    finally:
-        path.unlink()
+    _assert_reads_back(read_wav_scp, *case)
 
 
 @SETTINGS
