@@ -47,6 +47,8 @@ DEFAULTS: dict[str, Any] = {
         "speakers_per_batch": 16,  # P, for the speaker_balanced sampler
         "utts_per_speaker": 4,  # K, for the speaker_balanced sampler
         "num_workers": 0,
+        # SpecAugment on the normalised crops (speakernet.data.spec_augment); probability 0: off
+        "spec_augment": {"probability": 0.0, "freq_masks": 1, "freq_width": 8, "time_masks": 1, "time_width": 10},
     },
     "training": {
         "epochs": 10,
@@ -58,6 +60,10 @@ DEFAULTS: dict[str, Any] = {
         "checkpoint_interval": 0,  # steps between mid-epoch checkpoints (0: once per epoch)
         "keep_checkpoints": 5,  # newest epoch checkpoints to keep (0: all)
         "num_threads": 0,  # torch intra-op threads per process (0: torch default)
+        # Start from another training's weights (a checkpoint file, or an exp dir for its latest):
+        # large-margin fine-tuning, or a second stage such as triplet fine-tuning (see Trainer)
+        "init_from": "",
+        "init_head": True,  # also take its training head (same speakers); false: a new head
     },
     "extract": {
         "mode": "full",  # full | multicrop

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -132,6 +133,29 @@ def test_training_stage_under_torchrun_with_two_processes(recipe: dict[str, Path
     # 32 utterances in batches of 8 per process: 2 batches per epoch on each of the 2 ranks
     assert "2 batches/epoch of 8 per process x 2 process(es)" in log
     assert (exp / "checkpoints" / "latest").is_file()
+
+
+def test_finetuning_stage_adds_its_own_model_and_rows(recipe: dict[str, Path], tmp_path: Path) -> None:
+    exp = tmp_path / "ecapa"
+    shutil.copytree(recipe["exp"], exp)  # (copy2: mtimes kept, so the main model's stages stay done)
+    finetune = TRAIN_OVERRIDES.replace("training.epochs=2", "training.epochs=1").replace("crop_frames=100",
+                                                                                         "crop_frames=150")
+    result = _run(str(RUN), "--corpus", str(recipe["corpus"]), "--exp", str(exp), "--corpus-opts", CORPUS_OPTS,
+                  "--train-overrides", TRAIN_OVERRIDES, "--stage", "2", "--stop-stage", "8", "--backends", "cosine",
+                  "--finetune-conf", "conf/ecapa_mini_lm.yaml", "--finetune-overrides", finetune)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert f"skip: {exp} is trained" in result.stderr
+    source = (exp / "checkpoints" / "latest").read_text().strip()
+    assert f"from {exp}/checkpoints/{source} -> {exp}/lm" in result.stderr
+    config = (exp / "lm" / "config.yaml").read_text()
+    assert f"init_from: {exp}/checkpoints/{source}" in config and "margin: 0.5" in config
+    rows = [line.split()[0] for line in (exp / "results").read_text().splitlines()[1:]]
+    assert rows == ["untrained:cosine:trials", "trained:cosine:trials", "trained-lm:cosine:trials"]
+    assert (exp / "embeddings" / "lm" / "test" / "xvector.scp").is_file()
+    # the fine-tuned model's own "untrained" checkpoint is the model it started from
+    assert (exp / "lm" / "checkpoints" / "init.pt").is_file()
+    # the CLI's threshold stays the main model's
+    assert (exp / "threshold").read_bytes() == (recipe["exp"] / "threshold").read_bytes()
 
 
 def test_cli_embed_and_compare(recipe: dict[str, Path], tmp_path: Path) -> None:

@@ -91,7 +91,7 @@ recipe_help() {
 
 # resolve_user_paths VAR...: a relative path the user gave on the command line is relative to
 # the directory run.sh was called from; defaults stay relative to the recipe directory. One
-# exception, for convenience: a --conf that does not exist there but does in the recipe
+# exception, for convenience: a --conf (or --finetune-conf) that does not exist there but does in the recipe
 # directory (e.g. --conf conf/ecapa_c512.yaml run from anywhere) is the recipe's own conf.
 # Call it after parse_options.sh (which lists the options given) and before changing into the
 # recipe directory ($recipe_dir).
@@ -100,7 +100,7 @@ resolve_user_paths() {
   for var in "$@"; do
     value=${!var}
     if [ -n "$value" ] && [[ "${options_given-}" == *" $var "* ]] && [ "${value#/}" = "$value" ]; then
-      if [ "$var" = conf ] && [ ! -e "$value" ] && [ -f "${recipe_dir:?}/$value" ]; then
+      if { [ "$var" = conf ] || [ "$var" = finetune_conf ]; } && [ ! -e "$value" ] && [ -f "${recipe_dir:?}/$value" ]; then
         continue
       fi
       printf -v "$var" '%s/%s' "$PWD" "$value"

@@ -3,7 +3,9 @@
 #
 #   1  features    fbank + energy VAD for the train, enrol, test (and adapt) data dirs
 #   2  training    under torchrun (--nproc processes: GPUs, or CPU processes with gloo);
-#                  re-running continues from the latest checkpoint; optional weight averaging
+#                  re-running continues from the latest checkpoint; optional weight averaging;
+#                  with --finetune-conf, a fine-tuning training (large-margin, or a second stage such as
+#                  triplet) from the evaluated model into exp_dir/<finetune-tag>, evaluated as one more model
 #   3  embeddings  with the untrained model (checkpoint init) and the trained one (latest)
 #   4  cosine      cosine scoring with train-mean subtraction (and with the adapt-data mean)
 #   5  AS-norm     adaptive S-norm against the training speakers (and the adapt-data cohort)
@@ -31,7 +33,10 @@ feat_dir=             # where the feature archives go
 exp_dir=              # training output dir
 train_overrides=""    # extra config overrides key.sub=value for training, space-separated (no spaces in values)
 average_num=0         # > 0: evaluate the average of the last N epochs' weights instead of the last epoch
-checkpoints=""        # models to evaluate (default: init and latest, or init and avgN)
+checkpoints=""        # models to evaluate (default: init and latest, or init and avgN; then the fine-tuned one)
+finetune_conf=""      # YAML of a fine-tuning stage from the evaluated model (e.g. conf/*_lm.yaml); empty: none
+finetune_tag=lm       # its name: exp_dir/<tag>, embeddings/<tag>, rows trained-<tag>
+finetune_overrides="" # extra config overrides of the fine-tuning training, space-separated
 train_mean_crop=200   # frames of the one centred crop per training utterance for the mean (0: whole utterances)
 backends="cosine asnorm qmf plda"  # back-ends to run: cosine asnorm snorm qmf plda (qmf needs asnorm)
 adapt_data=""         # in-domain data dir: its mean (cosine-adapt) and its cohort (asnorm-adapt) as extra rows
@@ -52,7 +57,21 @@ done
 enroll_data=${enroll_data:-$test_data}
 if [ -z "$checkpoints" ]; then
   if [ "$average_num" -gt 0 ]; then checkpoints="init avg$average_num"; else checkpoints="init latest"; fi
+  [ -z "$finetune_conf" ] || checkpoints="$checkpoints $finetune_tag"
 fi
+case "$finetune_tag" in ''|init|latest|avg*|*/*|*[[:space:]]*)
+  echo "$0: --finetune-tag must be a plain name other than init, latest, avgN; got '$finetune_tag'" >&2; exit 1 ;;
+esac
+[ -z "$finetune_conf" ] || [ -f "$finetune_conf" ] || { echo "$0: --finetune-conf $finetune_conf does not exist" >&2; exit 1; }
+# The main model's last evaluated checkpoint (the fine-tuned model is evaluated after it) and the
+# fine-tuning's source: the report, the CLI threshold and mean are the main model's.
+main_checkpoints=$(for c in $checkpoints; do [ -n "$finetune_conf" ] && [ "$c" = "$finetune_tag" ] || echo "$c"; done)
+main_last=$(echo $main_checkpoints | awk '{print $NF}')
+finetune_dir="$exp_dir/$finetune_tag"
+# checkpoint_exp CHECKPOINT: the exp dir and checkpoint name that extraction loads for CHECKPOINT.
+checkpoint_exp() {
+  if [ -n "$finetune_conf" ] && [ "$1" = "$finetune_tag" ]; then echo "$finetune_dir latest"; else echo "$exp_dir $1"; fi
+}
 check_backends "$backends"
 uses() { [[ " $backends " == *" $1 "* ]]; }
 case "$top_n" in ''|*[!0-9]*|0|1) echo "$0: --top-n must be an integer of at least 2, got '$top_n'" >&2; exit 1 ;; esac
@@ -85,32 +104,41 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   done
 fi
 
-if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  log "Stage 2: training $conf -> $exp_dir on $nproc process(es)"
-  if [ ! -f "$exp_dir/.train.done" ]; then
-    resume=()
-    [ -f "$exp_dir/checkpoints/latest" ] && resume=(--resume latest) && log "  continuing from the latest checkpoint"
-    mkdir -p "$exp_dir/log"
-    if [ "$nproc" -gt 1 ]; then
-      launcher=(python -m torch.distributed.run --standalone --nproc_per_node="$nproc")
-    else
-      launcher=(python)
-    fi
+# train_into EXP CONF OVERRIDES [ARGS...]: trains (or continues training) into EXP unless it is done.
+train_into() {
+  local exp=$1 conf_file=$2 overrides=$3; shift 3
+  if [ ! -f "$exp/.train.done" ]; then
+    local resume=()
+    [ -f "$exp/checkpoints/latest" ] && resume=(--resume latest) && log "  continuing from the latest checkpoint of $exp"
+    mkdir -p "$exp/log"
+    local launcher=(python)
+    [ "$nproc" -gt 1 ] && launcher=(python -m torch.distributed.run --standalone --nproc_per_node="$nproc")
     # shellcheck disable=SC2086  # overrides are deliberately word-split
-    run_logged "$exp_dir/log/train.$(date +%Y%m%d-%H%M%S).log" \
-      "${launcher[@]}" -m speakernet.bin.train --conf "$conf" --data-dir "$train_data" --exp-dir "$exp_dir" \
-      "${resume[@]}" $train_overrides
-    touch "$exp_dir/.train.done"
+    run_logged "$exp/log/train.$(date +%Y%m%d-%H%M%S).log" \
+      "${launcher[@]}" -m speakernet.bin.train --conf "$conf_file" --data-dir "$train_data" --exp-dir "$exp" \
+      ${resume[@]+"${resume[@]}"} "$@" $overrides
+    touch "$exp/.train.done"
   else
-    log "  skip: $exp_dir is trained (remove $exp_dir/.train.done to train further)"
-    if [ "$train_data/feats.scp" -nt "$exp_dir/.train.done" ]; then
+    log "  skip: $exp is trained (remove $exp/.train.done to train further)"
+    if [ "$train_data/feats.scp" -nt "$exp/.train.done" ]; then
       log "  WARNING: $train_data/feats.scp is newer than the trained model: the model was trained on earlier" \
-        "data and is kept as it is; use a new --exp (or remove $exp_dir) to train on the current data"
+        "data and is kept as it is; use a new --exp (or remove $exp) to train on the current data"
     fi
   fi
+}
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  log "Stage 2: training $conf -> $exp_dir on $nproc process(es)"
+  train_into "$exp_dir" "$conf" "$train_overrides"
   if [ "$average_num" -gt 0 ]; then
     run_unless_fresh "$exp_dir/checkpoints/.avg$average_num.done" "$exp_dir/checkpoints/latest" \
       python -m speakernet.bin.average_model --exp-dir "$exp_dir" --num "$average_num"
+  fi
+  if [ -n "$finetune_conf" ]; then
+    source_checkpoint="$exp_dir/checkpoints/$main_last.pt"
+    [ "$main_last" = latest ] && source_checkpoint="$exp_dir/checkpoints/$(cat "$exp_dir/checkpoints/latest")"
+    log "Stage 2 (fine-tuning): $finetune_conf from $source_checkpoint -> $finetune_dir"
+    train_into "$finetune_dir" "$finetune_conf" "$finetune_overrides" --init "$source_checkpoint"
   fi
 fi
 
@@ -130,15 +158,16 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   # torch imported once, not once per dir. Each dir keeps its own .done marker, written with the
   # command line that one dir alone would have, so adding a dir does not redo the others.
   for checkpoint in $checkpoints; do
-    model_file="$exp_dir/checkpoints/$checkpoint.pt"
-    [ "$checkpoint" = latest ] && model_file="$exp_dir/checkpoints/latest"
+    read -r source_exp source_name <<< "$(checkpoint_exp "$checkpoint")"
+    model_file="$source_exp/checkpoints/$source_name.pt"
+    [ "$source_name" = latest ] && model_file="$source_exp/checkpoints/latest"
     for group in train eval; do
       mode=()
       # The training set only serves the mean, the AS-norm cohort and PLDA: one crop per utterance is
       # enough and batches well (WeSpeaker also embeds one 200-frame crop of vox2_dev for them).
       [ "$group" = train ] && [ "$train_mean_crop" -gt 0 ] && \
         mode=(--mode multicrop --num-crops 1 --crop-frames "$train_mean_crop" --batch-size 128)
-      command=(python -m speakernet.bin.extract --exp-dir "$exp_dir" --checkpoint "$checkpoint"
+      command=(python -m speakernet.bin.extract --exp-dir "$source_exp" --checkpoint "$source_name"
         ${mode[@]+"${mode[@]}"})
       data_dirs=(); out_dirs=(); markers=(); signatures=()
       for data in $eval_dirs $calibration_data; do
@@ -295,7 +324,7 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
     esac
   done
   [ ${#score_files[@]} -gt 0 ] || { echo "$0: no score files to evaluate (run stages 4-7 first)" >&2; exit 1; }
-  last=$(echo $checkpoints | awk '{print $NF}')
+  last=$main_last
   threshold=()
   uses cosine && threshold=(--threshold-out "$exp_dir/threshold" \
     --threshold-of "$(model_name "$last"):cosine:$(basename "$(echo $trials | awk '{print $NF}')")")
@@ -311,7 +340,7 @@ fi
 
 if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ] && [ "$report" = true ]; then
   log "Stage 9: report"
-  last=$(echo $checkpoints | awk '{print $NF}')
+  last=$main_last
   run_logged "$exp_dir/log/report.log" \
     python -m speakernet.bin.report --exp-dir "$exp_dir" --data-dir "$test_data" --checkpoint "$last" \
       --out "$exp_dir/report.html"

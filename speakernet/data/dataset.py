@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from speakernet.data.kaldi_dir import DataDirError, read_scp, utt2spk_to_spk2utt
+from speakernet.data.spec_augment import SpecAugment
 from speakernet.features.cmn import apply_cmn
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class FeatureCropDataset(torch.utils.data.Dataset):
         min_frames: Utterances with fewer (voiced) frames are left out.
         use_vad: Drop frames that ``vad.scp`` marks unvoiced before cropping.
         spk2label: Speaker -> class index; by default the C-sorted speakers of the dir.
+        spec_augment: Masks applied to each normalised crop (None: none).
     """
 
     def __init__(
@@ -56,9 +58,11 @@ class FeatureCropDataset(torch.utils.data.Dataset):
         min_frames: int = 100,
         use_vad: bool = True,
         spk2label: dict[str, int] | None = None,
+        spec_augment: SpecAugment | None = None,
     ):
         data_dir = Path(data_dir)
         self.crop_frames = crop_frames
+        self.spec_augment = spec_augment
         self.use_vad = use_vad
         feats_scp = read_scp(data_dir / "feats.scp")
         utt2spk = read_scp(data_dir / "utt2spk")
@@ -119,8 +123,10 @@ class FeatureCropDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, int]:
         index, crop_seed = item
-        crop = crop_or_pad(self.load_features(index), self.crop_frames, np.random.default_rng(crop_seed))
-        crop = apply_cmn(crop)  # per-crop CMN, mean only
+        rng = np.random.default_rng(crop_seed)
+        crop = apply_cmn(crop_or_pad(self.load_features(index), self.crop_frames, rng))  # per-crop CMN, mean only
+        if self.spec_augment is not None:
+            crop = self.spec_augment(crop, rng)
         return torch.from_numpy(np.ascontiguousarray(crop)), int(self.labels[index])
 
 

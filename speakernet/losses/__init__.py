@@ -11,20 +11,25 @@ from typing import Any
 from torch import nn
 
 from speakernet.losses.margin import AAMSoftmax, AMSoftmax, CosineSoftmax, Softmax, margin_schedule
+from speakernet.losses.pairwise import AngularPrototypical, TripletLoss
+from speakernet.losses.subcenter import SubcenterAAMSoftmax, SubcenterAMSoftmax
 from speakernet.models.registry import HEADS
 
-__all__ = ["HEADS", "AAMSoftmax", "AMSoftmax", "CosineSoftmax", "Softmax", "build_head", "margin_schedule"]
+__all__ = ["HEADS", "AAMSoftmax", "AMSoftmax", "AngularPrototypical", "CosineSoftmax", "Softmax",
+           "SubcenterAAMSoftmax", "SubcenterAMSoftmax", "TripletLoss", "build_head", "margin_schedule"]
 
 
 def build_head(name: str, **args: Any) -> nn.Module:
     """Builds the registered training head ``name``.
 
     Args:
-        name: Registered head name: ``"AAMSoftmax"``, ``"AMSoftmax"``, ``"CosineSoftmax"`` or ``"Softmax"``.
+        name: Registered head name: ``"AAMSoftmax"``, ``"AMSoftmax"``, ``"CosineSoftmax"``, ``"Softmax"``,
+            ``"SubcenterAAMSoftmax"``, ``"SubcenterAMSoftmax"``, ``"TripletLoss"`` or ``"AngularPrototypical"``.
         **args: The head's constructor arguments (``embed_dim``, ``num_classes``, ``scale``, ``margin``, ...).
 
     Returns:
-        The head, mapping ``(embeddings [B, D], labels [B])`` to ``(loss, logits [B, num_classes])``.
+        The head, mapping ``(embeddings [B, D], labels [B])`` to ``(loss, logits)``; ``head.correct(logits,
+        labels)`` gives the per-prediction hits for the training accuracy.
 
     Raises:
         KeyError: if ``name`` is unknown; the message lists the registered heads.

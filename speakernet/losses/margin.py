@@ -8,6 +8,10 @@ Every head maps ``(embeddings [B, D], labels [B])`` to ``(loss, logits [B, num_c
   training accuracy: with the margin, accuracy would depend on the current margin of the
   schedule rather than on how well the speakers are separated.
 
+Every head also takes ``label_smoothing`` (0 by default; SpeakerNet reports that smoothing does
+not help margin heads, but it is a common setting for the plain softmax) and has
+``correct(logits, labels)``, the per-prediction hits the trainer counts for its accuracy.
+
 The margin heads keep their margin in a ``margin`` attribute that a margin schedule changes
 during training (``head.update_margin(m)`` or ``head.margin = m``); :func:`margin_schedule` is
 WeSpeaker's exponential warm-up of the margin.
@@ -24,6 +28,22 @@ from torch import nn
 from speakernet.models.registry import HEADS
 
 __all__ = ["AAMSoftmax", "AMSoftmax", "CosineSoftmax", "Softmax", "margin_schedule"]
+
+
+def check_label_smoothing(value: float, head: str) -> float:
+    """Returns ``value`` as a float after checking it is in [0, 1).
+
+    Raises:
+        ValueError: naming the head, if it is not.
+    """
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"{head}: label_smoothing must be in [0, 1), got {value}")
+    return float(value)
+
+
+def classification_correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-example hits of a classifier: ``argmax(logits) == label``, ``[B]`` bool."""
+    return logits.argmax(-1) == labels
 
 
 def _check_batch(embeddings: torch.Tensor, labels: torch.Tensor, embed_dim: int, head: str) -> None:
@@ -44,10 +64,12 @@ class _CosineHead(nn.Module):
         embed_dim: Embedding size D.
         num_classes: Number of training classes (speakers).
         scale: Multiplier s of the cosines (the logits' inverse temperature).
+        label_smoothing: Label smoothing of the cross entropy, in [0, 1).
     """
 
-    def __init__(self, embed_dim: int, num_classes: int, scale: float):
+    def __init__(self, embed_dim: int, num_classes: int, scale: float, label_smoothing: float = 0.0):
         super().__init__()
+        self.label_smoothing = check_label_smoothing(label_smoothing, type(self).__name__)
         if embed_dim < 1 or num_classes < 1:
             raise ValueError(f"embed_dim ({embed_dim}) and num_classes ({num_classes}) must be positive")
         if scale <= 0:
@@ -90,8 +112,12 @@ class _CosineHead(nn.Module):
         index = labels.unsqueeze(1)
         target = self.target_logit(cosine.gather(1, index))
         training_logits = cosine.scatter(1, index, target) * self.scale
-        loss = F.cross_entropy(training_logits, labels)
+        loss = F.cross_entropy(training_logits, labels, label_smoothing=self.label_smoothing)
         return loss, cosine * self.scale
+
+    def correct(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Per-example hits, ``[B]`` bool (see :func:`classification_correct`)."""
+        return classification_correct(logits, labels)
 
     def update_margin(self, margin: float) -> None:
         """Sets the margin; the margin-free cosine head only accepts 0.
@@ -119,17 +145,18 @@ class CosineSoftmax(_CosineHead):
         embed_dim: Embedding size D.
         num_classes: Number of training classes (speakers).
         scale: Multiplier s of the cosines.
+        label_smoothing: Label smoothing of the cross entropy, in [0, 1).
     """
 
-    def __init__(self, embed_dim: int, num_classes: int, scale: float = 32.0):
-        super().__init__(embed_dim, num_classes, scale)
+    def __init__(self, embed_dim: int, num_classes: int, scale: float = 32.0, label_smoothing: float = 0.0):
+        super().__init__(embed_dim, num_classes, scale, label_smoothing)
 
 
 class _MarginHead(_CosineHead):
     """A cosine head with a settable margin ``m >= 0``."""
 
-    def __init__(self, embed_dim: int, num_classes: int, scale: float, margin: float):
-        super().__init__(embed_dim, num_classes, scale)
+    def __init__(self, embed_dim: int, num_classes: int, scale: float, margin: float, label_smoothing: float = 0.0):
+        super().__init__(embed_dim, num_classes, scale, label_smoothing)
         self._margin = 0.0
         self.update_margin(margin)
 
@@ -168,10 +195,12 @@ class AMSoftmax(_MarginHead):
         num_classes: Number of training classes (speakers).
         scale: Multiplier s of the cosines.
         margin: Additive cosine margin m, in [0, 1).
+        label_smoothing: Label smoothing of the cross entropy, in [0, 1).
     """
 
-    def __init__(self, embed_dim: int, num_classes: int, scale: float = 32.0, margin: float = 0.2):
-        super().__init__(embed_dim, num_classes, scale, margin)
+    def __init__(self, embed_dim: int, num_classes: int, scale: float = 32.0, margin: float = 0.2,
+                 label_smoothing: float = 0.0):
+        super().__init__(embed_dim, num_classes, scale, margin, label_smoothing)
 
     def target_logit(self, target_cosine: torch.Tensor) -> torch.Tensor:
         """``cos(theta_y) - m``."""
@@ -193,6 +222,7 @@ class AAMSoftmax(_MarginHead):
         scale: Multiplier s of the cosines.
         margin: Angular margin m in radians, in [0, pi/2).
         easy_margin: Apply the margin only for ``theta < pi/2``.
+        label_smoothing: Label smoothing of the cross entropy, in [0, 1).
     """
 
     def __init__(
@@ -202,46 +232,48 @@ class AAMSoftmax(_MarginHead):
         scale: float = 32.0,
         margin: float = 0.2,
         easy_margin: bool = False,
+        label_smoothing: float = 0.0,
     ):
-        super().__init__(embed_dim, num_classes, scale, margin)
+        super().__init__(embed_dim, num_classes, scale, margin, label_smoothing)
         self.easy_margin = easy_margin
 
     def _validate_margin(self, margin: float) -> float:
         if not 0.0 <= margin < math.pi / 2:
-            raise ValueError(f"AAMSoftmax: margin must be in [0, pi/2) radians, got {margin}")
+            raise ValueError(f"{type(self).__name__}: margin must be in [0, pi/2) radians, got {margin}")
         return margin
 
     def target_logit(self, target_cosine: torch.Tensor) -> torch.Tensor:
         """``cos(theta_y + m)``, with the fallback described in the class docstring."""
-        margin = self._margin
-        # Floor 1 - cos^2 above 0: sqrt has an infinite gradient at 0 (theta = 0 or pi).
-        sine = torch.sqrt((1.0 - target_cosine * target_cosine).clamp(min=1e-12))
-        shifted = target_cosine * math.cos(margin) - sine * math.sin(margin)
-        if self.easy_margin:
-            return torch.where(target_cosine > 0.0, shifted, target_cosine)
-        threshold = math.cos(math.pi - margin)
-        return torch.where(target_cosine > threshold, shifted, target_cosine - (1.0 + threshold))
+        return additive_angular(target_cosine, self._margin, self.easy_margin)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", easy_margin={self.easy_margin}"
 
 
-@HEADS.register("Softmax")
-class Softmax(nn.Module):
-    """Plain softmax: an affine layer on the (unnormalised) embeddings, no margin.
+def additive_angular(cosine: torch.Tensor, margin: float, easy_margin: bool = False) -> torch.Tensor:
+    """``cos(theta + m)`` of cosines, with WeSpeaker's fallback past ``theta = pi - m`` (see AAMSoftmax).
 
     Args:
-        embed_dim: Embedding size D.
-        num_classes: Number of training classes (speakers).
-    """
+        cosine: Cosines, any shape, in [-1, 1].
+        margin: Angular margin m in radians (a negative m moves the angle the other way).
+        easy_margin: Keep ``cos(theta)`` where ``cos(theta) <= 0``.
 
-    def __init__(self, embed_dim: int, num_classes: int):
-        super().__init__()
-        if embed_dim < 1 or num_classes < 1:
-            raise ValueError(f"embed_dim ({embed_dim}) and num_classes ({num_classes}) must be positive")
-        self.embed_dim = embed_dim
-        self.num_classes = num_classes
-        self.classifier = nn.Linear(embed_dim, num_classes)
+    Returns:
+        The shifted cosines, same shape.
+    """
+    # Floor 1 - cos^2 above 0: sqrt has an infinite gradient at 0 (theta = 0 or pi).
+    sine = torch.sqrt((1.0 - cosine * cosine).clamp(min=1e-12))
+    shifted = cosine * math.cos(margin) - sine * math.sin(margin)
+    if easy_margin:
+        return torch.where(cosine > 0.0, shifted, cosine)
+    if margin <= 0.0:  # the angle shrinks: cos(theta - m') is monotone on [0, pi], no fallback needed
+        return shifted
+    threshold = math.cos(math.pi - margin)
+    return torch.where(cosine > threshold, shifted, cosine - (1.0 + threshold))
+
+
+class NoMargin:
+    """For heads without a margin: ``margin`` is 0 and a margin schedule may only set 0."""
 
     @property
     def margin(self) -> float:
@@ -252,10 +284,30 @@ class Softmax(nn.Module):
         """Only 0 is accepted.
 
         Raises:
-            ValueError: if ``margin`` is not 0.
+            ValueError: if ``margin`` is not 0 (a margin schedule is configured for a head without one).
         """
         if margin != 0.0:
-            raise ValueError(f"Softmax has no margin; cannot set it to {margin}")
+            raise ValueError(f"{type(self).__name__} has no margin; cannot set it to {margin}")
+
+
+@HEADS.register("Softmax")
+class Softmax(NoMargin, nn.Module):
+    """Plain softmax: an affine layer on the (unnormalised) embeddings, no margin.
+
+    Args:
+        embed_dim: Embedding size D.
+        num_classes: Number of training classes (speakers).
+        label_smoothing: Label smoothing of the cross entropy, in [0, 1).
+    """
+
+    def __init__(self, embed_dim: int, num_classes: int, label_smoothing: float = 0.0):
+        super().__init__()
+        if embed_dim < 1 or num_classes < 1:
+            raise ValueError(f"embed_dim ({embed_dim}) and num_classes ({num_classes}) must be positive")
+        self.label_smoothing = check_label_smoothing(label_smoothing, "Softmax")
+        self.embed_dim = embed_dim
+        self.num_classes = num_classes
+        self.classifier = nn.Linear(embed_dim, num_classes)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Computes the loss and the logits.
@@ -272,7 +324,11 @@ class Softmax(nn.Module):
         """
         _check_batch(embeddings, labels, self.embed_dim, "Softmax")
         logits = self.classifier(embeddings)
-        return F.cross_entropy(logits, labels), logits
+        return F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing), logits
+
+    def correct(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Per-example hits, ``[B]`` bool (see :func:`classification_correct`)."""
+        return classification_correct(logits, labels)
 
 
 def margin_schedule(

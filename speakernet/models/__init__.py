@@ -2,8 +2,9 @@
 
 Importing this package registers every model family in :data:`MODELS`; configs then name a
 model (``model: ECAPA_TDNN``) and its arguments (``model_args: {...}``). Training heads are
-registered by ``speakernet.losses`` (``speakernet.losses.HEADS``); :func:`build_head` here
-imports it first.
+registered by ``speakernet.losses`` (``speakernet.losses.HEADS``, built with
+``speakernet.losses.build_head``). Temporal poolings are components of their own
+(:data:`POOLINGS`, :func:`build_pooling`) that any model takes by name.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from typing import Any
 
 from torch import nn
 
-from speakernet.models import ecapa_tdnn  # noqa: F401  (registers ECAPA_TDNN)
-from speakernet.models.pooling import AttentiveStatsPool, TemporalStatsPool
+from speakernet.models import campplus, ecapa_tdnn, repvgg, rescnn, resnet, tdnn  # noqa: F401  (each registers its models)
+from speakernet.models.pooling import POOLINGS, AttentiveStatsPool, TemporalStatsPool, build_pooling
 from speakernet.models.registry import MODELS
 
-__all__ = ["MODELS", "AttentiveStatsPool", "TemporalStatsPool", "build_head", "build_model"]
+__all__ = ["MODELS", "POOLINGS", "AttentiveStatsPool", "TemporalStatsPool", "build_model", "build_pooling"]
 
 
 def build_model(name: str, **args: Any) -> nn.Module:

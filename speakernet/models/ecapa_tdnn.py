@@ -17,12 +17,13 @@ With C = 512 the model has about 6.19 M parameters, with C = 1024 about 14.65 M.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from speakernet.models.pooling import AttentiveStatsPool
+from speakernet.models.pooling import build_pooling
 from speakernet.models.registry import MODELS
 
 
@@ -152,6 +153,10 @@ class ECAPA_TDNN(nn.Module):
         dilations: Dilations of the SE-Res2 blocks, one block per entry.
         embed_bn: Whether a batch norm follows the final linear layer (off in WeSpeaker's
             supervised recipes).
+        pooling: Registered pooling name (``speakernet.models.pooling.POOLINGS``); ``ASTP``
+            (attentive statistics) in the published model.
+        pooling_args: Further pooling arguments; for ``ASTP`` the defaults come from
+            ``attention_bottleneck`` and ``global_context``.
 
     Raises:
         ValueError: if a size is not positive or ``channels`` is not divisible by ``scale``.
@@ -169,6 +174,8 @@ class ECAPA_TDNN(nn.Module):
         aggregation_channels: int | None = 1536,
         dilations: Sequence[int] = (2, 3, 4),
         embed_bn: bool = False,
+        pooling: str = "ASTP",
+        pooling_args: Mapping[str, Any] | None = None,
     ):
         super().__init__()
         sizes = {
@@ -198,7 +205,10 @@ class ECAPA_TDNN(nn.Module):
             [SERes2Block(channels, 3, dilation, scale, se_bottleneck) for dilation in dilations]
         )
         self.aggregation = nn.Conv1d(channels * len(dilations), aggregation_channels, kernel_size=1)
-        self.pooling = AttentiveStatsPool(aggregation_channels, attention_bottleneck, global_context)
+        if pooling == "ASTP":
+            pooling_args = {"bottleneck_dim": attention_bottleneck, "global_context": global_context,
+                            **dict(pooling_args or {})}
+        self.pooling = build_pooling(pooling, aggregation_channels, pooling_args)
         self.pooling_bn = nn.BatchNorm1d(self.pooling.out_dim)
         self.embedding = nn.Linear(self.pooling.out_dim, embed_dim)
         self.embedding_bn = nn.BatchNorm1d(embed_dim) if embed_bn else nn.Identity()

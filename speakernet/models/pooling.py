@@ -1,4 +1,9 @@
-"""Temporal pooling: frame-level features ``[B, C, T]`` -> utterance-level statistics ``[B, 2C]``.
+"""Temporal pooling: frame-level features ``[B, C, T]`` -> utterance-level vectors.
+
+Every pooling is registered by name in :data:`POOLINGS` (``TAP``, ``TSTP``, ``ASTP``, ``MHASP``)
+and built with :func:`build_pooling`, so that any model can take ``pooling: <name>`` and
+``pooling_args: {...}`` in its ``model_args``. A pooling built for ``in_dim`` channels has an
+``out_dim`` attribute (the size of its output vector).
 
 Both poolings compute their statistics in at least float32 even under mixed precision, because the
 variance floor (1e-10) underflows in float16 and ``sqrt(0)`` has an infinite gradient.
@@ -9,10 +14,15 @@ which cancels catastrophically in float32 for large, nearly constant channels.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 import torch
 from torch import nn
+
+from speakernet.registry import Registry
+
+POOLINGS: Registry[nn.Module] = Registry("pooling")
+"""Temporal poolings: ``pooling(frames [B, C, T]) -> [B, pooling.out_dim]``."""
 
 VARIANCE_FLOOR = 1e-10
 """Variances are clamped to at least this before the square root (keeps gradients finite)."""
@@ -27,6 +37,55 @@ def _check_input(x: torch.Tensor, channels: int | None = None) -> None:
         raise ValueError(f"pooling built for {channels} channels got input with {x.shape[1]}")
 
 
+def build_pooling(name: str, in_dim: int, args: Mapping[str, Any] | None = None) -> nn.Module:
+    """Builds the registered pooling ``name`` for frames of ``in_dim`` channels.
+
+    Args:
+        name: ``"TAP"`` (mean), ``"TSTP"`` (mean and std), ``"ASTP"`` (attentive statistics) or
+            ``"MHASP"`` (multi-head attentive statistics).
+        in_dim: Channels C of the frames ``[B, C, T]``.
+        args: Further constructor arguments (``pooling_args`` in a model's config).
+
+    Returns:
+        The pooling; its ``out_dim`` is the size of the pooled vector.
+
+    Raises:
+        KeyError: if ``name`` is unknown (the message lists the registered poolings).
+        TypeError: if ``args`` holds an argument the pooling does not take.
+    """
+    return POOLINGS.build(name, in_dim=in_dim, **dict(args or {}))
+
+
+@POOLINGS.register("TAP")
+class TemporalAveragePool(nn.Module):
+    """Temporal average pooling: the per-channel mean over time (Deep Speaker's ResCNN).
+
+    Args:
+        in_dim: Number of channels C (only to report ``out_dim``; any C is accepted if omitted).
+    """
+
+    def __init__(self, in_dim: int | None = None):
+        super().__init__()
+        self.in_dim = in_dim
+
+    @property
+    def out_dim(self) -> int:
+        """Size of the pooled vector, C."""
+        if self.in_dim is None:
+            raise AttributeError("TemporalAveragePool built without in_dim has no fixed out_dim")
+        return self.in_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Maps frames ``[B, C, T]`` to their mean over time ``[B, C]``.
+
+        Raises:
+            ValueError: if ``x`` is not ``[B, C, T]`` with T >= 1.
+        """
+        _check_input(x, self.in_dim)
+        return x.to(torch.promote_types(x.dtype, torch.float32)).mean(dim=2)
+
+
+@POOLINGS.register("TSTP")
 class TemporalStatsPool(nn.Module):
     """Temporal statistics pooling (TSTP): per-channel mean and standard deviation over time.
 
@@ -68,6 +127,7 @@ class TemporalStatsPool(nn.Module):
         return torch.cat([mean, std], dim=1)
 
 
+@POOLINGS.register("ASTP")
 class AttentiveStatsPool(nn.Module):
     """Channel-dependent attentive statistics pooling (ECAPA-TDNN).
 
@@ -139,3 +199,59 @@ class AttentiveStatsPool(nn.Module):
         weighted_var = torch.sum(alpha * (x - weighted_mean.unsqueeze(2)).pow(2), dim=2)
         weighted_std = torch.sqrt(weighted_var.clamp(min=self.variance_floor))
         return torch.cat([weighted_mean, weighted_std], dim=1)
+
+
+@POOLINGS.register("MHASP")
+class MultiHeadAttentiveStatsPool(nn.Module):
+    """Multi-head attentive statistics pooling (India et al., Interspeech 2019).
+
+    The C channels are cut into ``num_heads`` groups; each head scores every frame from its own
+    group (``w_h . tanh(W_h x_t^(h) + b_h)``, one weight per frame and head), and its softmax
+    weights over time give the weighted mean and standard deviation of that group. The output
+    is every head's mean, then every head's std (``[B, 2C]``, ordered like the channels), so with
+    one head and flat scores it equals :class:`TemporalStatsPool`.
+
+    Args:
+        in_dim: Number of channels C; must be divisible by ``num_heads``.
+        num_heads: Number of heads H.
+        bottleneck_dim: Width of each head's hidden layer.
+    """
+
+    def __init__(self, in_dim: int, num_heads: int = 4, bottleneck_dim: int = 64):
+        super().__init__()
+        if in_dim < 1 or num_heads < 1 or bottleneck_dim < 1 or in_dim % num_heads != 0:
+            raise ValueError(f"MHASP: need positive sizes and in_dim ({in_dim}) divisible by "
+                             f"num_heads ({num_heads}); bottleneck_dim {bottleneck_dim}")
+        self.in_dim, self.num_heads = in_dim, num_heads
+        self.variance_floor = VARIANCE_FLOOR
+        # Grouped 1x1 convolutions: head h sees only its own channel group.
+        self.attention_hidden = nn.Conv1d(in_dim, bottleneck_dim * num_heads, kernel_size=1, groups=num_heads)
+        self.attention_out = nn.Conv1d(bottleneck_dim * num_heads, num_heads, kernel_size=1, groups=num_heads)
+
+    @property
+    def out_dim(self) -> int:
+        """Size of the pooled vector, 2C."""
+        return 2 * self.in_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pools frames.
+
+        Args:
+            x: Frame features ``[B, C, T]``.
+
+        Returns:
+            ``[B, 2C]``: the heads' weighted means, then their weighted standard deviations.
+
+        Raises:
+            ValueError: if ``x`` is not ``[B, C, T]`` with T >= 1 and C = ``in_dim``.
+        """
+        _check_input(x, self.in_dim)
+        x = x.to(torch.promote_types(x.dtype, torch.float32))
+        batch, channels, frames = x.shape
+        scores = self.attention_out(torch.tanh(self.attention_hidden(x)))  # [B, H, T]
+        alpha = torch.softmax(scores.to(x.dtype), dim=2).unsqueeze(2)  # [B, H, 1, T]
+        grouped = x.reshape(batch, self.num_heads, channels // self.num_heads, frames)
+        mean = torch.sum(alpha * grouped, dim=3)
+        var = torch.sum(alpha * (grouped - mean.unsqueeze(3)).pow(2), dim=3)
+        std = torch.sqrt(var.clamp(min=self.variance_floor))
+        return torch.cat([mean.reshape(batch, channels), std.reshape(batch, channels)], dim=1)

@@ -14,4 +14,5 @@ MODELS: Registry[nn.Module] = Registry("model")
 """Embedding extractors: ``model(feats [B, T, F]) -> embeddings [B, embed_dim]``."""
 
 HEADS: Registry[nn.Module] = Registry("head")
-"""Training heads: ``head(embeddings [B, D], labels [B]) -> (loss, logits [B, num_classes])``."""
+"""Training heads: ``head(embeddings [B, D], labels [B]) -> (loss, logits)``, and ``head.correct(logits, labels)
+-> hits [N] bool`` for the accuracy (classifier heads: ``logits [B, num_classes]``, ``N = B``)."""

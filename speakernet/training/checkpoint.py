@@ -207,24 +207,25 @@ def prune_checkpoints(exp_dir: PathLike, keep: int) -> None:
             path.unlink(missing_ok=True)
 
 
-def average_checkpoints(paths: list[Path]) -> dict[str, torch.Tensor]:
-    """Element-wise mean of the model weights of several checkpoints.
+def average_checkpoints(paths: list[Path], part: str = "model") -> dict[str, torch.Tensor]:
+    """Element-wise mean of the weights of several checkpoints.
 
     Floating-point tensors (weights, BN running statistics) are averaged in float64 and cast
     back; integer buffers (BN's ``num_batches_tracked``) are taken from the newest checkpoint.
 
     Args:
         paths: Checkpoints of the same model, oldest first.
+        part: Which weights: ``model`` or ``head``.
 
     Returns:
-        The averaged model ``state_dict``.
+        The averaged ``state_dict``.
 
     Raises:
         ValueError: if ``paths`` is empty or the checkpoints hold different parameters.
     """
     if not paths:
         raise ValueError("no checkpoints to average")
-    states = [load_checkpoint(path)["model"] for path in paths]
+    states = [load_checkpoint(path)[part] for path in paths]
     averaged: dict[str, torch.Tensor] = {}
     for key, newest in states[-1].items():
         for path, state in zip(paths, states):
@@ -240,8 +241,9 @@ def average_checkpoints(paths: list[Path]) -> dict[str, torch.Tensor]:
 def write_average(exp_dir: PathLike, num: int) -> Path:
     """Averages the last ``num`` end-of-epoch checkpoints into ``checkpoints/avg<num>.pt``.
 
-    The result is a model checkpoint (weights, config, step of the newest) that
-    :func:`load_model` and the extraction stage take as ``avg<num>``.
+    The result is a model checkpoint (weights, config, step and speakers of the newest, and the
+    averaged training head) that :func:`load_model` and the extraction stage take as ``avg<num>``,
+    and that a fine-tuning stage starts from (``training.init_from``).
 
     Raises:
         ValueError: if the exp dir holds fewer than ``num`` end-of-epoch checkpoints.
@@ -256,8 +258,10 @@ def write_average(exp_dir: PathLike, num: int) -> Path:
     newest = load_checkpoint(chosen[-1])
     state = {
         "model": average_checkpoints(chosen),
+        "head": average_checkpoints(chosen, "head"),
         "step": newest["step"],
         "config": newest["config"],
+        "speakers": list(newest["speakers"]),
         "averaged_from": [path.name for path in chosen],
     }
     path = Path(exp_dir) / CHECKPOINT_DIR / f"avg{num}.pt"

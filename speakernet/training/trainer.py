@@ -22,8 +22,10 @@ from speakernet.config import save_config
 from speakernet.data.dataset import FeatureCropDataset, collate_crops
 from speakernet.data.kaldi_dir import c_sort_key, read_scp, write_scp
 from speakernet.data.sampler import BatchPlan
+from speakernet.data.spec_augment import SpecAugment
 from speakernet.features.frontend import FRONTEND_CONFIG_NAME, load_frontend, save_frontend
 from speakernet.training import checkpoint as ckpt
+from speakernet.training.finetune import apply_init, init_speakers, load_init
 from speakernet.training.distributed import DistributedContext, all_reduce_mean, barrier, cleanup, init_distributed
 from speakernet.training.optim import OPTIMIZERS, SCHEDULERS
 from speakernet.utils.faults import fault_point
@@ -138,13 +140,18 @@ class Trainer:
             logger.info("resuming from %s (step %d)", resume_path, resume_state["step"])
 
         # Labels come from the checkpoint when resuming, so a changed data dir cannot shuffle classes.
+        init = load_init(config) if resume_state is None else None
+        init_head = train_cfg["init_head"]
         if resume_state is not None:
             speakers = list(resume_state["speakers"])
         else:
             speakers = sorted(set(read_scp(Path(data_dir) / "utt2spk").values()), key=c_sort_key)
+            if init is not None:
+                speakers = init_speakers(init, speakers, init_head)
         spk2label = {spk: i for i, spk in enumerate(speakers)}
         self.dataset = FeatureCropDataset(
-            data_dir, data_cfg["crop_frames"], data_cfg["min_frames"], data_cfg["use_vad"], spk2label
+            data_dir, data_cfg["crop_frames"], data_cfg["min_frames"], data_cfg["use_vad"], spk2label,
+            SpecAugment.from_config(data_cfg["spec_augment"]),
         )
         self.plan = BatchPlan(
             self.dataset.labels,
@@ -167,6 +174,11 @@ class Trainer:
             num_classes=len(speakers),
             **config["head_args"],
         )
+        if getattr(head, "needs_speaker_balanced", False) and data_cfg["sampler"] != "speaker_balanced":
+            raise ValueError(f"head {config['head']} compares the utterances of a batch: set data.sampler: "
+                             f"speaker_balanced (data.sampler is {data_cfg['sampler']!r})")
+        if init is not None:
+            apply_init(init, model, head, init_head, config["head"])
         self.module = EmbeddingTrainingModel(model, head).to(self.context.device)
         self.speakers = speakers
         self.optimizer = OPTIMIZERS.build(
@@ -357,9 +369,8 @@ class Trainer:
             bar.update(1)
             fault_point("train.step")
 
-            totals += torch.tensor(
-                [loss.item() * len(labels), (logits.argmax(-1) == labels).sum().item(), len(labels)]
-            )
+            hits = self.module.head.correct(logits.detach(), labels)
+            totals += torch.tensor([loss.item() * hits.numel(), hits.sum().item(), hits.numel()])
             interval_frames += feats.shape[0] * feats.shape[1]
             last_of_epoch = self.batch_in_epoch == steps_per_epoch
             reached_max = max_steps > 0 and self.step >= max_steps

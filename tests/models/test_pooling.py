@@ -125,3 +125,58 @@ def test_scripted_pooling_keeps_attention() -> None:
     frames = torch.randn(2, 4, 9)
     torch.testing.assert_close(scripted(frames), pool(frames))
     torch.testing.assert_close(scripted.last_attention, pool.last_attention)
+
+
+def test_poolings_by_name_and_their_out_dims() -> None:
+    from speakernet.models.pooling import POOLINGS, build_pooling
+
+    assert {"TAP", "TSTP", "ASTP", "MHASP"} <= set(POOLINGS.names())
+    frames = torch.randn(3, 8, 21)
+    for name, args, out_dim in [("TAP", None, 8), ("TSTP", None, 16), ("ASTP", {"bottleneck_dim": 4}, 16),
+                                ("MHASP", {"num_heads": 2, "bottleneck_dim": 4}, 16)]:
+        pool = build_pooling(name, 8, args)
+        assert pool.out_dim == out_dim and pool(frames).shape == (3, out_dim), name
+    torch.testing.assert_close(build_pooling("TAP", 8)(frames), frames.mean(dim=2))
+    with pytest.raises(KeyError, match="MHASP"):
+        build_pooling("MHAP", 8)
+    with pytest.raises(TypeError, match="pooling 'TSTP'"):
+        build_pooling("TSTP", 8, {"num_heads": 2})
+
+
+def test_multi_head_pool_with_flat_scores_equals_plain_stats_and_heads_attend_separately() -> None:
+    from speakernet.models.pooling import MultiHeadAttentiveStatsPool
+
+    torch.manual_seed(0)
+    pool = MultiHeadAttentiveStatsPool(in_dim=4, num_heads=2, bottleneck_dim=3)
+    frames = torch.randn(2, 4, 30)
+    with torch.no_grad():
+        pool.attention_out.weight.zero_()
+        pool.attention_out.bias.zero_()
+    torch.testing.assert_close(pool(frames), TemporalStatsPool(4)(frames), rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # head 0 scores frames by channel 0 (high), head 1 by channel 2 (low)
+        pool.attention_hidden.weight.zero_()
+        pool.attention_hidden.bias.zero_()
+        pool.attention_hidden.weight[0, 0, 0] = 10.0
+        pool.attention_hidden.weight[3, 0, 0] = 10.0  # head 1's first hidden unit reads its first channel (2)
+        pool.attention_out.weight[0, 0, 0] = 50.0
+        pool.attention_out.weight[1, 0, 0] = -50.0
+    frames = torch.zeros(1, 4, 2)
+    frames[0, :, 0] = torch.tensor([1.0, 5.0, 1.0, 7.0])
+    frames[0, :, 1] = torch.tensor([-1.0, -5.0, -1.0, -7.0])
+    means = pool(frames)[0, :4]
+    torch.testing.assert_close(means, torch.tensor([1.0, 5.0, -1.0, -7.0]), atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="divisible"):
+        MultiHeadAttentiveStatsPool(in_dim=6, num_heads=4)
+
+
+def test_ecapa_takes_its_pooling_by_name() -> None:
+    from speakernet.models.ecapa_tdnn import ECAPA_TDNN
+    from speakernet.models.pooling import MultiHeadAttentiveStatsPool
+
+    model = ECAPA_TDNN(channels=16, embed_dim=8, aggregation_channels=None, pooling="MHASP",
+                       pooling_args={"num_heads": 4, "bottleneck_dim": 8})
+    assert isinstance(model.pooling, MultiHeadAttentiveStatsPool)
+    assert model(torch.randn(2, 40, 80)).shape == (2, 8)
+    default = ECAPA_TDNN(channels=16, embed_dim=8, attention_bottleneck=5, global_context=False)
+    assert isinstance(default.pooling, AttentiveStatsPool) and not default.pooling.global_context
+    assert default.pooling.attention_hidden.out_channels == 5

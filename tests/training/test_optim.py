@@ -139,7 +139,7 @@ def test_unknown_names_and_args_name_the_key() -> None:
                                           r"choose one of: Adam, AdamW, SGD"):
         load_config(None, ["optimizer=Adamw"])
     with pytest.raises(ConfigError, match=r"config key 'scheduler': unknown scheduler 'constant'; "
-                                          r"choose one of: Constant, WarmupExponential"):
+                                          r"choose one of: Constant, Cyclic, MultiStep, WarmupExponential"):
         load_config(None, ["scheduler=constant"])
     with pytest.raises(ConfigError, match=r"unknown config key 'optimizer_args.momentum' for optimizer 'Adam'; "
                                           r"valid: betas, lr, weight_decay"):
@@ -149,7 +149,8 @@ def test_unknown_names_and_args_name_the_key() -> None:
     # the registries themselves (what the trainer calls) name the kind and the choices
     with pytest.raises(KeyError, match=r"unknown optimizer 'Nope'; choose one of: Adam, AdamW, SGD"):
         OPTIMIZERS.build("Nope", params=[_param(1.0)])
-    with pytest.raises(KeyError, match=r"unknown scheduler 'Nope'; choose one of: Constant, WarmupExponential"):
+    with pytest.raises(KeyError, match=r"unknown scheduler 'Nope'; choose one of: Constant, Cyclic, MultiStep, "
+                                       r"WarmupExponential"):
         SCHEDULERS.build("Nope", optimizer=None, steps_per_epoch=1, total_epochs=1)
 
 

@@ -32,11 +32,13 @@ adapt_data=""                # in-domain data dir: its mean and AS-norm cohort g
 p_targets="0.01 0.05"        # priors of the minDCF/actDCF columns (add 0.001 for Kaldi's third)
 feat_dir=""     # feature archives (default: <data>/fbank)
 train_overrides=""          # config overrides key.sub=value, space-separated, e.g. "training.epochs=2"
+finetune_conf=""            # conf of a fine-tuning stage from the evaluated model (conf/*_lm.yaml: large margin)
+finetune_overrides=""       # config overrides of the fine-tuning training
 help_message=$(recipe_help "$recipe_dir/run.sh")
 . parse_options.sh
 check_stage_args "$@"
 check_install
-resolve_user_paths cnceleb1_root cnceleb2_root conf data exp feat_dir adapt_data
+resolve_user_paths cnceleb1_root cnceleb2_root conf finetune_conf data exp feat_dir adapt_data
 cd "$recipe_dir"
 feat_dir=${feat_dir:-$data/fbank}
 
@@ -61,5 +63,6 @@ sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" -
   --conf "$conf" --train-data "$data/cnceleb_train" --enroll-data "$enroll_data" --enroll-table "$enroll_table" \
   --test-data "$data/eval_test" --trials "$data/eval_test/trials" \
   --feat-dir "$feat_dir" --exp-dir "$exp" --train-overrides "$train_overrides" \
-  --average-num "$average_num" \
+  --average-num "$average_num" --finetune-conf "$finetune_conf" \
+  --finetune-overrides "$finetune_overrides" \
   --backends "$backends" --top-n "$top_n" --adapt-data "$adapt_data" --p-targets "$p_targets"

@@ -28,11 +28,13 @@ p_targets="0.01 0.05"        # priors of the minDCF/actDCF columns (add 0.001 fo
 corpus_opts=""              # corpus size options, e.g. "--num-train-speakers 50" (see make_synthetic_corpus -h)
 feat_dir=""                 # feature archives (default: fbank_<corpus> next to the corpus)
 train_overrides=""          # config overrides key.sub=value, space-separated, e.g. "training.epochs=2"
+finetune_conf=""            # conf of a fine-tuning stage from the evaluated model (conf/*_lm.yaml: large margin)
+finetune_overrides=""       # config overrides of the fine-tuning training
 help_message=$(recipe_help "$recipe_dir/run.sh")
 . parse_options.sh
 check_stage_args "$@"
 check_install
-resolve_user_paths conf corpus exp feat_dir adapt_data
+resolve_user_paths conf finetune_conf corpus exp feat_dir adapt_data
 cd "$recipe_dir"
 feat_dir=${feat_dir:-$(dirname "$corpus")/fbank_$(basename "$corpus")}
 
@@ -47,5 +49,6 @@ fi
 sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" --nj "$nj" --nproc "$nproc" \
   --conf "$conf" --train-data "$corpus/data/train" --test-data "$corpus/data/test" \
   --trials "$corpus/data/test/trials" --feat-dir "$feat_dir" --exp-dir "$exp" \
-  --train-overrides "$train_overrides" --average-num "$average_num" \
+  --train-overrides "$train_overrides" --average-num "$average_num" --finetune-conf "$finetune_conf" \
+  --finetune-overrides "$finetune_overrides" \
   --backends "$backends" --top-n "$top_n" --adapt-data "$adapt_data" --p-targets "$p_targets"

@@ -33,11 +33,13 @@ adapt_fraction=0.3          # fraction of the held-out speakers of each corpus p
 p_targets="0.01 0.05"        # priors of the minDCF/actDCF columns (add 0.001 for Kaldi's third)
 feat_dir=""     # feature archives (default: <data>/fbank)
 train_overrides=""          # config overrides key.sub=value, space-separated, e.g. "training.epochs=2"
+finetune_conf=""            # conf of a fine-tuning stage from the evaluated model (conf/*_lm.yaml: large margin)
+finetune_overrides=""       # config overrides of the fine-tuning training
 help_message=$(recipe_help "$recipe_dir/run.sh")
 . parse_options.sh
 check_stage_args "$@"
 check_install
-resolve_user_paths librispeech_root speech_commands_root arabic_root fsdd_root conf data exp feat_dir adapt_data
+resolve_user_paths librispeech_root speech_commands_root arabic_root fsdd_root conf finetune_conf data exp feat_dir adapt_data
 cd "$recipe_dir"
 feat_dir=${feat_dir:-$data/fbank}
 
@@ -59,5 +61,6 @@ trials=$(ls "$data"/test/trials "$data"/test/trials_* 2>/dev/null | tr '\n' ' ')
 sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" --nj "$nj" --nproc "$nproc" \
   --conf "$conf" --train-data "$data/train" --test-data "$data/test" --trials "$trials" \
   --feat-dir "$feat_dir" --exp-dir "$exp" --train-overrides "$train_overrides" \
-  --average-num "$average_num" \
+  --average-num "$average_num" --finetune-conf "$finetune_conf" \
+  --finetune-overrides "$finetune_overrides" \
   --backends "$backends" --top-n "$top_n" --adapt-data "$adapt_data" --p-targets "$p_targets"

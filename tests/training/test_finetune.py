@@ -1,0 +1,92 @@
+"""Fine-tuning from another training's weights (training.init_from): LM fine-tuning and a second stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from speakernet.bin.train import main as train_main
+from speakernet.config import load_config
+from speakernet.training import checkpoint as ckpt
+from speakernet.training.trainer import Trainer, train
+
+from training_data import TINY_OVERRIDES, make_feature_dir
+
+ONE_EPOCH = TINY_OVERRIDES + ["training.epochs=1"]
+
+
+@pytest.fixture
+def pretrained(feature_dir: Path, tmp_path: Path) -> Path:
+    exp = tmp_path / "pretrained"
+    train(load_config(None, ONE_EPOCH + ["training.keep_checkpoints=0"]), feature_dir, exp)
+    return exp
+
+
+def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_lm_finetuning_starts_from_the_model_and_head_with_a_fresh_schedule(
+        feature_dir: Path, pretrained: Path, tmp_path: Path) -> None:
+    source = ckpt.load_checkpoint(ckpt.resolve_checkpoint(pretrained, "latest"))
+    exp = tmp_path / "lm"
+    lm = ["data.crop_frames=80", "head_args={margin: 0.5, scale: 16}", "margin_schedule.fix_start_epoch=1",
+          "optimizer_args={lr: 0.001}", f"training.init_from={pretrained}"]
+    trainer = Trainer(load_config(None, ONE_EPOCH + lm), feature_dir, exp)
+    assert trainer.step == 0 and trainer.module.head.margin == 0.5
+    assert _same_weights(trainer.module.model.state_dict(), source["model"])
+    assert _same_weights(trainer.module.head.state_dict(), source["head"])
+    assert trainer.speakers == source["speakers"]
+    assert trainer.optimizer.param_groups[0]["lr"] < 0.001  # warm-up of the new schedule, not the old lr
+    init = ckpt.load_checkpoint(exp / "checkpoints" / ckpt.INIT_NAME)
+    assert _same_weights(init["model"], source["model"])  # the fine-tuning's "untrained" row is the source model
+    trainer.train()
+    tuned = ckpt.load_checkpoint(ckpt.resolve_checkpoint(exp, "latest"))
+    assert not _same_weights(tuned["model"], source["model"])
+    assert tuned["config"]["training"]["init_from"] == str(pretrained)
+
+
+def test_a_second_stage_takes_the_model_only_with_a_new_head(feature_dir: Path, pretrained: Path,
+                                                              tmp_path: Path) -> None:
+    source = ckpt.load_checkpoint(ckpt.resolve_checkpoint(pretrained, "latest"))
+    second = ["head=TripletLoss", "head_args={margin: 0.1}", "data.sampler=speaker_balanced",
+              "data.speakers_per_batch=3", "data.utts_per_speaker=2", "training.init_head=false",
+              f"training.init_from={ckpt.resolve_checkpoint(pretrained, 'latest')}"]  # a file this time
+    trainer = Trainer(load_config(None, ONE_EPOCH + second), feature_dir, tmp_path / "triplet")
+    assert _same_weights(trainer.module.model.state_dict(), source["model"])
+    stats = trainer.train()
+    assert stats["loss"] >= 0.0 and 0.0 <= stats["accuracy"] <= 100.0
+
+
+def test_averaged_models_keep_their_head_for_finetuning(feature_dir: Path, tmp_path: Path) -> None:
+    exp = tmp_path / "two_epochs"
+    train(load_config(None, TINY_OVERRIDES + ["training.epochs=2", "training.keep_checkpoints=0"]), feature_dir, exp)
+    path = ckpt.write_average(exp, 2)
+    averaged = ckpt.load_checkpoint(path)
+    epochs = [ckpt.load_checkpoint(p) for p in ckpt.epoch_checkpoints(exp)]
+    weight = next(k for k in averaged["head"])
+    torch.testing.assert_close(averaged["head"][weight], (epochs[0]["head"][weight] + epochs[1]["head"][weight]) / 2)
+    trainer = Trainer(load_config(None, ONE_EPOCH + [f"training.init_from={path}"]), feature_dir, tmp_path / "lm")
+    assert _same_weights(trainer.module.head.state_dict(), averaged["head"])
+
+
+def test_mismatches_are_named_errors(feature_dir: Path, pretrained: Path, tmp_path: Path, capsys) -> None:
+    init = f"training.init_from={pretrained}"
+    with pytest.raises(ValueError, match="must build the same model"):
+        Trainer(load_config(None, ONE_EPOCH + [init, "model_args={channels: 8, embed_dim: 8}"]), feature_dir,
+                tmp_path / "a")
+    with pytest.raises(ValueError, match="does not fit this config's AMSoftmax.*init_head=false"):
+        Trainer(load_config(None, ONE_EPOCH + [init, "head=AMSoftmax"]), feature_dir, tmp_path / "b")
+    other_speakers = make_feature_dir(tmp_path / "other", num_speakers=7, feat_dim=20, seed=1)
+    with pytest.raises(ValueError, match=r"1 speaker\(s\) the head .* was not trained on \(e.g. 'spk06'\)"):
+        Trainer(load_config(None, ONE_EPOCH + [init]), other_speakers, tmp_path / "c")
+    with pytest.raises(FileNotFoundError, match="neither a checkpoint file nor an exp dir"):
+        Trainer(load_config(None, ONE_EPOCH + [f"training.init_from={tmp_path / 'nothing'}"]), feature_dir,
+                tmp_path / "d")
+    # the stage: one line naming the problem, exit 1
+    code = train_main(["--conf", "/dev/null", "--data-dir", str(feature_dir), "--exp-dir", str(tmp_path / "e"),
+                       "--init", str(tmp_path / "missing.pt"), *ONE_EPOCH])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and "missing.pt is neither a checkpoint file nor an exp dir" in err[-1]
