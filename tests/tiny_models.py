@@ -2,13 +2,18 @@
 
 The sizes keep each model's structure (its blocks, poolings, branches) and shrink its widths, so a
 forward and backward pass of a short crop takes milliseconds. Models without width options (the
-named RepVGG variants) keep their widths. A model registered without an entry here fails
-``test_every_registered_model_has_tiny_args``, so a new model cannot slip past the shared tests.
+named RepVGG sizes) keep their widths; the generic ``RepVGG`` gets tiny ones. A model registered
+without an entry here fails ``test_every_registered_model_has_tiny_args``
+(``tests/models/test_models_common.py``), so a new model cannot slip past the shared tests.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
+import torch
 
 TINY_MODEL_ARGS: dict[str, dict[str, Any]] = {
     "ECAPA_TDNN": {"channels": 16, "embed_dim": 8, "attention_bottleneck": 8, "se_bottleneck": 8},
@@ -18,6 +23,7 @@ TINY_MODEL_ARGS: dict[str, dict[str, Any]] = {
     "ResCNN": {"channels": [4, 4, 8, 8], "blocks_per_stage": 1, "embed_dim": 8},
     **{name: {"m_channels": 4, "embed_dim": 8}
        for name in ("ResNet18", "ResNet34", "ResNet50", "ResNet101", "ResNet152", "ResNet221", "ResNet293")},
+    "RepVGG": {"num_blocks": [2, 2, 1, 1], "stage_channels": [4, 8, 8, 16], "embed_dim": 8},
     **{name: {"embed_dim": 8} for name in ("RepVGG_TINY_A0", "RepVGG_A0", "RepVGG_A1", "RepVGG_B0", "RepVGG_B1")},
 }
 """Registered model name -> ``model_args`` of a tiny instance."""
@@ -25,5 +31,19 @@ TINY_MODEL_ARGS: dict[str, dict[str, Any]] = {
 TINY_FEAT_DIM = 20
 """Feature dimension the tiny models are built for (the training tests' data)."""
 
-# A few models stand for the rest in the slower tests (training runs, DDP): one of each family.
-FAMILY_REPRESENTATIVES = ("ECAPA_TDNN", "ResNet34", "RepVGG_TINY_A0", "CAMPPlus", "XVEC", "ResCNN")
+# One model of each architecture (block type) stands for its depth and width presets in the slower
+# tests (resume, DDP): the presets of a family run the same code with other counts and widths.
+FAMILY_REPRESENTATIVES = ("ECAPA_TDNN", "ResNet34", "ResNet50", "RepVGG", "CAMPPlus", "XVEC", "ResCNN")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """Runs every test of the module that imports this fixture on one torch thread, then restores the count.
+
+    Tiny models on a shared 2-core machine: thread hand-offs cost more than they save (a module of
+    model tests runs up to twice as fast).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

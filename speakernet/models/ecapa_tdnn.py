@@ -223,10 +223,12 @@ class ECAPA_TDNN(nn.Module):
             Embeddings ``[B, embed_dim]`` (not length-normalised).
 
         Raises:
-            ValueError: if ``feats`` is not ``[B, T, feat_dim]``.
+            ValueError: if ``feats`` is not ``[B, T, feat_dim]`` with T >= 1.
         """
         if feats.dim() != 3 or feats.shape[2] != self.feat_dim:
             raise ValueError(f"ECAPA_TDNN expects feats [batch, frames, {self.feat_dim}], got {list(feats.shape)}")
+        if feats.shape[1] < 1:
+            raise ValueError("ECAPA_TDNN needs at least one frame (got feats with 0 frames)")
         hidden = self.input_layer(feats.transpose(1, 2))
         block_outputs: list[torch.Tensor] = []
         for block in self.blocks:

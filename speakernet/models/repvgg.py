@@ -162,11 +162,14 @@ class RepVGGBlock(nn.Module):
         return self
 
 
+@MODELS.register("RepVGG")
 class RepVGG(nn.Module):
     """RepVGG: filterbank frames ``[B, T, F]`` -> speaker embedding ``[B, embed_dim]``.
 
-    Use the registered sizes (``RepVGG_TINY_A0``, ``RepVGG_A0``, ``RepVGG_A1``, ``RepVGG_B0``,
-    ``RepVGG_B1``) in configs; this class builds any size.
+    Registered as ``RepVGG`` for any size, e.g. a CPU-sized one (``model: RepVGG``,
+    ``model_args: {num_blocks: [2, 2, 4, 2], stage_channels: [8, 16, 32, 64]}``); the published
+    sizes are registered under their own names (``RepVGG_TINY_A0``, ``RepVGG_A0``, ``RepVGG_A1``,
+    ``RepVGG_B0``, ``RepVGG_B1``). Error messages name the model by its class name.
 
     Args:
         num_blocks: Blocks in each of stages 1 .. 4.
@@ -176,7 +179,6 @@ class RepVGG(nn.Module):
         pooling: Registered pooling name (``speakernet.models.pooling.POOLINGS``): ``TSTP`` (mean
             and std, WeSpeaker's choice), ``TAP``, ``ASTP`` or ``MHASP``.
         pooling_args: Further pooling arguments.
-        name: Model name used in error messages.
 
     Raises:
         ValueError: if a size is not a positive integer, ``num_blocks`` or ``stage_channels`` does not
@@ -193,9 +195,9 @@ class RepVGG(nn.Module):
         embed_dim: int = 256,
         pooling: str = "TSTP",
         pooling_args: Mapping[str, Any] | None = None,
-        name: str = "RepVGG",
     ):
         super().__init__()
+        name = type(self).__name__
         self.name = name
         for key, value in {"feat_dim": feat_dim, "embed_dim": embed_dim}.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -348,7 +350,7 @@ class RepVGGVariant(RepVGG):
         pooling_args: Mapping[str, Any] | None = None,
     ):
         super().__init__(self.NUM_BLOCKS, self.STAGE_CHANNELS, feat_dim=feat_dim, embed_dim=embed_dim,
-                         pooling=pooling, pooling_args=pooling_args, name=type(self).__name__)
+                         pooling=pooling, pooling_args=pooling_args)
 
 
 # Channels are int(base * width) with RepVGG's base widths 64/128/256/512 and its width multipliers.

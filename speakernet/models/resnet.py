@@ -244,7 +244,7 @@ class ResNet(nn.Module):
 
 
 class ResNetVariant(ResNet):
-    """A named ResNet depth; subclasses set ``BLOCK`` and ``NUM_BLOCKS``.
+    """A named ResNet depth; subclasses set ``BLOCK`` and ``NUM_BLOCKS`` (see :data:`RESNET_DEPTHS`).
 
     Args:
         feat_dim: Feature dimension F (80 log-mel bins); at least 8.
@@ -276,57 +276,47 @@ class ResNetVariant(ResNet):
                          name=type(self).__name__)
 
 
-@MODELS.register("ResNet18")
-class ResNet18(ResNetVariant):
-    """ResNet18: basic blocks ``[2, 2, 2, 2]``."""
+RESNET_DEPTHS: dict[str, tuple[str, tuple[int, int, int, int]]] = {
+    "ResNet18": ("basic", (2, 2, 2, 2)),
+    "ResNet34": ("basic", (3, 4, 6, 3)),
+    "ResNet50": ("bottleneck", (3, 4, 6, 3)),
+    "ResNet101": ("bottleneck", (3, 4, 23, 3)),
+    "ResNet152": ("bottleneck", (3, 8, 36, 3)),
+    "ResNet221": ("bottleneck", (6, 16, 48, 3)),
+    "ResNet293": ("bottleneck", (10, 20, 64, 3)),
+}
+"""Registered depth name -> (block type, blocks in each of the four stages), as in WeSpeaker."""
 
-    BLOCK = "basic"
-    NUM_BLOCKS = (2, 2, 2, 2)
-
-
-@MODELS.register("ResNet34")
-class ResNet34(ResNetVariant):
-    """ResNet34: basic blocks ``[3, 4, 6, 3]``; 6.634 M parameters at the defaults."""
-
-    BLOCK = "basic"
-    NUM_BLOCKS = (3, 4, 6, 3)
-
-
-@MODELS.register("ResNet50")
-class ResNet50(ResNetVariant):
-    """ResNet50: bottleneck blocks ``[3, 4, 6, 3]``."""
-
-    BLOCK = "bottleneck"
-    NUM_BLOCKS = (3, 4, 6, 3)
+_PARAMETER_COUNTS = {"ResNet34": "6.634 M", "ResNet221": "23.792 M", "ResNet293": "28.626 M"}
+"""Measured parameter counts at the defaults, quoted in the classes' docstrings."""
 
 
-@MODELS.register("ResNet101")
-class ResNet101(ResNetVariant):
-    """ResNet101: bottleneck blocks ``[3, 4, 23, 3]``."""
+def _register_depth(name: str) -> type[ResNetVariant]:
+    """Creates and registers the :class:`ResNetVariant` subclass ``name`` of :data:`RESNET_DEPTHS`.
 
-    BLOCK = "bottleneck"
-    NUM_BLOCKS = (3, 4, 23, 3)
+    Args:
+        name: A key of :data:`RESNET_DEPTHS`; also the class name, so that error messages, TorchScript
+            and pickling see ``speakernet.models.resnet.<name>``.
 
-
-@MODELS.register("ResNet152")
-class ResNet152(ResNetVariant):
-    """ResNet152: bottleneck blocks ``[3, 8, 36, 3]``."""
-
-    BLOCK = "bottleneck"
-    NUM_BLOCKS = (3, 8, 36, 3)
-
-
-@MODELS.register("ResNet221")
-class ResNet221(ResNetVariant):
-    """ResNet221: bottleneck blocks ``[6, 16, 48, 3]``; 23.792 M parameters at the defaults."""
-
-    BLOCK = "bottleneck"
-    NUM_BLOCKS = (6, 16, 48, 3)
+    Returns:
+        The registered class.
+    """
+    block, num_blocks = RESNET_DEPTHS[name]
+    doc = f"{name}: {block} blocks ``{list(num_blocks)}``"
+    if name in _PARAMETER_COUNTS:
+        doc += f"; {_PARAMETER_COUNTS[name]} parameters at the defaults"
+    attributes = {"__doc__": doc + ". Arguments: see :class:`ResNetVariant`.", "__module__": __name__,
+                  "__qualname__": name, "BLOCK": block, "NUM_BLOCKS": num_blocks}
+    variant = type(name, (ResNetVariant,), attributes)
+    MODELS.register(name)(variant)
+    return variant
 
 
-@MODELS.register("ResNet293")
-class ResNet293(ResNetVariant):
-    """ResNet293: bottleneck blocks ``[10, 20, 64, 3]``; 28.626 M parameters at the defaults."""
-
-    BLOCK = "bottleneck"
-    NUM_BLOCKS = (10, 20, 64, 3)
+# One module-level name per depth, so that each is importable (``from speakernet.models.resnet import ResNet34``).
+ResNet18 = _register_depth("ResNet18")
+ResNet34 = _register_depth("ResNet34")
+ResNet50 = _register_depth("ResNet50")
+ResNet101 = _register_depth("ResNet101")
+ResNet152 = _register_depth("ResNet152")
+ResNet221 = _register_depth("ResNet221")
+ResNet293 = _register_depth("ResNet293")

@@ -1,12 +1,13 @@
-"""Tests for the ECAPA-TDNN model and the model registry."""
+"""Tests for the ECAPA-TDNN model."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from speakernet.models import MODELS, build_model
+from speakernet.models import build_model
 from speakernet.models.ecapa_tdnn import ECAPA_TDNN, Res2Conv, SqueezeExcitation
+from tiny_models import one_thread  # noqa: F401  (autouse: this module's tests run on one torch thread)
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -29,15 +30,6 @@ def ecapa_c512() -> ECAPA_TDNN:
 def ecapa_c1024() -> ECAPA_TDNN:
     torch.manual_seed(0)
     return build_model("ECAPA_TDNN", channels=1024).eval()
-
-
-def test_registry_builds_and_rejects_unknown_names() -> None:
-    assert "ECAPA_TDNN" in MODELS.names()
-    assert isinstance(build_model("ECAPA_TDNN", channels=64), ECAPA_TDNN)
-    with pytest.raises(KeyError, match="ECAPA_TDNN"):
-        build_model("ECAPA")
-    with pytest.raises(TypeError, match="ECAPA_TDNN"):
-        build_model("ECAPA_TDNN", chanels=64)
 
 
 @pytest.mark.parametrize(("fixture", "expected"), [("ecapa_c512", 6.19e6), ("ecapa_c1024", 14.65e6)])
@@ -64,42 +56,6 @@ def test_forward_shape_published_sizes(fixture: str, request: pytest.FixtureRequ
         embeddings = model(torch.randn(2, 40, 80))
     assert embeddings.shape == (2, 192)
     assert torch.isfinite(embeddings).all()
-
-
-@pytest.mark.parametrize("frames", [50, 200, 1000])
-def test_variable_lengths(frames: int) -> None:
-    torch.manual_seed(0)
-    model = tiny_model().eval()
-    with torch.no_grad():
-        embeddings = model(torch.randn(3, frames, 80))
-    assert embeddings.shape == (3, 32)
-    assert torch.isfinite(embeddings).all()
-
-
-def test_backward_reaches_every_parameter() -> None:
-    torch.manual_seed(0)
-    model = tiny_model(embed_bn=True).train()
-    embeddings = model(torch.randn(4, 60, 80))
-    (embeddings**2).sum().backward()
-    missing = [name for name, parameter in model.named_parameters() if parameter.grad is None]
-    assert not missing, f"no gradient for {missing}"
-    zero = [name for name, parameter in model.named_parameters() if not parameter.grad.abs().sum() > 0]
-    assert not zero, f"all-zero gradient for {zero}"
-
-
-def test_eval_mode_is_deterministic_and_batch_independent() -> None:
-    torch.manual_seed(0)
-    model = tiny_model()
-    model.train()
-    model(torch.randn(8, 30, 80))  # move the batch-norm statistics away from their initial values
-    model.eval()
-    feats = torch.randn(3, 70, 80)
-    with torch.no_grad():
-        first = model(feats)
-        second = model(feats)
-        alone = model(feats[1:2])
-    torch.testing.assert_close(first, second, rtol=0, atol=0)
-    torch.testing.assert_close(first[1:2], alone, rtol=1e-5, atol=1e-5)
 
 
 def test_train_mode_updates_batch_norm_statistics() -> None:
@@ -144,33 +100,8 @@ def test_aggregation_channels_default_to_three_times_channels_when_none() -> Non
     assert model.pooling_bn.num_features == 192
 
 
-def test_rejects_bad_configs_and_inputs() -> None:
+def test_rejects_bad_configs() -> None:
     with pytest.raises(ValueError, match="divisible by scale"):
         ECAPA_TDNN(channels=60, scale=8)
     with pytest.raises(ValueError, match="embed_dim"):
         ECAPA_TDNN(channels=64, embed_dim=0)
-    model = tiny_model()
-    with pytest.raises(ValueError, match=r"feats \[batch, frames, 80\]"):
-        model(torch.randn(2, 30, 40))
-    with pytest.raises(ValueError, match=r"feats \[batch, frames, 80\]"):
-        model(torch.randn(30, 80))
-
-
-@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
-def test_torchscript_matches_eager() -> None:
-    torch.manual_seed(0)
-    model = tiny_model().eval()
-    scripted = torch.jit.script(model)
-    feats = torch.randn(2, 45, 80)
-    with torch.no_grad():
-        torch.testing.assert_close(scripted(feats), model(feats))
-
-
-def test_torch_export_with_dynamic_frames_matches_eager() -> None:
-    torch.manual_seed(0)
-    model = tiny_model(channels=32).eval()
-    frames = torch.export.Dim("frames", min=2, max=100_000)
-    exported = torch.export.export(model, (torch.randn(2, 50, 80),), dynamic_shapes={"feats": {1: frames}})
-    feats = torch.randn(2, 123, 80)
-    with torch.no_grad():
-        torch.testing.assert_close(exported.module()(feats), model(feats))

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from speakernet.models.pooling import VARIANCE_FLOOR, AttentiveStatsPool, TemporalStatsPool
+from tiny_models import one_thread  # noqa: F401  (autouse: this module's tests run on one torch thread)
 
 
 def test_temporal_stats_pool_matches_numpy_population_stats() -> None:
@@ -169,14 +170,10 @@ def test_multi_head_pool_with_flat_scores_equals_plain_stats_and_heads_attend_se
         MultiHeadAttentiveStatsPool(in_dim=6, num_heads=4)
 
 
-def test_ecapa_takes_its_pooling_by_name() -> None:
+def test_ecapa_fills_in_its_attentive_pooling_args() -> None:
+    # Every model's poolings by name (ECAPA's MHASP included) are in test_models_common.py.
     from speakernet.models.ecapa_tdnn import ECAPA_TDNN
-    from speakernet.models.pooling import MultiHeadAttentiveStatsPool
 
-    model = ECAPA_TDNN(channels=16, embed_dim=8, aggregation_channels=None, pooling="MHASP",
-                       pooling_args={"num_heads": 4, "bottleneck_dim": 8})
-    assert isinstance(model.pooling, MultiHeadAttentiveStatsPool)
-    assert model(torch.randn(2, 40, 80)).shape == (2, 8)
     default = ECAPA_TDNN(channels=16, embed_dim=8, attention_bottleneck=5, global_context=False)
     assert isinstance(default.pooling, AttentiveStatsPool) and not default.pooling.global_context
     assert default.pooling.attention_hidden.out_channels == 5

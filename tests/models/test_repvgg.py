@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
 
 from speakernet.models import MODELS, build_model
 from speakernet.models.repvgg import RepVGG, RepVGG_TINY_A0, RepVGGBlock, load_deployed
+from tiny_models import one_thread  # noqa: F401  (autouse: this module's tests run on one torch thread)
 
-REPVGG_NAMES = ["RepVGG_TINY_A0", "RepVGG_A0", "RepVGG_A1", "RepVGG_B0", "RepVGG_B1"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    # Tiny models: on a shared 2-core machine, thread hand-offs cost more than they save.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+REPVGG_NAMES = ["RepVGG", "RepVGG_TINY_A0", "RepVGG_A0", "RepVGG_A1", "RepVGG_B0", "RepVGG_B1"]
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -49,11 +41,31 @@ def randomise_batch_norms(model: torch.nn.Module) -> None:
 def test_every_size_is_registered_and_builds_by_name() -> None:
     for name in REPVGG_NAMES:
         assert name in MODELS.names()
+    assert MODELS.get("RepVGG") is RepVGG
     with torch.device("meta"):
         model = build_model("RepVGG_TINY_A0", embed_dim=8)
     assert isinstance(model, RepVGG) and model.feat_dim == 80 and model.embed_dim == 8
-    with pytest.raises(TypeError, match="RepVGG_B1"):
-        build_model("RepVGG_B1", m_channels=4)
+
+
+def test_generic_repvgg_takes_its_widths_from_the_config() -> None:
+    # Exactly what a config's model_args may set for ``model: RepVGG``.
+    assert list(inspect.signature(MODELS.get("RepVGG")).parameters) == [
+        "num_blocks", "stage_channels", "feat_dim", "embed_dim", "pooling", "pooling_args"]
+    torch.manual_seed(0)
+    model = build_model("RepVGG", feat_dim=80, embed_dim=16, num_blocks=[2, 2, 4, 2], stage_channels=[8, 16, 32, 64])
+    assert type(model) is RepVGG and model.name == "RepVGG"
+    assert model.stage0.out_channels == 8  # min(64, stage_channels[0])
+    assert tuple(stage[-1].out_channels for stage in model.stages) == (8, 16, 32, 64)
+    assert tuple(len(stage) for stage in model.stages) == (2, 2, 4, 2)
+    assert model.pooling.out_dim == 2 * 64 * 10
+    randomise_batch_norms(model)
+    model.eval()
+    feats = torch.randn(2, 45, 80)
+    with torch.no_grad():
+        expected = model(feats)
+        deployed = model.deploy()(feats)
+    assert model.deployed
+    torch.testing.assert_close(deployed, expected, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize(("name", "training", "deployed"), [("RepVGG_TINY_A0", 6.834e6, 6.264e6),
@@ -93,52 +105,12 @@ def test_published_layout(name: str, channels: tuple[int, ...], blocks: tuple[in
 
 
 @pytest.mark.parametrize("frames", [1, 7, 9, 50, 201, 333])
-def test_output_shapes_for_various_lengths(frames: int) -> None:
+def test_frame_map_has_an_eighth_of_the_frames_rounded_up(frames: int) -> None:
     torch.manual_seed(0)
     model = tiny_repvgg().eval()
-    feats = torch.randn(3, frames, 80)
     with torch.no_grad():
-        embeddings = model(feats)
-        frame_map = model.frame_features(feats)
-    assert embeddings.shape == (3, 16)
-    assert torch.isfinite(embeddings).all()
+        frame_map = model.frame_features(torch.randn(3, frames, 80))
     assert frame_map.shape == (3, 16 * 10, math.ceil(frames / 8))
-
-
-def test_backward_reaches_every_parameter() -> None:
-    torch.manual_seed(0)
-    model = tiny_repvgg().train()
-    embeddings = model(torch.randn(4, 41, 80))
-    (embeddings**2).sum().backward()
-    missing = [name for name, parameter in model.named_parameters() if parameter.grad is None]
-    assert not missing, f"no gradient for {missing}"
-    zero = [name for name, parameter in model.named_parameters() if not parameter.grad.abs().sum() > 0]
-    assert not zero, f"all-zero gradient for {zero}"
-
-
-@pytest.mark.parametrize(("pooling", "pooling_args"), [("TAP", None), ("ASTP", {"bottleneck_dim": 8}),
-                                                       ("MHASP", {"num_heads": 2, "bottleneck_dim": 8})])
-def test_pooling_by_name(pooling: str, pooling_args: dict | None) -> None:
-    torch.manual_seed(0)
-    model = tiny_repvgg(pooling=pooling, pooling_args=pooling_args).eval()
-    assert model.pooling.out_dim == (160 if pooling == "TAP" else 320)
-    with torch.no_grad():
-        embeddings = model(torch.randn(2, 45, 80))
-    assert embeddings.shape == (2, 16) and torch.isfinite(embeddings).all()
-
-
-def test_eval_mode_is_deterministic_and_batch_independent() -> None:
-    torch.manual_seed(0)
-    model = tiny_repvgg()
-    randomise_batch_norms(model)
-    model.eval()
-    feats = torch.randn(3, 70, 80)
-    with torch.no_grad():
-        first = model(feats)
-        second = model(feats)
-        alone = model(feats[1:2])
-    torch.testing.assert_close(first, second, rtol=0, atol=0)
-    torch.testing.assert_close(first[1:2], alone, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(("in_channels", "out_channels", "stride"), [(6, 6, 1), (6, 6, 2), (3, 5, 1)])
@@ -237,46 +209,26 @@ def test_rejects_bad_configs() -> None:
         RepVGG((1, 1, 1), (4, 8, 8, 16))
     with pytest.raises(ValueError, match="stage_channels"):
         RepVGG((1, 1, 1, 1), (4, 8, 0, 16))
-    with pytest.raises(KeyError, match="TSTP"):
-        tiny_repvgg(pooling="STATS")
 
 
-def test_rejects_bad_inputs() -> None:
-    model = tiny_repvgg()
-    with pytest.raises(ValueError, match=r"RepVGG expects feats \[batch, frames, 80\]"):
-        model(torch.randn(2, 30, 40))
-    with pytest.raises(ValueError, match=r"feats \[batch, frames, 80\]"):
-        model(torch.randn(30, 80))
-    with pytest.raises(ValueError, match="at least one frame"):
-        model(torch.randn(2, 0, 80))
-    with torch.device("meta"):
-        named = RepVGG_TINY_A0()
-    with pytest.raises(ValueError, match=r"RepVGG_TINY_A0 expects feats \[batch, frames, 80\]"):
-        named(torch.empty(2, 80, 30, device="meta"))
-
-
+# The training form's TorchScript and export checks are in test_models_common.py.
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
-def test_torchscript_matches_eager_in_both_forms() -> None:
+def test_torchscript_matches_eager_when_deployed() -> None:
     torch.manual_seed(0)
     model = tiny_repvgg()
     randomise_batch_norms(model)
-    model.eval()
+    model.eval().deploy()
     feats = torch.randn(2, 45, 80)
-    for _ in range(2):
-        scripted = torch.jit.script(model)
-        with torch.no_grad():
-            torch.testing.assert_close(scripted(feats), model(feats))
-        model.deploy()
+    scripted = torch.jit.script(model)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(feats), model(feats))
 
 
-@pytest.mark.parametrize("deploy", [False, True])
-def test_torch_export_with_dynamic_frames_matches_eager(deploy: bool) -> None:
+def test_torch_export_with_dynamic_frames_matches_eager_when_deployed() -> None:
     torch.manual_seed(0)
     model = tiny_repvgg()
     randomise_batch_norms(model)
-    model.eval()
-    if deploy:
-        model.deploy()
+    model.eval().deploy()
     exported = torch.export.export(model, (torch.randn(2, 50, 80),),
                                    dynamic_shapes={"feats": {1: torch.export.Dim.DYNAMIC}})
     for frames in (9, 123, 200):

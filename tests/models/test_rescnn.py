@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from speakernet.models.pooling import MultiHeadAttentiveStatsPool, TemporalAveragePool
+from speakernet.models.pooling import TemporalAveragePool
 from speakernet.models.registry import MODELS
 from speakernet.models.rescnn import ClippedResBlock, ResCNN, ResCNNStage, clipped_relu
+from tiny_models import one_thread  # noqa: F401  (autouse: this module's tests run on one torch thread)
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -18,12 +19,6 @@ def tiny_model(**overrides: object) -> ResCNN:
     args: dict[str, object] = {"feat_dim": 20, "embed_dim": 8, "channels": (4, 8), "blocks_per_stage": 1}
     args.update(overrides)
     return ResCNN(**args)
-
-
-def projection_loss(embeddings: torch.Tensor) -> torch.Tensor:
-    # Not (embeddings ** 2).sum(): that is constant for unit-length embeddings and has no gradient.
-    generator = torch.Generator().manual_seed(1)
-    return (embeddings * torch.randn(embeddings.shape, generator=generator)).sum()
 
 
 def test_registered() -> None:
@@ -95,32 +90,8 @@ def test_default_model_on_a_short_crop() -> None:
     torch.testing.assert_close(embeddings.norm(dim=1), torch.ones(2))
 
 
-def test_backward_reaches_every_parameter() -> None:
-    torch.manual_seed(0)
-    model = tiny_model(blocks_per_stage=2).train()
-    projection_loss(model(torch.randn(4, 30, 20))).backward()
-    missing = [name for name, parameter in model.named_parameters() if parameter.grad is None]
-    assert not missing, f"no gradient for {missing}"
-    zero = [name for name, parameter in model.named_parameters() if not parameter.grad.abs().sum() > 0]
-    assert not zero, f"all-zero gradient for {zero}"
-
-
-def test_eval_mode_is_deterministic_and_batch_independent() -> None:
-    torch.manual_seed(0)
-    model = tiny_model().train()
-    model(torch.randn(8, 30, 20))
-    model.eval()
-    feats = torch.randn(3, 70, 20)
-    with torch.no_grad():
-        first = model(feats)
-        second = model(feats)
-        alone = model(feats[1:2])
-    torch.testing.assert_close(first, second, rtol=0, atol=0)
-    torch.testing.assert_close(first[1:2], alone, rtol=1e-5, atol=1e-5)
-
-
 @pytest.mark.parametrize("pooling", ["TSTP", "ASTP", "MHASP"])
-def test_pooling_by_name(pooling: str) -> None:
+def test_stats_poolings_double_the_affine_input_and_keep_unit_norm(pooling: str) -> None:
     torch.manual_seed(0)
     model = tiny_model(pooling=pooling).eval()
     with torch.no_grad():
@@ -128,11 +99,6 @@ def test_pooling_by_name(pooling: str) -> None:
     assert embeddings.shape == (2, 8)
     assert model.affine.in_features == model.pooling.out_dim == 2 * model.frame_dim
     torch.testing.assert_close(embeddings.norm(dim=1), torch.ones(2))
-
-
-def test_pooling_args_reach_the_pooling() -> None:
-    model = tiny_model(pooling="MHASP", pooling_args={"num_heads": 8})
-    assert isinstance(model.pooling, MultiHeadAttentiveStatsPool) and model.pooling.num_heads == 8
 
 
 def test_rejects_bad_configs() -> None:
@@ -144,37 +110,3 @@ def test_rejects_bad_configs() -> None:
         ResCNN(channels=(64, 0))
     with pytest.raises(ValueError, match="blocks_per_stage"):
         ResCNN(blocks_per_stage=-1)
-    with pytest.raises(KeyError, match="TAP"):
-        tiny_model(pooling="AVG")
-
-
-def test_rejects_bad_inputs() -> None:
-    model = tiny_model()
-    with pytest.raises(ValueError, match=r"ResCNN expects feats \[batch, frames, 20\]"):
-        model(torch.randn(2, 30, 40))
-    with pytest.raises(ValueError, match=r"ResCNN expects feats \[batch, frames, 20\]"):
-        model(torch.randn(2, 1, 30, 20))
-    with pytest.raises(ValueError, match="at least one frame"):
-        model(torch.randn(2, 0, 20))
-
-
-@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
-def test_torchscript_matches_eager() -> None:
-    torch.manual_seed(0)
-    model = tiny_model().eval()
-    scripted = torch.jit.script(model)
-    feats = torch.randn(2, 45, 20)
-    with torch.no_grad():
-        torch.testing.assert_close(scripted(feats), model(feats))
-
-
-def test_torch_export_with_dynamic_frames_matches_eager() -> None:
-    torch.manual_seed(0)
-    model = tiny_model().eval()
-    # min 5: two stride-2 stages must leave at least 2 frames (export treats size 1 specially).
-    frames = torch.export.Dim("frames", min=5, max=100_000)
-    exported = torch.export.export(model, (torch.randn(2, 50, 20),), dynamic_shapes={"feats": {1: frames}})
-    for length in (5, 123):
-        feats = torch.randn(2, length, 20)
-        with torch.no_grad():
-            torch.testing.assert_close(exported.module()(feats), model(feats))

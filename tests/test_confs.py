@@ -1,0 +1,79 @@
+"""Every recipe conf in egs/*/v1/conf loads and trains two steps.
+
+A main conf trains its model at its own size. A fine-tuning conf (``*_lm``, ``*_triplet``) must build
+its main conf's model (what ``training.init_from`` insists on), so that model's size is trained
+already; it trains two steps with a tiny model of the same family, which exercises what it changes
+(head, margin, optimiser, schedule, sampler).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from speakernet.config import load_config
+from speakernet.training.trainer import Trainer
+
+from tiny_models import TINY_MODEL_ARGS
+from training.training_data import make_feature_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFS = sorted(ROOT.glob("egs/*/v1/conf/*.yaml"))
+# Small batches of short crops of a tiny corpus (the model keeps the conf's size).
+SMOKE = ["training.max_steps=2", "training.num_threads=1", "data.num_workers=0", "data.batch_size=4",
+         "data.crop_frames=48", "data.min_frames=40", "data.speakers_per_batch=2", "data.utts_per_speaker=2"]
+
+
+FINETUNING = tuple(p for p in CONFS if p.stem.endswith(("_lm", "_triplet")))
+
+
+def _distinct_confs() -> list[Path]:
+    # VoxCeleb and CN-Celeb share most confs word for word (only the comments differ): train each once.
+    seen, distinct = [], []
+    for path in CONFS:
+        body = yaml.safe_load(path.read_text())
+        if body not in seen:
+            seen.append(body)
+            distinct.append(path)
+    return distinct
+
+
+@pytest.fixture(scope="module")
+def feature_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_feature_dir(tmp_path_factory.mktemp("confs"), num_speakers=4, utts_per_speaker=3, feat_dim=80)
+
+
+def test_the_confs_are_found() -> None:
+    names = {path.stem for path in CONFS}
+    assert {"ecapa_c512", "resnet34", "resnet293", "campplus", "repvgg_b1", "xvec", "rescnn_softmax"} <= names
+    assert len(_distinct_confs()) < len(CONFS)
+
+
+@pytest.mark.parametrize("path", _distinct_confs(), ids=lambda p: f"{p.parents[2].name}/{p.stem}")
+def test_conf_builds_and_trains_two_steps(path: Path, feature_dir: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    config = load_config(path, SMOKE)
+    if path in FINETUNING:
+        # The named RepVGG presets have no width options; the generic RepVGG is the same blocks.
+        model = "RepVGG" if config["model"].startswith("RepVGG_") else config["model"]
+        config = load_config(path, SMOKE + [f"model={model}", f"model_args={TINY_MODEL_ARGS[model]}"])
+    trainer = Trainer(config, feature_dir, tmp_path / "exp")
+    before = copy.deepcopy(trainer.module.model.state_dict())
+    stats = trainer.train()
+    assert trainer.step == 2 and torch.isfinite(torch.tensor(stats["loss"]))
+    after = trainer.module.model.state_dict()
+    assert any(not torch.equal(before[key], after[key]) for key in after if after[key].is_floating_point())
+
+
+@pytest.mark.parametrize("path", FINETUNING, ids=lambda p: f"{p.parents[2].name}/{p.stem}")
+def test_a_finetuning_conf_builds_its_main_confs_model(path: Path) -> None:
+    main = path.with_name(path.stem.rsplit("_", 1)[0] + ("_softmax" if path.stem.endswith("_triplet") else "")
+                          + ".yaml")
+    assert main.is_file(), f"{path.name} has no main conf {main.name}"
+    tuned, trained = load_config(path), load_config(main)
+    assert (tuned["model"], tuned["model_args"], tuned["data"]["feat_dim"]) == \
+        (trained["model"], trained["model_args"], trained["data"]["feat_dim"])  # what training.init_from insists on
