@@ -24,8 +24,8 @@ from training.training_data import make_feature_dir
 ROOT = Path(__file__).resolve().parents[1]
 CONFS = sorted(ROOT.glob("egs/*/v1/conf/*.yaml"))
 # Small batches of short crops of a tiny corpus (the model keeps the conf's size).
-SMOKE = ["training.max_steps=2", "training.num_threads=1", "data.num_workers=0", "data.batch_size=4",
-         "data.crop_frames=48", "data.min_frames=40", "data.speakers_per_batch=2", "data.utts_per_speaker=2"]
+SMOKE = ["training.max_steps=2", "training.num_threads=1", "data.num_workers=0", "data.batch_size=2",
+         "data.crop_frames=40", "data.min_frames=40", "data.speakers_per_batch=2", "data.utts_per_speaker=2"]
 
 
 FINETUNING = tuple(p for p in CONFS if p.stem.endswith(("_lm", "_triplet")))

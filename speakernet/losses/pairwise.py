@@ -85,8 +85,10 @@ class TripletLoss(nn.Module):
                 positive and a negative.
         """
         _check_batch(embeddings, labels, self.embed_dim, "TripletLoss")
-        unit = F.normalize(embeddings.to(torch.promote_types(embeddings.dtype, torch.float32)))
-        similarity = unit @ unit.T
+        # At least float32, also under autocast: the hinge compares cosines a margin of 0.1 apart.
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            unit = F.normalize(embeddings.to(torch.promote_types(embeddings.dtype, torch.float32)))
+            similarity = unit @ unit.T
         same = labels.unsqueeze(0) == labels.unsqueeze(1)
         self_pair = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
         positive, negative = same & ~self_pair, ~same
@@ -178,15 +180,17 @@ class AngularPrototypical(NoMargin, nn.Module):
                 f"AngularPrototypical needs >= 2 speakers with >= 2 utterances each per batch (got {len(speakers)} "
                 f"speaker(s); with one utterance: labels {single}); use data.sampler: speaker_balanced with "
                 "data.utts_per_speaker >= 2")
-        feats = embeddings.to(torch.promote_types(embeddings.dtype, torch.float32))
         positions = torch.arange(len(labels), device=labels.device)
         first = torch.full((len(speakers),), len(labels), dtype=torch.long, device=labels.device)
         first = first.scatter_reduce(0, inverse, positions, reduce="amin")
-        queries = feats[first]
-        sums = torch.zeros(len(speakers), feats.shape[1], dtype=feats.dtype, device=feats.device)
-        prototypes = (sums.index_add(0, inverse, feats) - queries) / (counts - 1).unsqueeze(1).to(feats.dtype)
-        cosine = F.normalize(queries) @ F.normalize(prototypes).T
-        logits = self.scale.clamp(min=1e-6) * cosine + self.bias
+        # At least float32, also under autocast (as the cosine heads).
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            feats = embeddings.to(torch.promote_types(embeddings.dtype, torch.float32))
+            queries = feats[first]
+            sums = torch.zeros(len(speakers), feats.shape[1], dtype=feats.dtype, device=feats.device)
+            prototypes = (sums.index_add(0, inverse, feats) - queries) / (counts - 1).unsqueeze(1).to(feats.dtype)
+            cosine = F.normalize(queries) @ F.normalize(prototypes).T
+            logits = self.scale.clamp(min=1e-6) * cosine + self.bias
         loss = F.cross_entropy(logits, torch.arange(len(speakers), device=labels.device))
         return loss, logits
 

@@ -7,8 +7,9 @@ schedule and step count, in their own exp dir) whose model starts from the first
 
 - the model must be the same (name, ``model_args``, ``data.feat_dim``); otherwise it is an
   error naming both configs, not a half-loaded network;
-- with ``training.init_head`` (the default) the training head is taken too, which needs the same
-  head type and the same training speakers (the class order of the checkpoint is kept);
+- with ``training.init_head`` (the default) the training head is taken too, which needs a head
+  with the same parameters (e.g. AM-softmax centres for an AAM-softmax fine-tuning) and the same
+  training speakers (the class order of the checkpoint is kept);
   with ``init_head: false`` the head starts afresh (e.g. softmax -> triplet).
 """
 
@@ -106,18 +107,22 @@ def apply_init(init: InitState, model: nn.Module, head: nn.Module, init_head: bo
     """Copies the checkpoint's model (and head) weights into ``model`` (and ``head``).
 
     Raises:
-        ValueError: if the head is taken but is of another type or shape than ``head``.
+        ValueError: if the head is taken but its parameters do not fit ``head`` (other keys or shapes).
     """
     model.load_state_dict(init.state["model"])
     if init_head:
+        # Heads with the same parameters carry over whatever their margin: the class centres of an
+        # AM-softmax start an AAM-softmax fine-tuning (SpeakerNet's LM stage does this), those of a
+        # one-centre sub-center head an AAM head. Anything else fails on the keys or shapes.
         their_head = init.config.get("head")
         try:
-            if their_head != head_name:
-                raise RuntimeError(f"it was trained with {their_head}")
             head.load_state_dict(init.state["head"])
         except RuntimeError as error:
             detail = " ".join(str(error).split())[:300]
-            raise ValueError(f"training.init_from: the head of {init.path} does not fit this config's {head_name} "
-                             f"({detail}); use the same head or set training.init_head=false") from None
+            raise ValueError(f"training.init_from: the {their_head} head of {init.path} does not fit this config's "
+                             f"{head_name} ({detail}); use a head of the same shape or set training.init_head=false"
+                             ) from None
+        if their_head != head_name:
+            logger.info("the %s head's weights start this %s head", their_head, head_name)
     logger.info("starting from the weights of %s (step %s; %s)", init.path, init.state.get("step", "?"),
                 "model and head" if init_head else "model only, new head")

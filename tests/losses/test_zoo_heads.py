@@ -163,3 +163,15 @@ def test_nearest_neighbour_hits_of_the_triplet_head() -> None:
     _, similarity = TripletLoss(2)(embeddings, labels)
     # the utterance at 20 degrees is nearest to one at 5 degrees, of the other speaker
     assert TripletLoss(2).correct(similarity, labels).tolist() == [True, True, True, True, False]
+
+
+@pytest.mark.parametrize("name", ["TripletLoss", "AngularPrototypical", "SubcenterAAMSoftmax"])
+def test_similarities_stay_float32_under_autocast(name: str) -> None:
+    torch.manual_seed(4)
+    head = build_head(name, embed_dim=8, num_classes=4)
+    embeddings, labels = torch.randn(8, 8), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    reference_loss, reference_logits = head(embeddings, labels)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, logits = head(embeddings.to(torch.bfloat16), labels)
+    assert logits.dtype == torch.float32 and loss.dtype == torch.float32
+    torch.testing.assert_close(loss, reference_loss, rtol=2e-2, atol=2e-2)

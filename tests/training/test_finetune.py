@@ -60,6 +60,13 @@ def test_a_second_stage_takes_the_model_only_with_a_new_head(feature_dir: Path, 
     assert stats["loss"] >= 0.0 and 0.0 <= stats["accuracy"] <= 100.0
 
 
+def test_am_softmax_centres_start_an_aam_finetuning(feature_dir: Path, pretrained: Path, tmp_path: Path) -> None:
+    source = ckpt.load_checkpoint(ckpt.resolve_checkpoint(pretrained, "latest"))  # trained with AAMSoftmax
+    trainer = Trainer(load_config(None, ONE_EPOCH + [f"training.init_from={pretrained}", "head=AMSoftmax"]),
+                      feature_dir, tmp_path / "am")
+    assert _same_weights(trainer.module.head.state_dict(), source["head"])
+
+
 def test_averaged_models_keep_their_head_for_finetuning(feature_dir: Path, tmp_path: Path) -> None:
     exp = tmp_path / "two_epochs"
     train(load_config(None, TINY_OVERRIDES + ["training.epochs=2", "training.keep_checkpoints=0"]), feature_dir, exp)
@@ -77,8 +84,11 @@ def test_mismatches_are_named_errors(feature_dir: Path, pretrained: Path, tmp_pa
     with pytest.raises(ValueError, match="must build the same model"):
         Trainer(load_config(None, ONE_EPOCH + [init, "model_args={channels: 8, embed_dim: 8}"]), feature_dir,
                 tmp_path / "a")
-    with pytest.raises(ValueError, match="does not fit this config's AMSoftmax.*init_head=false"):
-        Trainer(load_config(None, ONE_EPOCH + [init, "head=AMSoftmax"]), feature_dir, tmp_path / "b")
+    with pytest.raises(ValueError, match="AAMSoftmax head of .* does not fit this config's Softmax.*init_head=false"):
+        Trainer(load_config(None, ONE_EPOCH + [init, "head=Softmax", "head_args={}",
+                                               "margin_schedule.enabled=false"]), feature_dir, tmp_path / "b")
+    with pytest.raises(ValueError, match="does not fit this config's SubcenterAAMSoftmax"):  # 3 centres per class
+        Trainer(load_config(None, ONE_EPOCH + [init, "head=SubcenterAAMSoftmax"]), feature_dir, tmp_path / "b3")
     other_speakers = make_feature_dir(tmp_path / "other", num_speakers=7, feat_dim=20, seed=1)
     with pytest.raises(ValueError, match=r"1 speaker\(s\) the head .* was not trained on \(e.g. 'spk06'\)"):
         Trainer(load_config(None, ONE_EPOCH + [init]), other_speakers, tmp_path / "c")

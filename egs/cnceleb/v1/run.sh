@@ -34,6 +34,7 @@ feat_dir=""     # feature archives (default: <data>/fbank)
 train_overrides=""          # config overrides key.sub=value, space-separated, e.g. "training.epochs=2"
 finetune_conf=""            # conf of a fine-tuning stage from the evaluated model (conf/*_lm.yaml: large margin)
 finetune_overrides=""       # config overrides of the fine-tuning training
+finetune_tag=lm             # name of the fine-tuned model: exp/<tag>, rows trained-<tag> (e.g. triplet)
 help_message=$(recipe_help "$recipe_dir/run.sh")
 . parse_options.sh
 check_stage_args "$@"
@@ -64,5 +65,5 @@ sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" -
   --test-data "$data/eval_test" --trials "$data/eval_test/trials" \
   --feat-dir "$feat_dir" --exp-dir "$exp" --train-overrides "$train_overrides" \
   --average-num "$average_num" --finetune-conf "$finetune_conf" \
-  --finetune-overrides "$finetune_overrides" \
+  --finetune-overrides "$finetune_overrides" --finetune-tag "$finetune_tag" \
   --backends "$backends" --top-n "$top_n" --adapt-data "$adapt_data" --p-targets "$p_targets"
