@@ -57,7 +57,25 @@ def _check_batch(embeddings: torch.Tensor, labels: torch.Tensor, embed_dim: int,
         raise ValueError(f"{head} expects int64 class labels, got {labels.dtype}")
 
 
-class _CosineHead(nn.Module):
+class NoMargin:
+    """For heads without a margin: ``margin`` is 0 and a margin schedule may only set 0."""
+
+    @property
+    def margin(self) -> float:
+        """The margin (always 0)."""
+        return 0.0
+
+    def update_margin(self, margin: float) -> None:
+        """Only 0 is accepted.
+
+        Raises:
+            ValueError: if ``margin`` is not 0 (a margin schedule is configured for a head without one).
+        """
+        if margin != 0.0:
+            raise ValueError(f"{type(self).__name__} has no margin; cannot set it to {margin}")
+
+
+class _CosineHead(NoMargin, nn.Module):
     """Shared part of the cosine heads: class centres on the unit sphere and a logit scale.
 
     Args:
@@ -118,20 +136,6 @@ class _CosineHead(nn.Module):
     def correct(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Per-example hits, ``[B]`` bool (see :func:`classification_correct`)."""
         return classification_correct(logits, labels)
-
-    def update_margin(self, margin: float) -> None:
-        """Sets the margin; the margin-free cosine head only accepts 0.
-
-        Raises:
-            ValueError: if ``margin`` is not 0 (a margin schedule is configured for a head without one).
-        """
-        if margin != 0.0:
-            raise ValueError(f"{type(self).__name__} has no margin; cannot set it to {margin}")
-
-    @property
-    def margin(self) -> float:
-        """The margin (always 0 for the plain cosine head)."""
-        return 0.0
 
     def extra_repr(self) -> str:
         return f"embed_dim={self.embed_dim}, num_classes={self.num_classes}, scale={self.scale}, margin={self.margin}"
@@ -270,24 +274,6 @@ def additive_angular(cosine: torch.Tensor, margin: float, easy_margin: bool = Fa
         return shifted
     threshold = math.cos(math.pi - margin)
     return torch.where(cosine > threshold, shifted, cosine - (1.0 + threshold))
-
-
-class NoMargin:
-    """For heads without a margin: ``margin`` is 0 and a margin schedule may only set 0."""
-
-    @property
-    def margin(self) -> float:
-        """The margin (always 0)."""
-        return 0.0
-
-    def update_margin(self, margin: float) -> None:
-        """Only 0 is accepted.
-
-        Raises:
-            ValueError: if ``margin`` is not 0 (a margin schedule is configured for a head without one).
-        """
-        if margin != 0.0:
-            raise ValueError(f"{type(self).__name__} has no margin; cannot set it to {margin}")
 
 
 @HEADS.register("Softmax")

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from speakernet.models.pooling import build_pooling
+from speakernet.models.checks import check_feats
 from speakernet.models.registry import MODELS
 
 
@@ -375,10 +376,7 @@ class CAMPPlus(nn.Module):
         Raises:
             ValueError: if ``feats`` is not ``[B, T, feat_dim]`` with T >= 1.
         """
-        if feats.dim() != 3 or feats.shape[2] != self.feat_dim:
-            raise ValueError(f"CAMPPlus expects feats [batch, frames, {self.feat_dim}], got {list(feats.shape)}")
-        if feats.shape[1] < 1:
-            raise ValueError("CAMPPlus needs at least one frame (got feats with 0 frames)")
+        check_feats(feats, self.feat_dim, "CAMPPlus")
         hidden = self.tdnn_norm(self.tdnn(self.head(feats.transpose(1, 2))))
         for block, transit in zip(self.blocks, self.transits):
             hidden = transit(block(hidden))

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from speakernet.models.pooling import build_pooling
+from speakernet.models.checks import check_feats
 from speakernet.models.registry import MODELS
 
 
@@ -225,10 +226,7 @@ class ECAPA_TDNN(nn.Module):
         Raises:
             ValueError: if ``feats`` is not ``[B, T, feat_dim]`` with T >= 1.
         """
-        if feats.dim() != 3 or feats.shape[2] != self.feat_dim:
-            raise ValueError(f"ECAPA_TDNN expects feats [batch, frames, {self.feat_dim}], got {list(feats.shape)}")
-        if feats.shape[1] < 1:
-            raise ValueError("ECAPA_TDNN needs at least one frame (got feats with 0 frames)")
+        check_feats(feats, self.feat_dim, "ECAPA_TDNN")
         hidden = self.input_layer(feats.transpose(1, 2))
         block_outputs: list[torch.Tensor] = []
         for block in self.blocks:

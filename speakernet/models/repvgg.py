@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from speakernet.models.pooling import build_pooling
+from speakernet.models.checks import check_feats
 from speakernet.models.registry import MODELS
 
 STAGE_STRIDES = (1, 1, 2, 2, 2)
@@ -274,10 +275,7 @@ class RepVGG(nn.Module):
         Raises:
             ValueError: if ``feats`` is not ``[B, T, feat_dim]`` with T >= 1.
         """
-        if feats.dim() != 3 or feats.shape[2] != self.feat_dim:
-            raise ValueError(f"{self.name} expects feats [batch, frames, {self.feat_dim}], got {list(feats.shape)}")
-        if feats.shape[1] < 1:
-            raise ValueError(f"{self.name} needs at least one frame, got feats {list(feats.shape)}")
+        check_feats(feats, self.feat_dim, self.name)
         hidden = self.stage0(feats.transpose(1, 2).unsqueeze(1))  # [B, 1, F, T] -> [B, C0, F, T]
         hidden = self.stages(hidden)  # [B, C, F', T']
         return hidden.flatten(1, 2)

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from speakernet.models.pooling import build_pooling
+from speakernet.models.checks import check_feats
 from speakernet.models.registry import MODELS
 
 
@@ -157,10 +158,7 @@ class ResCNN(nn.Module):
         Raises:
             ValueError: if ``feats`` is not ``[B, T, feat_dim]`` with T >= 1.
         """
-        if feats.dim() != 3 or feats.shape[2] != self.feat_dim:
-            raise ValueError(f"ResCNN expects feats [batch, frames, {self.feat_dim}], got {list(feats.shape)}")
-        if feats.shape[1] < 1:
-            raise ValueError("ResCNN needs at least one frame (got feats with 0 frames)")
+        check_feats(feats, self.feat_dim, "ResCNN")
         maps = self.stages(feats.unsqueeze(1))  # [B, C, T', F']
         batch, channels, frames, freq = maps.shape
         # Frequency joins the channels, frequency-major like the Keras reshape: [B, T', F' * C], then

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from speakernet.models.pooling import build_pooling
+from speakernet.models.checks import check_feats
 from speakernet.models.registry import MODELS
 
 TOTAL_STRIDE = 8
@@ -215,10 +216,7 @@ class ResNet(nn.Module):
         Raises:
             ValueError: if ``feats`` is not ``[B, T, feat_dim]`` with T >= 1.
         """
-        if feats.dim() != 3 or feats.shape[2] != self.feat_dim:
-            raise ValueError(f"{self.name} expects feats [batch, frames, {self.feat_dim}], got {list(feats.shape)}")
-        if feats.shape[1] < 1:
-            raise ValueError(f"{self.name} needs at least one frame, got feats {list(feats.shape)}")
+        check_feats(feats, self.feat_dim, self.name)
         hidden = feats.transpose(1, 2).unsqueeze(1)  # [B, 1, F, T]
         hidden = torch.relu(self.stem_bn(self.stem_conv(hidden)))
         hidden = self.stages(hidden)  # [B, C, F', T']

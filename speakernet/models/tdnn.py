@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from speakernet.models.pooling import build_pooling
+from speakernet.models.checks import check_feats
 from speakernet.models.registry import MODELS
 
 FRAME_KERNELS = (5, 3, 3, 1, 1)
@@ -114,11 +115,7 @@ class XVEC(nn.Module):
         self.seg_2 = nn.Linear(embed_dim, embed_dim)
 
     def _check_feats(self, feats: torch.Tensor) -> None:
-        if feats.dim() != 3 or feats.shape[2] != self.feat_dim:
-            raise ValueError(f"XVEC expects feats [batch, frames, {self.feat_dim}], got {list(feats.shape)}")
-        if feats.shape[1] < self.receptive_field:
-            raise ValueError(f"XVEC needs at least {self.receptive_field} frames (its receptive field), "
-                             f"got feats with {feats.shape[1]}")
+        check_feats(feats, self.feat_dim, "XVEC", self.receptive_field, " (its receptive field)")
 
     def frame_features(self, feats: torch.Tensor) -> torch.Tensor:
         """Runs the frame layers.
