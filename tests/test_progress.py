@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from speakernet.utils.logging import Progress, _clock
+from speakernet.utils.logging import Progress, format_duration
 
 
 def test_off_a_terminal_progress_is_a_log_line_with_rate_and_eta(caplog: pytest.LogCaptureFixture) -> None:
@@ -28,8 +28,8 @@ def test_quiet_between_intervals(caplog: pytest.LogCaptureFixture) -> None:
     assert not caplog.records
 
 
-def test_clock() -> None:
-    assert [_clock(s) for s in (42.4, 185, 3725)] == ["42 s", "3 min 05 s", "1 h 02 min"]
+def test_format_duration() -> None:
+    assert [format_duration(s) for s in (42.4, 185, 3725)] == ["42 s", "3 min 05 s", "1 h 02 min"]
 
 
 def test_feature_jobs_progress_is_the_sum_of_their_counts(tmp_path, caplog: pytest.LogCaptureFixture) -> None:

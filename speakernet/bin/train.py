@@ -5,6 +5,7 @@ Run it directly for one process, or under ``torchrun --nproc_per_node N`` for DD
     python -m speakernet.bin.train --conf conf/ecapa.yaml --data-dir data/train --exp-dir exp/ecapa
     python -m speakernet.bin.train ... training.epochs=20 optimizer_args.lr=0.05   # overrides
     python -m speakernet.bin.train ... --resume                                    # continue
+    python -m speakernet.bin.train ... --overwrite                                 # start again
     python -m speakernet.bin.train --conf conf/ecapa_lm.yaml ... --init exp/ecapa/checkpoints/avg10.pt
 
 ``--init`` starts a new training from another one's weights (large-margin fine-tuning, or a
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         help="continue from a checkpoint: 'latest' (the default when given without a value), a file name in "
         "exp_dir/checkpoints, or a path",
     )
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a new training in an exp dir that holds one (its checkpoints are removed)")
     parser.add_argument("--init", default=None,
                         help="start from this checkpoint (a file, or an exp dir for its latest): training.init_from")
     parser.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available")
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             # A YAML-quoted value: a path is a string whatever it looks like ("1e5", "yes").
             overrides.append("training.init_from=" + json.dumps(str(args.init)))
         config = load_config(args.conf, overrides)
-        train(config, args.data_dir, args.exp_dir, resume=args.resume, device=args.device)
+        train(config, args.data_dir, args.exp_dir, resume=args.resume, device=args.device, overwrite=args.overwrite)
 
     # A bad config exits 2 (a usage error, before any work), a bad input 1, Ctrl-C 130.
     return run_stage(run, {ConfigError: 2}, interrupted=(

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -114,10 +115,8 @@ def load_checkpoint(path: PathLike) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001  (garbage makes the unpickler raise anything: KeyError, EOFError, ...)
-        # torch's own advice here (weights_only=False) would be wrong: the file is damaged, not unsafe
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"checkpoint {path} cannot be read: it is truncated, damaged or not a speakernet "
-                              f"checkpoint ({first_line[:200]})") from None
+                              f"checkpoint ({_torch_reason(error)})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} is not a speakernet checkpoint (it holds a {type(state).__name__})")
     stored = state.pop(CHECKSUM_KEY, None)
@@ -128,6 +127,50 @@ def load_checkpoint(path: PathLike) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is damaged: its content does not match the checksum stored when "
                               "it was written (a bad copy or disk); use another checkpoint or re-run training")
     return state
+
+
+def _torch_reason(error: BaseException) -> str:
+    """The cause torch gives for an unreadable file, in one clause.
+
+    torch's message for an unpickling failure is a page long and advises ``weights_only=False``,
+    which would be wrong here: the file is damaged or foreign, not unsafe. Only its first
+    sentence (for that error: the line naming the unsupported global) is kept.
+    """
+    text = " ".join(str(error).split())
+    if "Weights only load failed" in text:
+        found = re.search(r"Unsupported global: GLOBAL ([^ ]+)", text)
+        return f"it pickles a {found.group(1)} object" if found else "it holds more than tensors and plain values"
+    sentence = re.split(r"(?<=[.!?]) ", text, maxsplit=1)[0]
+    if len(sentence.split()) < 3:  # e.g. KeyError(101) from garbage bytes: the type says more than the text
+        sentence = f"{type(error).__name__} {sentence}".strip()
+    return sentence[:200].rstrip(".")
+
+
+def require_entries(state: dict[str, Any], path: PathLike, keys: tuple[str, ...], purpose: str, hint: str = "") -> None:
+    """Checks that a loaded checkpoint has the entries a use needs.
+
+    Args:
+        state: What :func:`load_checkpoint` returned.
+        path: The checkpoint file, for the message.
+        keys: Entries required.
+        purpose: What needs them, e.g. ``resuming a training``.
+        hint: What to do instead, appended to the message.
+
+    Raises:
+        CheckpointError: naming the file and the missing entries.
+    """
+    missing = [key for key in keys if key not in state]
+    if missing:
+        listing = ", ".join(repr(key) for key in missing)
+        one = len(missing) == 1
+        advice = f"; {hint}" if hint else ""
+        raise CheckpointError(f"checkpoint {path} has no {listing} entr{'y' if one else 'ies'}: {purpose} needs a "
+                              f"speakernet checkpoint that holds {'it' if one else 'them'}{advice}")
+
+
+#: What a checkpoint must hold to continue its training exactly.
+TRAINING_ENTRIES = ("model", "head", "optimizer", "scheduler", "scaler", "epoch", "batch_in_epoch", "step", "rng",
+                    "speakers", "world_size")
 
 
 def checkpoint_name(epochs_done: int, step: int, end_of_epoch: bool) -> str:
@@ -225,7 +268,11 @@ def average_checkpoints(paths: list[Path], part: str = "model") -> dict[str, tor
     """
     if not paths:
         raise ValueError("no checkpoints to average")
-    states = [load_checkpoint(path)[part] for path in paths]
+    states = []
+    for path in paths:
+        state = load_checkpoint(path)
+        require_entries(state, path, (part,), "model averaging")
+        states.append(state[part])
     averaged: dict[str, torch.Tensor] = {}
     for key, newest in states[-1].items():
         for path, state in zip(paths, states):
@@ -256,6 +303,7 @@ def write_average(exp_dir: PathLike, num: int) -> Path:
         )
     chosen = available[-num:]
     newest = load_checkpoint(chosen[-1])
+    require_entries(newest, chosen[-1], ("step", "config", "speakers"), "model averaging")
     state = {
         "model": average_checkpoints(chosen),
         "head": average_checkpoints(chosen, "head"),
@@ -291,8 +339,9 @@ def load_model(exp_dir: PathLike, which: str = "latest") -> tuple[torch.nn.Modul
     path = resolve_checkpoint(exp_dir, which)
     state = load_checkpoint(path)
     model = build_model(config["model"], feat_dim=config["data"]["feat_dim"], **config["model_args"])
-    if not isinstance(state.get("model"), dict):
-        raise CheckpointError(f"checkpoint {path} holds no model weights (no 'model' entry)")
+    require_entries(state, path, ("model",), "loading a model")
+    if not isinstance(state["model"], dict):
+        raise CheckpointError(f"checkpoint {path}: its 'model' entry is not a table of weights")
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as error:  # an edited config.yaml, or a checkpoint of another model

@@ -30,6 +30,7 @@ from speakernet.training.distributed import DistributedContext, all_reduce_mean,
 from speakernet.training.optim import OPTIMIZERS, SCHEDULERS
 from speakernet.utils.faults import fault_point
 from speakernet.utils.fileio import atomic_write, exclusive_lock
+from speakernet.utils.logging import format_duration
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +138,8 @@ class Trainer:
         if resume is not None:
             resume_path = ckpt.resolve_checkpoint(self.exp_dir, resume)
             resume_state = ckpt.load_checkpoint(resume_path)
+            ckpt.require_entries(resume_state, resume_path, ckpt.TRAINING_ENTRIES, "resuming a training",
+                                 f"to start a new training from its weights, use --init {resume_path}")
             logger.info("resuming from %s (step %d)", resume_path, resume_state["step"])
 
         # Labels come from the checkpoint when resuming, so a changed data dir cannot shuffle classes.
@@ -196,11 +199,12 @@ class Trainer:
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
         # Loss sum, correct, examples since the last regular log line; checkpointed, so a resumed
         # run completes the interval it was stopped in and logs the same numbers.
-        self.log_totals = torch.zeros(3)
+        self.log_totals = torch.zeros(3, dtype=torch.float64)  # float64: sums stay exact-ish over resumes
         self.seconds_before, self.train_started = 0.0, time.perf_counter()
+        self.steps_at_start = 0
 
         if resume_state is not None:
-            self._load_state(resume_state)
+            self._load_state(resume_state, resume_path)
         if self.context.is_distributed:
             self.ddp_module: nn.Module = nn.parallel.DistributedDataParallel(
                 self.module, device_ids=[self.context.local_rank] if self.context.device.type == "cuda" else None
@@ -262,12 +266,19 @@ class Trainer:
             "config": self.config,
         }
 
-    def _load_state(self, state: dict[str, Any]) -> None:
-        self.module.model.load_state_dict(state["model"])
-        self.module.head.load_state_dict(state["head"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+    def _load_state(self, state: dict[str, Any], path: Path) -> None:
+        try:
+            self.module.model.load_state_dict(state["model"])
+            self.module.head.load_state_dict(state["head"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+        except (RuntimeError, ValueError, KeyError) as error:  # another model, head, optimiser or scheduler
+            detail = " ".join(str(error).split())[:300]
+            raise ckpt.CheckpointError(
+                f"checkpoint {path} does not fit this config ({self.config['model']} {self.config['model_args']}, "
+                f"{self.config['head']}, {self.config['optimizer']}, {self.config['scheduler']}): {detail}; resume "
+                "with the config it was trained with (its config.yaml), or train into a new --exp-dir") from None
         self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
         if "log_totals" in state:
             self.log_totals.copy_(state["log_totals"])
@@ -324,9 +335,14 @@ class Trainer:
         stats: dict[str, float] = {}
         stopped = False
         self.train_started = time.perf_counter()
+        self.steps_at_start = self.step
         while self.epoch < epochs and not stopped:
+            epoch_started = time.perf_counter()
             stats, stopped = self._train_epoch(steps_per_epoch, max_steps)
             if not stopped:
+                if self.context.is_main:
+                    logger.info("epoch %d of %d done in %s; ETA %s", self.epoch + 1, epochs,
+                                format_duration(time.perf_counter() - epoch_started), self._eta())
                 self.epoch, self.batch_in_epoch = self.epoch + 1, 0
         self._check_replicas()
         cleanup(self.context)
@@ -391,6 +407,20 @@ class Trainer:
         bar.close()
         return stats, False
 
+    def total_steps(self) -> int:
+        """Optimiser steps of the whole training: all epochs, or ``training.max_steps`` when it stops earlier."""
+        total = self.config["training"]["epochs"] * len(self.plan)
+        max_steps = self.config["training"]["max_steps"]
+        return min(total, max_steps) if max_steps > 0 else total
+
+    def _eta(self) -> str:
+        """Time to the end of the training at this run's average speed so far."""
+        done = self.step - self.steps_at_start
+        if done <= 0:
+            return "?"
+        seconds_per_step = (time.perf_counter() - self.train_started) / done
+        return format_duration(max(0, self.total_steps() - self.step) * seconds_per_step)
+
     def _log(self, totals: torch.Tensor, frames: int, seconds: float, margin: float | None) -> dict[str, float]:
         totals = all_reduce_mean(totals, self.context)
         loss = float(totals[0] / max(totals[2], 1))
@@ -401,9 +431,10 @@ class Trainer:
         utts_per_s = float(totals[2]) * self.context.world_size / max(seconds, 1e-9)
         if self.context.is_main:
             logger.info(
-                "epoch %d batch %d/%d step %d: loss %.4f acc %.2f%% lr %.3g margin %s | %.1f utts/s, %.1fx real time",
-                self.epoch + 1, self.batch_in_epoch, len(self.plan), self.step, loss, accuracy, lr,
-                "-" if margin is None else f"{margin:.3f}", utts_per_s, speed,
+                "epoch %d batch %d/%d step %d/%d: loss %.4f acc %.2f%% lr %.3g margin %s | %.1f utts/s, %.1fx real "
+                "time, ETA %s",
+                self.epoch + 1, self.batch_in_epoch, len(self.plan), self.step, self.total_steps(), loss, accuracy, lr,
+                "-" if margin is None else f"{margin:.3f}", utts_per_s, speed, self._eta(),
             )
             record = {
                 "epoch": self.epoch + 1,
@@ -438,17 +469,59 @@ class Trainer:
 LOCK_NAME = ".lock"  # in the exp dir, held by rank 0 while a training runs
 
 
+def previous_training(exp_dir: str | Path) -> list[Path]:
+    """The outputs of an earlier training in ``exp_dir`` that a fresh start would mix with its own.
+
+    Its epoch, mid-epoch and averaged checkpoints and the ``latest`` pointer. Not among them: the
+    untrained ``init.pt`` (a fresh start rewrites it identically) and ``train_metrics.jsonl``
+    (a fresh start truncates it; a run killed before its first checkpoint leaves only those two).
+    """
+    directory = Path(exp_dir) / ckpt.CHECKPOINT_DIR
+    if not directory.is_dir():
+        return []
+    return sorted(path for pattern in ("epoch_*.pt", "step_*.pt", "avg*.pt", ckpt.LATEST)
+                  for path in directory.glob(pattern))
+
+
+def _start_afresh(exp_dir: Path, overwrite: bool) -> None:
+    """Refuses to start a new training over an earlier one, or (``overwrite``) removes the earlier one's outputs."""
+    earlier = previous_training(exp_dir)
+    if not earlier:
+        return
+    if not overwrite:
+        names = ", ".join(path.name for path in earlier[:4]) + (f" and {len(earlier) - 4} more" if len(earlier) > 4
+                                                                 else "")
+        raise ValueError(f"{exp_dir} already holds a training ({names}): add --resume to continue it, --overwrite "
+                         "to start again (its checkpoints are removed), or use another --exp-dir")
+    for path in earlier:
+        path.unlink()
+    logger.warning("--overwrite: removed %d outputs of the earlier training in %s", len(earlier), exp_dir)
+
+
 def train(config: dict[str, Any], data_dir: str | Path, exp_dir: str | Path, resume: str | None = None,
-          device: str | None = None) -> dict[str, float]:
-    """Builds a :class:`Trainer` and runs it; see there for the arguments.
+          device: str | None = None, overwrite: bool = False) -> dict[str, float]:
+    """Builds a :class:`Trainer` and runs it; see there for the other arguments.
 
     The first process (rank 0) holds ``exp_dir/.lock`` throughout, so a second training into the
     same exp dir stops with an error instead of silently replacing the first one's checkpoints.
+    A new training (no ``resume``) into an exp dir that already holds one stops with an error
+    too: its checkpoints would be mixed with the new ones (model averaging would average both).
+
+    Args:
+        overwrite: Start a new training there all the same, removing the earlier one's
+            checkpoints and metrics first.
+
+    Raises:
+        ValueError: if ``exp_dir`` holds an earlier training and neither ``resume`` nor
+            ``overwrite`` is given.
     """
     first = os.environ.get("RANK", "0") == "0"
     lock = exclusive_lock(Path(exp_dir) / LOCK_NAME, "a training") if first else contextlib.nullcontext()
     with lock:
+        if first and resume is None:
+            _start_afresh(Path(exp_dir), overwrite)
         return Trainer(config, data_dir, exp_dir, resume=resume, device=device).train()
 
 
-__all__ = ["Trainer", "train", "margin_at", "truncate_train_metrics", "EmbeddingTrainingModel", "METRICS_NAME"]
+__all__ = ["Trainer", "train", "previous_training", "margin_at", "truncate_train_metrics", "EmbeddingTrainingModel",
+           "METRICS_NAME"]

@@ -62,8 +62,9 @@ class Progress:
         self.last = now
         rate = self.done / max(now - self.start, 1e-9)
         eta = (self.total - self.done) / max(rate, 1e-9)
+        # stacklevel 2: the line is attributed to the stage that reports progress, not to this file
         self.log.info("%s: %d of %d %s (%.0f%%), %.1f %s/s, ETA %s", self.what, self.done, self.total, self.unit,
-                      100.0 * self.done / max(self.total, 1), rate, self.unit, _clock(eta))
+                      100.0 * self.done / max(self.total, 1), rate, self.unit, format_duration(eta), stacklevel=2)
 
     def close(self) -> None:
         """Removes the bar (the caller logs its own summary line)."""
@@ -77,7 +78,7 @@ class Progress:
         self.close()
 
 
-def _clock(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
     """``1 h 02 min``, ``3 min 05 s`` or ``42 s``."""
     seconds = int(round(seconds))
     if seconds >= 3600:

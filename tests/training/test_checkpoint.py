@@ -83,3 +83,52 @@ def test_weights_that_do_not_fit_the_config_name_both(feature_dir: Path, tmp_pat
     (exp / "config.yaml").write_text(config.replace("channels: 16", "channels: 24"))  # a hand edit
     with pytest.raises(ckpt.CheckpointError, match=r"weights do not fit the ECAPA_TDNN that .*config\.yaml"):
         ckpt.load_model(exp, "latest")
+
+
+def test_a_foreign_torch_file_is_named_with_what_it_holds(tmp_path: Path) -> None:
+    torch.save({"layer": torch.nn.Linear(2, 2)}, tmp_path / "module.pt")
+    with pytest.raises(ckpt.CheckpointError, match=r"module\.pt cannot be read.*pickles a torch\.nn\.modules\.linear"
+                                                   r"\.Linear object\)$"):
+        ckpt.load_checkpoint(tmp_path / "module.pt")
+    (tmp_path / "junk.pt").write_bytes(b"hello\n" * 50)
+    with pytest.raises(ckpt.CheckpointError, match=r"junk\.pt cannot be read.*\((\w+Error) ?[^)]*\)$"):
+        ckpt.load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_a_checkpoint_without_the_needed_entries_names_them(tmp_path: Path) -> None:
+    path = tmp_path / "weights.pt"
+    ckpt.save_checkpoint({"weights": torch.zeros(2)}, path)
+    state = ckpt.load_checkpoint(path)
+    with pytest.raises(ckpt.CheckpointError, match=r"weights\.pt has no 'model', 'head', .* entries: resuming a "
+                                                   r"training needs .*; use --init"):
+        ckpt.require_entries(state, path, ckpt.TRAINING_ENTRIES, "resuming a training", "use --init it")
+    ckpt.require_entries(state, path, ("weights",), "anything")  # present: no error
+    (tmp_path / "exp" / "checkpoints").mkdir(parents=True)
+    for name in ("epoch_001.pt", "epoch_002.pt"):
+        ckpt.save_checkpoint({"model": {"w": torch.zeros(2)}, "step": 1}, tmp_path / "exp" / "checkpoints" / name)
+    with pytest.raises(ckpt.CheckpointError, match=r"epoch_002\.pt has no 'config', 'speakers' entries: model "
+                                                   "averaging needs"):
+        ckpt.write_average(tmp_path / "exp", 2)
+    ckpt.save_checkpoint({"model": {"w": torch.zeros(2)}, "step": 2, "config": {}, "speakers": []},
+                         tmp_path / "exp" / "checkpoints" / "epoch_002.pt")
+    with pytest.raises(ckpt.CheckpointError, match=r"epoch_001\.pt has no 'head' entry: model averaging"):
+        ckpt.write_average(tmp_path / "exp", 2)
+
+
+def test_resuming_needs_a_training_checkpoint_and_the_same_model(feature_dir: Path, tmp_path: Path) -> None:
+    from speakernet.config import load_config
+    from speakernet.training.trainer import train
+
+    from training_data import TINY_OVERRIDES
+
+    exp = tmp_path / "exp"
+    train(load_config(None, TINY_OVERRIDES + ["training.max_steps=5"]), feature_dir, exp)
+    average = ckpt.write_average(exp, 1)
+    config = load_config(None, TINY_OVERRIDES + ["training.max_steps=6"])
+    with pytest.raises(ckpt.CheckpointError, match=rf"{average} has no 'optimizer', .*use --init {average}$"):
+        train(config, feature_dir, exp, resume="avg1")
+    other = load_config(None, TINY_OVERRIDES + ["training.max_steps=6", "model_args.channels=24"])
+    with pytest.raises(ckpt.CheckpointError, match=r"epoch_001\.pt does not fit this config \(ECAPA_TDNN .*"
+                                                   r"'channels': 24.*resume with the config it was trained with"):
+        train(other, feature_dir, exp, resume="latest")
+    assert ckpt.resolve_checkpoint(exp, "latest").name == "epoch_001.pt"  # nothing was written

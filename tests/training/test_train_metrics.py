@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -25,9 +26,14 @@ def _without_timing(records: list[dict]) -> list[dict]:
     return [{k: v for k, v in record.items() if k not in TIMING_KEYS} for record in records]
 
 
-def test_metrics_file_has_one_line_per_logged_interval(feature_dir: Path, tmp_path: Path) -> None:
+def test_metrics_file_has_one_line_per_logged_interval(feature_dir: Path, tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
     exp = tmp_path / "exp"
-    train(load_config(None, TINY_OVERRIDES), feature_dir, exp)  # 3 epochs of 5 steps, log every 2
+    with caplog.at_level("INFO", logger="speakernet.training.trainer"):
+        train(load_config(None, TINY_OVERRIDES), feature_dir, exp)  # 3 epochs of 5 steps, log every 2
+    # every log line says how far the training is and when it should end; so does each epoch's end
+    assert re.search(r"epoch 1 batch 2/5 step 2/15: .*, ETA (\d+ s|\d+ min \d\d s)$", caplog.text, re.M)
+    assert re.search(r"epoch 2 of 3 done in \d+ s; ETA \d+ s$", caplog.text, re.M)
     records = _records(exp)
     steps = [r["step"] for r in records]
     # every 2nd step plus each epoch's last step
@@ -43,8 +49,12 @@ def test_metrics_file_has_one_line_per_logged_interval(feature_dir: Path, tmp_pa
     assert all(b["seconds"] >= a["seconds"] for a, b in zip(records, records[1:]))
     assert records[-1]["margin"] == pytest.approx(0.2)  # fixed from epoch 2 on
 
-    # a fresh (not resumed) training into the same exp dir starts the file again
-    train(load_config(None, TINY_OVERRIDES + ["training.max_steps=4"]), feature_dir, exp)
+    # a fresh (not resumed) training into the same exp dir is refused, or (overwrite) starts the file again
+    with pytest.raises(ValueError, match=r"already holds a training \(epoch_001.pt.*--resume.*--overwrite"):
+        train(load_config(None, TINY_OVERRIDES + ["training.max_steps=4"]), feature_dir, exp)
+    assert [r["step"] for r in _records(exp)] == steps
+    train(load_config(None, TINY_OVERRIDES + ["training.max_steps=4"]), feature_dir, exp, overwrite=True)
+    assert sorted(p.name for p in (exp / "checkpoints").iterdir()) == ["init.pt", "latest", "step_00000004.pt"]
     assert [r["step"] for r in _records(exp)] == [2, 4]
 
 
