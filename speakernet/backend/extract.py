@@ -17,6 +17,7 @@ from speakernet.backend.embeddings import global_mean, speaker_means, write_embe
 from speakernet.data.kaldi_dir import DataDirError, read_scp
 from speakernet.features.cmn import apply_cmn
 from speakernet.utils.faults import fault_point
+from speakernet.utils.fileio import ensure_writable_dir
 from speakernet.utils.logging import Progress
 
 logger = logging.getLogger(__name__)
@@ -125,6 +126,10 @@ def extract_embeddings(
     """
     if mode not in MODES:
         raise ValueError(f"unknown extraction mode '{mode}'; choose one of: {', '.join(MODES)}")
+    for name, value in (("num_crops", num_crops), ("crop_frames", crop_frames), ("batch_size", batch_size),
+                        ("min_frames", min_frames), ("chunk_utts", chunk_utts)):
+        if value < 1:
+            raise ValueError(f"extraction: {name} must be >= 1, got {value}")
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     feats_scp = read_scp(data_dir / "feats.scp")
     vad_scp = read_scp(data_dir / "vad.scp") if use_vad else {}
@@ -133,6 +138,7 @@ def extract_embeddings(
         if missing:
             message = f"{len(missing)} utterances of feats.scp have no VAD entry"
             raise DataDirError(data_dir / "vad.scp", message, key=missing[0])
+    ensure_writable_dir(out_dir)  # a read-only or full output dir fails now, not after the last embedding
     model.eval().to(device)
     utts = list(feats_scp)
     embeddings: dict[str, np.ndarray] = {}
@@ -162,7 +168,6 @@ def extract_embeddings(
     elapsed = time.perf_counter() - started
     keys = list(feats_scp)
     matrix = np.stack([embeddings[utt] for utt in keys])
-    out_dir.mkdir(parents=True, exist_ok=True)
     write_embeddings(out_dir / "xvector.ark", out_dir / "xvector.scp", keys, matrix)
     write_vector(out_dir / "mean.vec", global_mean(matrix))
     if (data_dir / "utt2spk").is_file():

@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     from speakernet.backend.extract import extract_embeddings
     from speakernet.features.frontend import check_same_frontend
     from speakernet.training.checkpoint import load_model
+    from speakernet.utils.fileio import ensure_writable_dir
 
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         for data_dir in args.data_dir:  # every dir checked before the first is embedded
             check_same_frontend(args.exp_dir, data_dir)
         model, config = load_model(args.exp_dir, args.checkpoint)
+        for out_dir in args.out_dir:
+            ensure_writable_dir(out_dir)
         extract_cfg = config["extract"]
         for data_dir, out_dir in zip(args.data_dir, args.out_dir):
             extract_embeddings(
@@ -60,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
                 out_dir,
                 mode=args.mode or extract_cfg["mode"],
                 use_vad=config["data"]["use_vad"],
-                num_crops=args.num_crops or extract_cfg["num_crops"],
-                crop_frames=args.crop_frames or extract_cfg["crop_frames"],
-                batch_size=args.batch_size or extract_cfg["batch_size"],
+                num_crops=extract_cfg["num_crops"] if args.num_crops is None else args.num_crops,
+                crop_frames=extract_cfg["crop_frames"] if args.crop_frames is None else args.crop_frames,
+                batch_size=extract_cfg["batch_size"] if args.batch_size is None else args.batch_size,
                 device=device,
             )
 

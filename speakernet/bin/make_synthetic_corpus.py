@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 
+from speakernet.bin import run_stage
 from speakernet.data.synth_corpus import generate_corpus
 from speakernet.utils.logging import setup_logging
 
@@ -42,22 +43,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nj", type=int, default=1, help="parallel processes (the output does not depend on it)")
     args = parser.parse_args(argv)
     setup_logging()
-    summary = generate_corpus(
-        args.out_dir,
-        num_train_speakers=args.num_train_speakers,
-        num_test_speakers=args.num_test_speakers,
-        utts_per_speaker=args.utts_per_speaker,
-        test_utts_per_speaker=args.test_utts_per_speaker,
-        sessions_per_speaker=args.sessions_per_speaker,
-        duration_range_s=(args.min_duration, args.max_duration),
-        sample_rate=args.sample_rate,
-        trials_per_utt=args.trials_per_utt,
-        seed=args.seed,
-        nj=args.nj,
-    )
-    logger.info("corpus summary: %s", json.dumps({k: v for k, v in summary.items() if k != "args"}, sort_keys=True))
-    return 0
 
+    def run() -> None:
+        summary = generate_corpus(
+            args.out_dir,
+            num_train_speakers=args.num_train_speakers,
+            num_test_speakers=args.num_test_speakers,
+            utts_per_speaker=args.utts_per_speaker,
+            test_utts_per_speaker=args.test_utts_per_speaker,
+            sessions_per_speaker=args.sessions_per_speaker,
+            duration_range_s=(args.min_duration, args.max_duration),
+            sample_rate=args.sample_rate,
+            trials_per_utt=args.trials_per_utt,
+            seed=args.seed,
+            nj=args.nj,
+        )
+        logger.info("corpus summary: %s", json.dumps({k: v for k, v in summary.items() if k != "args"},
+                                                     sort_keys=True))
+
+    return run_stage(run)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -29,7 +29,7 @@ from speakernet.data.synth import (
     sample_speaker,
     synthesize_utterance,
 )
-from speakernet.utils.fileio import PathLike, atomic_dir, atomic_write
+from speakernet.utils.fileio import OutputError, PathLike, atomic_dir, atomic_write
 from speakernet.utils.logging import Progress
 
 logger = logging.getLogger(__name__)
@@ -82,9 +82,17 @@ def _run_job(job: _UttJob) -> tuple[str, int]:
     # Encode in memory: soundfile's own file writer syncs to disk on close, which dominates the cost.
     buffer = io.BytesIO()
     sf.write(buffer, pcm, job.sample_rate, subtype="PCM_16", format="WAV")
-    Path(job.wav_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(job.wav_path).write_bytes(buffer.getvalue())
+    try:
+        Path(job.wav_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(job.wav_path).write_bytes(buffer.getvalue())
+    except OSError as error:  # a full disk: the caller names the corpus dir, not this temporary path
+        raise OutputError(error.errno, error.strerror, job.wav_path) from None
     return job.utt_id, num_samples
+
+
+def _corpus_bytes(jobs: Sequence[_UttJob]) -> float:
+    """Expected size of the corpus's audio: the mean duration of 16-bit mono PCM per utterance."""
+    return sum((job.min_duration_s + job.max_duration_s) / 2 * job.sample_rate * 2 + 44 for job in jobs)
 
 
 def _width(count: int, minimum: int) -> int:
@@ -304,7 +312,11 @@ def generate_corpus(
         }
         all_jobs = subsets["train"] + subsets["test"]
         logger.info("synthesising %d utterances with %d jobs into %s", len(all_jobs), nj, out_dir)
-        lengths = _generate_all(all_jobs, nj)
+        try:
+            lengths = _generate_all(all_jobs, nj)
+        except OutputError as error:  # raised in a worker, about a file of the temporary dir
+            raise OutputError(error.errno, f"{error.strerror}; the corpus needs about "
+                              f"{_corpus_bytes(all_jobs) / 2**20:.0f} MiB", str(out_dir)) from None
         summary: dict[str, Any] = {}
         total_samples = 0
         for subset, jobs in subsets.items():

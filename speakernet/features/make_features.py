@@ -35,7 +35,8 @@ from speakernet.data.validate import validate_data_dir
 from speakernet.features.fbank import FbankConfig
 from speakernet.features.frontend import FRONTEND_CONFIG_NAME, save_frontend
 from speakernet.features.vad import VadConfig
-from speakernet.utils.fileio import PathLike, atomic_write, exclusive_lock
+from speakernet.utils.fileio import (OutputError, PathLike, as_output_error, atomic_write, ensure_writable_dir,
+                                     exclusive_lock)
 from speakernet.utils.faults import fault_point
 from speakernet.utils.logging import Progress
 
@@ -170,6 +171,14 @@ def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
 
 
+def _job_error(path: Path) -> str | None:
+    """The last ERROR message of a job's log (e.g. a full disk), without its timestamp and source."""
+    for line in reversed(_log_tail(path).splitlines()):
+        if " ERROR " in line:
+            return re.sub(r"^.*? ERROR \[[^]]*\] \([^)]*\) ", "", line)
+    return None
+
+
 def _worker_env() -> dict[str, str]:
     env = dict(os.environ)
     for name in _THREAD_ENV:
@@ -248,12 +257,22 @@ def make_features(
 def _make_features(data_dir: Path, feat_dir: Path, utts: list[str], nj: int, fbank_config: FbankConfig,
                    vad_config: VadConfig, compress: bool) -> None:
     """:func:`make_features` under its lock, for the utterances ``utts`` of ``data_dir``."""
+    try:
+        ensure_writable_dir(data_dir)
+    except OutputError as error:  # before anything is computed or removed
+        raise OutputError(error.errno, f"{error.strerror}; feats.scp, vad.scp and utt2num_frames go there: make "
+                          f"features of a writable copy (python -m speakernet.bin.combine_data COPY {data_dir})",
+                          str(data_dir)) from None
     # Old outputs are about to be invalidated (the job archives get rewritten); remove them
     # before validating, so a stale feats.scp from an earlier data dir cannot block a re-run.
     for name in ("feats.scp", "vad.scp", "utt2num_frames", FRONTEND_CONFIG_NAME):
-        with contextlib.suppress(FileNotFoundError):
+        try:
             (data_dir / name).unlink()
-            logger.info("removed old %s", data_dir / name)
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            raise as_output_error(error, data_dir / name) from None
+        logger.info("removed old %s", data_dir / name)
     validate_data_dir(data_dir)  # features are what this stage (re)makes, so they are not required
     if nj > len(utts):
         logger.warning("nj=%d is more than the %d utterances of %s; using nj=%d", nj, len(utts), data_dir, len(utts))
@@ -310,7 +329,9 @@ def _make_features(data_dir: Path, feat_dir: Path, utts: list[str], nj: int, fba
         logs = ", ".join(str(_job_paths(feat_dir, job)["log"]) for job in failed_jobs)
         shown = " ".join(failed_utts[:MAX_KEYS_IN_MESSAGE])
         more = f" (and {len(failed_utts) - MAX_KEYS_IN_MESSAGE} more)" if len(failed_utts) > MAX_KEYS_IN_MESSAGE else ""
-        what = f"{len(failed_utts)} bad utterances: {shown}{more}" if failed_utts else "no utterance list reported"
+        reason = _job_error(_job_paths(feat_dir, failed_jobs[0])["log"])
+        what = (f"{len(failed_utts)} bad utterances: {shown}{more}" if failed_utts
+                else f"job {failed_jobs[0]}: {reason}" if reason else "no utterance list reported")
         raise FeatureExtractionError(
             f"{len(failed_jobs)} of {nj} feature jobs failed ({what}); see {logs}", failed_jobs, failed_utts)
 
@@ -414,6 +435,12 @@ def run_feature_job(feat_dir: PathLike, job: int) -> None:
     start_time = time.perf_counter()
     compression = COMPRESSION_METHOD if options["compress"] else None
     reported = start_time
+    # The previous run's archives of this job are stale (the parent removed the scp files that
+    # pointed into them); removing them first means a re-run after a full disk needs no room for both.
+    for name in ("fbank_ark", "fbank_scp", "vad_ark", "vad_scp", "num_frames", "stats"):
+        with contextlib.suppress(FileNotFoundError):
+            paths[name].unlink()
+    current = paths["fbank_ark"]  # the output being written, for a write error's message
     try:
         with kaldiio.WriteHelper(f"ark,scp:{tmp['fbank_ark']},{tmp['fbank_scp']}",
                                  compression_method=compression) as fbank_writer, \
@@ -431,7 +458,9 @@ def run_feature_job(feat_dir: PathLike, job: int) -> None:
                 vad = compute_vad(log_energy, **vad_config.to_dict())
                 if not vad.any():
                     logger.warning("no frame of utterance '%s' was judged voiced", utt)
+                current = paths["fbank_ark"]
                 fbank_writer(utt, fbank)
+                current = paths["vad_ark"]
                 vad_writer(utt, vad.astype(np.float32))
                 num_frames[utt] = fbank.shape[0]
                 audio_seconds += waveform.shape[0] / rate
@@ -452,6 +481,8 @@ def run_feature_job(feat_dir: PathLike, job: int) -> None:
         _rewrite_scp(tmp["fbank_scp"], tmp["fbank_ark"], paths["fbank_ark"], paths["fbank_scp"])
         os.replace(tmp["vad_ark"], paths["vad_ark"])
         _rewrite_scp(tmp["vad_scp"], tmp["vad_ark"], paths["vad_ark"], paths["vad_scp"])
+    except OSError as error:  # kaldiio's writes raise Errno 28 without a file name
+        raise as_output_error(error, current, permissions=False) from None
     finally:
         for path in tmp.values():
             with contextlib.suppress(FileNotFoundError):

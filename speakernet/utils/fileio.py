@@ -152,11 +152,17 @@ def atomic_dir(path: PathLike) -> Iterator[Path]:
 
     Yields:
         The temporary directory to fill.
+
+    Raises:
+        OutputError: naming ``path``, when the temporary directory cannot be made.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path.parent)
+        tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
+    except OSError as error:
+        raise OutputError(error.errno, error.strerror, str(path)) from None
     try:
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700; give the dir the usual permissions
         yield tmp
@@ -171,6 +177,58 @@ def atomic_dir(path: PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def ensure_writable_dir(path: PathLike) -> Path:
+    """Creates ``path`` (with its parents) if needed and checks that files can be created in it.
+
+    Stages call it before their work, so a read-only or full output dir fails at once, naming
+    the dir, rather than after an hour of computing (and with a traceback).
+
+    Args:
+        path: The output directory.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        OutputError: naming ``path``, if it cannot be created or written.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        # Creating a file is the only reliable test: os.access misses ACLs and some read-only mounts.
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise OutputError(error.errno, error.strerror, str(path)) from None
+    return path
+
+
+# A full device or quota: only a write raises these, so they cannot be mistaken for a failed read.
+_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def as_output_error(error: OSError, path: PathLike, permissions: bool = True) -> OSError:
+    """``error`` as an :class:`OutputError` naming ``path`` when it is a failed write (full disk, read-only).
+
+    Libraries that write for us (kaldiio, soundfile) raise ``Errno 28`` without a file name, or
+    with the name of a temporary file; the user needs the output's own path.
+
+    Args:
+        error: What the write raised.
+        path: The output being written.
+        permissions: Also take permission errors (``EACCES``, ``EPERM``, ``EROFS``) as the
+            output's; False where the same code also reads inputs, which can raise them too.
+
+    Returns:
+        An :class:`OutputError` for write errors, else ``error`` itself (for the caller to re-raise).
+    """
+    if isinstance(error, OutputError):
+        return error
+    if error.errno in _SPACE_ERRNOS + ((errno.EIO, errno.EACCES, errno.EPERM, errno.EROFS) if permissions else ()):
+        return OutputError(error.errno, error.strerror, str(path))
+    return error
 
 
 class DirInUseError(ValueError):
