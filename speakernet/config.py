@@ -108,11 +108,61 @@ CHOICES = {
 }
 
 
+#: Numeric keys with a valid range ``(lowest, highest)``, either end None for unbounded (inclusive).
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "margin_schedule.increase_start_epoch": (1, None),
+    "margin_schedule.fix_start_epoch": (1, None),
+    "data.feat_dim": (1, None),
+    "data.crop_frames": (1, None),
+    "data.min_frames": (1, None),
+    "data.batch_size": (1, None),
+    "data.speakers_per_batch": (1, None),
+    "data.utts_per_speaker": (1, None),
+    "data.num_workers": (0, None),
+    "data.spec_augment.probability": (0.0, 1.0),
+    "data.spec_augment.freq_masks": (0, None),
+    "data.spec_augment.freq_width": (0, None),
+    "data.spec_augment.time_masks": (0, None),
+    "data.spec_augment.time_width": (0, None),
+    "training.epochs": (1, None),
+    "training.max_steps": (0, None),
+    "training.grad_clip": (0.0, None),
+    "training.log_interval": (1, None),
+    "training.checkpoint_interval": (0, None),
+    "training.keep_checkpoints": (0, None),
+    "training.num_threads": (0, None),
+    "extract.num_crops": (1, None),
+    "extract.crop_frames": (1, None),
+    "extract.batch_size": (1, None),
+}
+
+
 def _coerce(value: Any, default: Any, path: str) -> Any:
     value = _coerce_type(value, default, path)
     if path in CHOICES and value not in CHOICES[path]:
         raise ConfigError(f"config key '{path}' must be one of: {', '.join(CHOICES[path])}; got {value!r}")
+    low, high = RANGES.get(path, (None, None))
+    if (low is not None and value < low) or (high is not None and value > high):
+        bound = f"between {low} and {high}" if low is not None and high is not None else (
+            f">= {low}" if low is not None else f"<= {high}")
+        raise ConfigError(f"config key '{path}' must be {bound}, got {value!r}")
     return value
+
+
+def _check_arg_type(value: Any, default: Any, path: str) -> None:
+    """A component argument against the type of its default (numbers stay as given: a float may
+    replace an integer default, e.g. ``scale: 32.5``)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if value is None:  # null: "derive it" for the arguments that allow it; the constructor decides
+        return
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{path}' must be true or false, got {value!r}")
+    elif isinstance(default, (int, float)):
+        if not number:
+            raise ConfigError(f"config key '{path}' must be a number, got {value!r}")
+    elif isinstance(default, str) and not isinstance(value, str):
+        raise ConfigError(f"config key '{path}' must be a string, got {value!r}")
 
 
 def _coerce_type(value: Any, default: Any, path: str) -> Any:
@@ -203,11 +253,36 @@ def load_config(path: PathLike | None, overrides: list[str] | None = None) -> di
         _deep_update(raw, update)
     try:
         config = _merge(DEFAULTS, raw)
+        validate_components(config)
     except ConfigError as error:
         source = str(path or "config") + (" + command-line overrides" if overrides else "")
         raise ConfigError(f"{source}: {error}") from None
-    validate_components(config)
     return config
+
+
+def build_component(config: Mapping[str, Any], name_key: str, **trainer_args: Any) -> Any:
+    """Builds the component a config names (``model``, ``head``, ``optimizer``, ``scheduler``).
+
+    Args:
+        config: A resolved config.
+        name_key: Which component.
+        **trainer_args: The arguments the trainer fills in (:data:`TRAINER_ARGS`).
+
+    Returns:
+        The component, built with its ``*_args`` from the config and ``trainer_args``.
+
+    Raises:
+        ConfigError: when the component rejects its configured arguments (e.g. a negative
+            learning rate), naming the config section and the component.
+    """
+    args_key = next(key for key, name in COMPONENT_ARGS.items() if name == name_key)
+    registry = component_registries()[name_key]
+    try:
+        return registry.build(config[name_key], **trainer_args, **config[args_key])
+    except (TypeError, ValueError) as error:
+        detail = " ".join(str(error).split())
+        raise ConfigError(f"config key '{args_key}' ({args_key} of {name_key} '{config[name_key]}' "
+                          f"{dict(config[args_key])}): {detail}") from None
 
 
 def component_registries() -> dict[str, Any]:
@@ -228,11 +303,13 @@ TRAINER_ARGS = {
 }
 
 
-def _accepted_args(constructor: Callable[..., Any]) -> tuple[set[str], bool]:
+def _accepted_args(constructor: Callable[..., Any]) -> tuple[dict[str, Any], bool]:
+    """The constructor's keyword arguments with their defaults (``inspect.Parameter.empty`` if none)."""
     signature = inspect.signature(constructor)
     takes_any = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
-    names = {name for name, p in signature.parameters.items() if p.kind != inspect.Parameter.VAR_KEYWORD}
-    names.discard("self")
+    names = {name: p.default for name, p in signature.parameters.items()
+             if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)}
+    names.pop("self", None)
     return names, takes_any
 
 
@@ -251,14 +328,16 @@ def validate_components(config: Mapping[str, Any]) -> None:
             raise ConfigError(f"config key '{name_key}': {error.args[0]}") from None
         accepted, takes_any = _accepted_args(constructor)
         reserved = TRAINER_ARGS.get(name_key, set())
-        for arg in config[args_key]:
+        for arg, value in config[args_key].items():
             if arg in reserved:
                 raise ConfigError(f"config key '{args_key}.{arg}' is set by the trainer and must not be configured")
             if arg not in accepted and not takes_any:
-                valid = ", ".join(sorted(accepted - reserved))
+                valid = ", ".join(sorted(set(accepted) - reserved))
                 raise ConfigError(
                     f"unknown config key '{args_key}.{arg}' for {name_key} '{config[name_key]}'; valid: {valid}"
                 )
+            if arg in accepted:
+                _check_arg_type(value, accepted[arg], f"{args_key}.{arg}")
 
 
 def save_config(config: Mapping[str, Any], path: PathLike) -> None:

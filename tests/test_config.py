@@ -52,6 +52,15 @@ def test_parse_override_types() -> None:
         ("data.sampler=3", "must be a string"),
         ("data.sampler=speaker", "'data.sampler' must be one of: random, speaker_balanced"),
         ("extract.mode=bogus", "'extract.mode' must be one of: full, multicrop; got 'bogus'"),
+        ("extract.batch_size=0", r"^config \+ command-line overrides: config key 'extract.batch_size' must be >= 1, "
+                                 "got 0$"),
+        ("extract.crop_frames=-5", "'extract.crop_frames' must be >= 1, got -5"),
+        ("data.spec_augment.probability=1.5", "'data.spec_augment.probability' must be between 0.0 and 1.0"),
+        ("training.log_interval=0", "'training.log_interval' must be >= 1"),
+        ("model_args.channels=eight", r"^config \+ command-line overrides: config key 'model_args.channels' must be a "
+                                      "number, got 'eight'$"),
+        ("optimizer_args.lr=fast", "'optimizer_args.lr' must be a number, got 'fast'"),
+        ("head_args.easy_margin=1", "'head_args.easy_margin' must be true or false, got 1"),
     ],
 )
 def test_bad_keys_and_names_list_valid_choices(override: str, message: str) -> None:
@@ -78,3 +87,17 @@ def test_resolved_config_round_trip(tmp_path: Path) -> None:
     assert load_resolved_config(tmp_path) == config
     with pytest.raises(ConfigError, match="run the training stage"):
         load_resolved_config(tmp_path / "nowhere")
+
+
+def test_arguments_a_component_rejects_name_its_config_section(tmp_path: Path) -> None:
+    from speakernet.config import build_component
+    from speakernet.training.optim import OPTIMIZERS  # noqa: F401  (registers the optimisers)
+
+    config = load_config(None, ["optimizer_args.lr=-1", "head_args.scale=32.5"])  # a float for an int default
+    import torch
+
+    with pytest.raises(ConfigError, match=r"^config key 'optimizer_args' \(optimizer_args of optimizer 'SGD' "
+                                          r"\{'lr': -1\}\): Invalid learning rate: -1$"):
+        build_component(config, "optimizer", params=[torch.nn.Parameter(torch.zeros(1))])
+    head = build_component(config, "head", embed_dim=4, num_classes=3)
+    assert head.scale == 32.5

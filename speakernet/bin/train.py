@@ -52,7 +52,12 @@ def main(argv: list[str] | None = None) -> int:
             # A YAML-quoted value: a path is a string whatever it looks like ("1e5", "yes").
             overrides.append("training.init_from=" + json.dumps(str(args.init)))
         config = load_config(args.conf, overrides)
-        train(config, args.data_dir, args.exp_dir, resume=args.resume, device=args.device, overwrite=args.overwrite)
+        try:
+            train(config, args.data_dir, args.exp_dir, resume=args.resume, device=args.device,
+                  overwrite=args.overwrite)
+        except ConfigError as error:  # a component that rejects its arguments when it is built
+            source = args.conf + (" + command-line overrides" if overrides else "")
+            raise ConfigError(f"{source}: {error}") from None
 
     # A bad config exits 2 (a usage error, before any work), a bad input 1, Ctrl-C 130.
     return run_stage(run, {ConfigError: 2}, interrupted=(

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from speakernet.config import save_config
+from speakernet.config import build_component, save_config
 from speakernet.data.dataset import FeatureCropDataset, collate_crops
 from speakernet.data.kaldi_dir import c_sort_key, read_scp, write_scp
 from speakernet.data.sampler import BatchPlan
@@ -27,7 +27,6 @@ from speakernet.features.frontend import FRONTEND_CONFIG_NAME, load_frontend, sa
 from speakernet.training import checkpoint as ckpt
 from speakernet.training.finetune import apply_init, init_speakers, load_init
 from speakernet.training.distributed import DistributedContext, all_reduce_mean, barrier, cleanup, init_distributed
-from speakernet.training.optim import OPTIMIZERS, SCHEDULERS
 from speakernet.utils.faults import fault_point
 from speakernet.utils.fileio import atomic_write, exclusive_lock
 from speakernet.utils.logging import format_duration
@@ -124,9 +123,6 @@ class Trainer:
         resume: str | None = None,
         device: str | None = None,
     ):
-        from speakernet.losses import build_head
-        from speakernet.models import build_model
-
         self.config = config
         self.exp_dir = Path(exp_dir)
         self.context: DistributedContext = init_distributed(device)
@@ -170,13 +166,9 @@ class Trainer:
         torch.manual_seed(train_cfg["seed"])
         np.random.seed(train_cfg["seed"] % 2**32)
         random.seed(train_cfg["seed"])
-        model = build_model(config["model"], feat_dim=data_cfg["feat_dim"], **config["model_args"])
-        head = build_head(
-            config["head"],
-            embed_dim=_embed_dim(model, data_cfg["feat_dim"]),
-            num_classes=len(speakers),
-            **config["head_args"],
-        )
+        model = build_component(config, "model", feat_dim=data_cfg["feat_dim"])
+        head = build_component(config, "head", embed_dim=_embed_dim(model, data_cfg["feat_dim"]),
+                               num_classes=len(speakers))
         if getattr(head, "needs_speaker_balanced", False) and data_cfg["sampler"] != "speaker_balanced":
             raise ValueError(f"head {config['head']} compares the utterances of a batch: set data.sampler: "
                              f"speaker_balanced (data.sampler is {data_cfg['sampler']!r})")
@@ -184,16 +176,9 @@ class Trainer:
             apply_init(init, model, head, init_head, config["head"])
         self.module = EmbeddingTrainingModel(model, head).to(self.context.device)
         self.speakers = speakers
-        self.optimizer = OPTIMIZERS.build(
-            config["optimizer"], params=self.module.parameters(), **config["optimizer_args"]
-        )
-        self.scheduler = SCHEDULERS.build(
-            config["scheduler"],
-            optimizer=self.optimizer,
-            steps_per_epoch=len(self.plan),
-            total_epochs=train_cfg["epochs"],
-            **config["scheduler_args"],
-        )
+        self.optimizer = build_component(config, "optimizer", params=self.module.parameters())
+        self.scheduler = build_component(config, "scheduler", optimizer=self.optimizer,
+                                         steps_per_epoch=len(self.plan), total_epochs=train_cfg["epochs"])
         self.use_amp = bool(train_cfg["amp"]) and self.context.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0

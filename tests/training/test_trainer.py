@@ -304,3 +304,34 @@ def test_python_random_is_seeded_like_torch_and_numpy(feature_dir: Path, tmp_pat
         Trainer(load_config(None, TINY_OVERRIDES), feature_dir, tmp_path / f"exp{run}")
         draws.append((random.random(), float(np.random.random()), float(torch.rand(1))))
     assert draws[0] == draws[1]
+
+
+def _error_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err + captured.out
+    return [line for line in captured.err.splitlines() if " ERROR " in line]
+
+
+def test_cli_names_the_config_for_rejected_arguments_and_refuses_a_second_fresh_training(
+    feature_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from speakernet.bin import train as train_bin
+    from speakernet.utils.logging import setup_logging
+
+    setup_logging()
+    conf = tmp_path / "conf.yaml"
+    conf.write_text("training: {epochs: 1}\n")
+    exp = tmp_path / "exp"
+    args = ["--conf", str(conf), "--data-dir", str(feature_dir), "--exp-dir", str(exp), "--device", "cpu",
+            *TINY_OVERRIDES]
+    assert train_bin.main(args + ["optimizer_args.lr=-1"]) == 2
+    [line] = _error_lines(capsys)
+    assert line.endswith(f"{conf} + command-line overrides: config key 'optimizer_args' (optimizer_args of "
+                         "optimizer 'SGD' {'lr': -1}): Invalid learning rate: -1"), line
+    assert train_bin.main(args + ["training.max_steps=2"]) == 0
+    capsys.readouterr()
+    assert train_bin.main(args + ["training.max_steps=3"]) == 1
+    [line] = _error_lines(capsys)
+    assert f"{exp} already holds a training (latest, step_00000002.pt): add --resume" in line, line
+    assert train_bin.main(args + ["training.max_steps=3", "--resume"]) == 0
+    assert ckpt.load_checkpoint(ckpt.resolve_checkpoint(exp, "latest"))["step"] == 3
