@@ -130,6 +130,23 @@ MUTANTS = (
            "if match is None or _pid_alive(int(match.group(1))):", "if True:", ("tests/test_fileio.py",)),
     Mutant("feature-job-temps-kept", "speakernet/features/make_features.py",
            "    _remove_job_temps(feat_dir)\n", "\n", ("tests/features/test_make_features.py",)),
+    # Nothing silent, nothing lost (reliability).
+    Mutant("fresh-training-over-an-old-one", "speakernet/training/trainer.py",
+           "if first and resume is None:", "if False:", ("tests/training/test_train_metrics.py",)),
+    Mutant("resume-entries-unchecked", "speakernet/training/trainer.py",
+           "ckpt.require_entries(resume_state, resume_path", "(lambda *a: None)(resume_state, resume_path",
+           ("tests/training/test_checkpoint.py",)),
+    Mutant("feature-job-old-archives-kept", "speakernet/features/make_features.py",
+           '    for name in ("fbank_ark", "fbank_scp", "vad_ark", "vad_scp", "num_frames", "stats"):',
+           "    for name in ():", ("tests/test_full_disk.py",)),
+    Mutant("embeddings-old-index-kept", "speakernet/backend/embeddings.py",
+           "                os.unlink(scp_path)", "                pass", ("tests/backend/test_embeddings.py",)),
+    Mutant("config-ranges-unchecked", "speakernet/config.py",
+           "    low, high = RANGES.get(path, (None, None))", "    low, high = None, None",
+           ("tests/test_config.py",)),
+    Mutant("component-arg-types-unchecked", "speakernet/config.py",
+           '                _check_arg_type(value, accepted[arg], f"{args_key}.{arg}")', "                pass",
+           ("tests/test_config.py",)),
 )
 
 

@@ -7,6 +7,7 @@ embedding of ``keys[i]``. On disk it is a Kaldi archive of float vectors indexed
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -140,7 +141,8 @@ def _load_float_vectors(scp: Path, entries: Mapping[str, str]) -> np.ndarray | N
 def write_embeddings(ark_path: PathLike, scp_path: PathLike, keys: Sequence[str], matrix: np.ndarray) -> None:
     """Writes an embedding table as a Kaldi archive and its scp, atomically.
 
-    Both files are written under temporary names and moved into place (the archive first);
+    Both files are written under temporary names and moved into place (the old scp removed
+    first, then the archive, then the new scp);
     the scp points at ``ark_path`` made absolute, as ``feats.scp`` does, so a scorer run from
     another directory than the recipe's still finds the archive.
 
@@ -176,6 +178,11 @@ def write_embeddings(ark_path: PathLike, scp_path: PathLike, keys: Sequence[str]
                 ark_handle.write(f"{key} ".encode())
                 offsets.append(ark_handle.tell())
                 kaldiio.save_mat(ark_handle, row)
+            # The old index goes before the new archive takes the old one's place: killed between
+            # the two renames, the dir holds no scp (an error downstream), never an old scp whose
+            # offsets point into the new archive (other embeddings under the old keys).
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(scp_path)
         ark_reference = os.path.abspath(ark_path)
         for key, offset in zip(keys, offsets):
             scp_handle.write(f"{key} {ark_reference}:{offset}\n")

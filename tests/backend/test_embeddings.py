@@ -187,3 +187,23 @@ def test_single_archive_fast_path_equals_kaldiio(tmp_path):
     ark.write_bytes(ark.read_bytes()[:-3])
     with pytest.raises(DataDirError, match=r"xvector\.scp.*key 'spk1-utt5'.*cannot read"):
         load_embeddings(scp)
+
+
+def test_a_stop_between_the_archive_and_the_index_leaves_no_stale_index(tmp_path, monkeypatch):
+    import os
+
+    keys, matrix = make_table()
+    ark, scp = tmp_path / "xvector.ark", tmp_path / "xvector.scp"
+    write_embeddings(ark, scp, keys, matrix)
+    real_replace = os.replace
+
+    def stop_before_the_scp(source, target):
+        if str(target) == str(scp):
+            raise KeyboardInterrupt  # a kill after the new archive is in place
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", stop_before_the_scp)
+    with pytest.raises(KeyboardInterrupt):
+        write_embeddings(ark, scp, keys[::-1], matrix[::-1] * 2)  # other rows at the old offsets
+    # the old scp would silently give the new archive's rows under the old keys
+    assert ark.is_file() and not scp.exists()
