@@ -196,9 +196,12 @@ def test_extraction_into_a_read_only_dir_fails_before_the_first_embedding(mount,
         extract_embeddings(Mean(), data, tmp_path / "emb", use_vad=False, batch_size=0)
 
 
-def test_corpus_synthesis_on_a_full_disk_names_the_corpus_dir(mount, capsys: pytest.CaptureFixture[str]) -> None:
+def test_corpus_synthesis_on_a_full_disk_names_the_corpus_dir(mount, capsys: pytest.CaptureFixture[str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from speakernet.bin import make_synthetic_corpus
+    from speakernet.data import synth_corpus
 
+    monkeypatch.setattr(synth_corpus, "MIN_UTTS_PER_WORKER", 1)  # the error crosses the worker pool
     setup_logging()
     disk = mount(256)
     capsys.readouterr()

@@ -179,9 +179,19 @@ def make_trials(
     return [(enroll, test, pairs[(enroll, test)]) for enroll, test in keys]
 
 
+# A worker process costs seconds to start (spawn re-imports numpy and this package) and an
+# utterance about 50 ms to make: below this many utterances per worker, fewer workers finish sooner.
+MIN_UTTS_PER_WORKER = 200
+
+
 def _generate_all(jobs: Sequence[_UttJob], nj: int) -> dict[str, int]:
-    """Runs the jobs in ``nj`` processes; job seeds make the output independent of ``nj``."""
+    """Runs the jobs in up to ``nj`` processes; job seeds make the output independent of ``nj``."""
     lengths: dict[str, int] = {}
+    if nj > 1 + len(jobs) // MIN_UTTS_PER_WORKER:
+        fewer = 1 + len(jobs) // MIN_UTTS_PER_WORKER
+        logger.info("%d utterances: %d job(s) instead of %d (starting a worker costs more than it saves)",
+                    len(jobs), fewer, nj)
+        nj = fewer
     with Progress(len(jobs), "synthesising the corpus", "utts", log=logger) as progress:
         if nj <= 1:
             for job in jobs:

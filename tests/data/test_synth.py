@@ -105,10 +105,17 @@ def test_audio_sanity(corpus: Path) -> None:
             assert np.sqrt(np.mean(wave**2)) > 1e-3  # not silent (levels are -38..-16 dBFS)
 
 
-def test_deterministic_across_runs_and_jobs(corpus: Path, tmp_path: Path) -> None:
+def test_deterministic_across_runs_and_jobs(corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    from speakernet.data import synth_corpus
+
     again = tmp_path / "again"
     parallel = tmp_path / "parallel"
     generate_corpus(again, nj=1, **TINY)
+    with caplog.at_level("INFO"):
+        generate_corpus(tmp_path / "few", nj=2, **TINY)  # 24 utterances: not worth a second worker
+    assert "24 utterances: 1 job(s) instead of 2" in caplog.text
+    monkeypatch.setattr(synth_corpus, "MIN_UTTS_PER_WORKER", 1)
     generate_corpus(parallel, nj=2, **TINY)
     reference = _digest(corpus)
     assert len(reference) == 3 * 4 * 2 + 9  # 24 wavs, 4 + 5 data files
