@@ -26,6 +26,11 @@ setup(
         "matplotlib>=3.5",
         "tqdm>=4.60",
     ],
-    extras_require={"test": ["pytest>=7", "pytest-xdist>=3.5", "ruff>=0.4", "hypothesis>=6.100"]},
+    extras_require={
+        # ONNX export (torch's torch.export-based exporter needs onnx and onnxscript) and inference
+        "export": ["onnx>=1.16", "onnxscript>=0.3", "onnxruntime>=1.18"],
+        "test": ["pytest>=7", "pytest-xdist>=3.5", "ruff>=0.4", "hypothesis>=6.100",
+                 "onnx>=1.16", "onnxscript>=0.3", "onnxruntime>=1.18"],
+    },
     entry_points={"console_scripts": ["speakernet=speakernet.bin.cli:main"]},
 )

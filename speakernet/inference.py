@@ -14,6 +14,7 @@ from speakernet.data.audio import load_audio
 from speakernet.features.fbank import FbankConfig, compute_fbank_and_energy
 from speakernet.features.frontend import load_frontend
 from speakernet.features.vad import VadConfig, compute_vad
+from speakernet.export import load_exported, read_export_info
 from speakernet.training.checkpoint import load_model
 
 logger = logging.getLogger(__name__)
@@ -29,13 +30,27 @@ class SpeakerEmbedder:
     fbank and energy VAD options), followed by CMN as in extraction, so CLI scores match the
     recipe's scores for the same audio.
 
+    An export dir (:mod:`speakernet.export`) works the same way: its ONNX graph runs with
+    onnxruntime (or its TorchScript model with ``runtime="torchscript"``), the training code is not used.
+
     Args:
-        exp_dir: Training output dir.
-        checkpoint: ``latest``, ``init`` or a checkpoint file.
+        exp_dir: Training output dir, or an export dir.
+        checkpoint: ``latest``, ``init`` or a checkpoint file (exp dirs only).
+        runtime: For an export dir, ``onnx`` (the default when exported) or ``torchscript``.
     """
 
-    def __init__(self, exp_dir: str | Path, checkpoint: str = "latest"):
-        self.model, self.config = load_model(exp_dir, checkpoint)
+    def __init__(self, exp_dir: str | Path, checkpoint: str = "latest", runtime: str | None = None):
+        info = read_export_info(exp_dir)
+        if info is None:
+            self.model, self.config = load_model(exp_dir, checkpoint)
+        else:
+            formats = info["formats"]
+            runtime = runtime or ("onnx" if "onnx" in formats else next(iter(formats)))
+            if runtime not in formats:
+                raise ValueError(f"{exp_dir} holds no {runtime} export (it has: {', '.join(formats)})")
+            self.model = load_exported(Path(exp_dir) / formats[runtime]["file"], runtime)
+            self.config = {"model": info["model"], "data": {"feat_dim": info["feat_dim"], "use_vad": info["use_vad"]}}
+            logger.info("using the %s export of %s (from %s)", runtime, info["model"], info["source"])
         frontend = load_frontend(exp_dir)
         if frontend is None:  # an exp dir trained on features without a record: the stage defaults
             frontend = FbankConfig(num_mel_bins=self.config["data"]["feat_dim"]), VadConfig()

@@ -35,9 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     embed = commands.add_parser("embed", help="write the embedding of each audio file")
     compare = commands.add_parser("compare", help="score two recordings: same speaker or not?")
     for sub in (embed, compare):
-        sub.add_argument("--exp-dir", required=True, type=Path, help="training output dir")
+        sub.add_argument("--exp-dir", required=True, type=Path, help="training output dir, or an export dir")
         sub.add_argument("--checkpoint", default="latest",
                          help="latest (default), init (untrained), avgN, a file name in exp_dir/checkpoints or a path")
+        sub.add_argument("--runtime", choices=["onnx", "torchscript"], default=None,
+                         help="for an export dir (speakernet.bin.export): which export runs (default: onnx)")
     embed.add_argument("audio", nargs="+", help="audio files (wav/flac/...) or 'cmd |' pipes")
     embed.add_argument("--out-dir", type=Path, required=True, help="writes xvector.ark/.scp here, keyed by file stem")
     compare.add_argument("audio_a")
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from speakernet.inference import SpeakerEmbedder, describe
 
     def run() -> None:
-        embedder = SpeakerEmbedder(args.exp_dir, args.checkpoint)
+        embedder = SpeakerEmbedder(args.exp_dir, args.checkpoint, args.runtime)
         if args.command == "embed":
             keys = [Path(a.rstrip(" |").split()[-1]).stem for a in args.audio]
             if len(set(keys)) != len(keys):

@@ -1,0 +1,98 @@
+"""ONNX and TorchScript export: parity with the PyTorch model, onnxruntime inference, the CLI on an export dir."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from speakernet.config import load_config
+from speakernet.export import ExportError, OnnxModel, export_model, load_exported
+from speakernet.features.fbank import FbankConfig
+from speakernet.features.frontend import save_frontend
+from speakernet.features.vad import VadConfig
+from speakernet.inference import SpeakerEmbedder
+from speakernet.training import checkpoint as ckpt
+from speakernet.training.trainer import train
+
+from training_data import TINY_OVERRIDES
+
+pytest.importorskip("onnxruntime", reason="the export extra (pip install -e .[export]) is not installed")
+
+# x-vector: the quickest model to export (torch.export traces every block)
+XVEC = ["model=XVEC", "model_args.hid_dim=16", "model_args.stats_dim=24", "model_args.embed_dim=8",
+        "training.max_steps=2"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from training_data import make_feature_dir
+
+    root = tmp_path_factory.mktemp("export")
+    exp = root / "exp"
+    train(load_config(None, TINY_OVERRIDES + XVEC), make_feature_dir(root / "corpus"), exp)
+    save_frontend(exp, FbankConfig(num_mel_bins=20), VadConfig())  # the tiny features were made without one
+    (exp / "threshold").write_text("0.25\n")
+    export_model(exp, root / "export", "latest")
+    return {"exp": exp, "export": root / "export"}
+
+
+def test_exports_equal_the_pytorch_model_on_lengths_and_batches_they_were_not_traced_with(
+        exported: dict[str, Path]) -> None:
+    info = json.loads((exported["export"] / "export.json").read_text())
+    assert set(info["formats"]) == {"onnx", "torchscript"} and info["feat_dim"] == 20 and info["embed_dim"] == 8
+    assert all(record["max_abs_diff"] <= 1e-4 for record in info["formats"].values())
+    assert info["source"] == str(ckpt.resolve_checkpoint(exported["exp"], "latest").resolve())
+    model, _ = ckpt.load_model(exported["exp"], "latest")
+    onnx_model = OnnxModel(exported["export"] / "model.onnx")
+    scripted = load_exported(exported["export"] / "model.torchscript", "torchscript")
+    for batch, frames in ((1, 60), (3, 333), (2, 1001)):
+        feats = torch.randn(batch, frames, 20)
+        with torch.inference_mode():
+            expected = model(feats)
+            assert expected.shape == (batch, 8)
+            torch.testing.assert_close(onnx_model(feats), expected, rtol=0, atol=1e-4)
+            torch.testing.assert_close(scripted(feats), expected, rtol=0, atol=1e-4)
+    # the exp dir's threshold travels with the export, for the CLI
+    assert (exported["export"] / "threshold").read_text() == "0.25\n"
+    assert (exported["export"] / "frontend.json").read_bytes() == (exported["exp"] / "frontend.json").read_bytes()
+
+
+def test_the_embedder_runs_an_export_dir_like_its_exp_dir(exported: dict[str, Path], tmp_path: Path) -> None:
+    wav = tmp_path / "a.wav"
+    t = np.arange(32000) / 16000
+    soundfile.write(wav, (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32),
+                    16000)
+    expected = SpeakerEmbedder(exported["exp"]).embed(str(wav))
+    for runtime in (None, "onnx", "torchscript"):
+        got = SpeakerEmbedder(exported["export"], runtime=runtime).embed(str(wav))
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+    with pytest.raises(ValueError, match="holds no torchscript export"):
+        info = json.loads((exported["export"] / "export.json").read_text())
+        only_onnx = tmp_path / "only_onnx"
+        only_onnx.mkdir()
+        for name in ("model.onnx", "frontend.json"):
+            (only_onnx / name).write_bytes((exported["export"] / name).read_bytes())
+        info["formats"].pop("torchscript")
+        (only_onnx / "export.json").write_text(json.dumps(info))
+        SpeakerEmbedder(only_onnx, runtime="torchscript")
+
+
+def test_an_export_that_differs_is_refused_and_removed(exported: dict[str, Path], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from speakernet import export
+
+    monkeypatch.setattr(export, "_parity", lambda *args: 0.5)
+    with pytest.raises(ExportError, match=r"model\.torchscript: its embeddings differ from the PyTorch model's by up "
+                                          r"to 0\.5 \(tolerance 0\.0001\); the export was removed"):
+        export_model(exported["exp"], tmp_path / "bad", formats=["torchscript"])
+    assert not (tmp_path / "bad" / "model.torchscript").exists() and not (tmp_path / "bad" / "export.json").exists()
+    with pytest.raises(ExportError, match="unknown export format"):
+        export_model(exported["exp"], tmp_path / "bad", formats=["tflite"])
+    (tmp_path / "model.onnx").write_bytes(b"not a graph")
+    with pytest.raises(ExportError, match=r"model\.onnx: onnxruntime cannot load it"):
+        OnnxModel(tmp_path / "model.onnx")
