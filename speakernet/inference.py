@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence, Union
 
 import numpy as np
 import torch
 
 from speakernet.backend.extract import prepare_features
-from speakernet.data.audio import load_audio
+from speakernet.backend.embeddings import read_vector
+from speakernet.data.audio import load_audio, resample
 from speakernet.features.fbank import FbankConfig, compute_fbank_and_energy
 from speakernet.features.frontend import load_frontend
 from speakernet.features.vad import VadConfig, compute_vad
@@ -19,8 +21,19 @@ from speakernet.training.checkpoint import load_model
 
 logger = logging.getLogger(__name__)
 
+#: What :meth:`SpeakerEmbedder.embed` takes: a file path (or ``cmd |`` pipe), or mono samples.
+Audio = Union[str, os.PathLike, np.ndarray, torch.Tensor]
+
 #: Less voiced audio than this (frames of 10 ms) gets a warning: training never saw shorter crops.
 MIN_RELIABLE_FRAMES = 100
+
+
+def _name(audio: Audio, position: str = "") -> str:
+    """How messages and verdicts name an input: its path, or which waveform it is and its length."""
+    if isinstance(audio, (str, os.PathLike)):
+        return str(audio)
+    which = f"{position} waveform" if position else "waveform"
+    return f"the {which} ({np.shape(audio)[-1] if np.ndim(audio) else 0} samples)"
 
 
 class SpeakerEmbedder:
@@ -57,49 +70,116 @@ class SpeakerEmbedder:
         self.fbank_config, self.vad_config = frontend
         self.use_vad = self.config["data"]["use_vad"]
 
+        self.model_dir = Path(exp_dir)
+        mean_path, threshold_path = self.model_dir / "mean.vec", self.model_dir / "threshold"
+        #: The training-set mean the recipe's scoring subtracted, and its EER threshold (None when the
+        #: recipe did not write them); :meth:`verify` uses both.
+        self.mean = read_vector(mean_path) if mean_path.is_file() else None
+        self.threshold = float(threshold_path.read_text().split()[0]) if threshold_path.is_file() else None
+
+    def _waveform(self, audio: Audio, sample_rate: int | None) -> tuple[np.ndarray, str]:
+        """A mono float32 waveform at the front-end's rate, and a name for messages."""
+        rate = self.fbank_config.sample_rate
+        if isinstance(audio, (str, os.PathLike)):
+            return load_audio(str(audio), rate)[0], str(audio)
+        array = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
+        name = _name(audio)
+        if array.ndim != 1:
+            raise ValueError(f"{name}: a waveform must be 1-D (mono samples), got shape {array.shape}")
+        if sample_rate is None:
+            raise ValueError(f"{name}: give sample_rate= with a waveform (the model expects {rate} Hz)")
+        if np.issubdtype(array.dtype, np.integer):  # PCM samples, e.g. int16 from a WAV
+            array = array / float(np.iinfo(array.dtype).max + 1)
+        array = array.astype(np.float32, copy=False)
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"{name}: the waveform holds NaN or Inf")
+        return (resample(array, sample_rate, rate) if sample_rate != rate else array), name
+
     @torch.inference_mode()
-    def embed(self, audio: str) -> np.ndarray:
-        """The embedding of one audio file (any soundfile format or a ``cmd |`` pipe).
+    def embed(self, audio: Audio | Sequence[Audio], sample_rate: int | None = None) -> np.ndarray:
+        """Embeddings of audio: a file (any soundfile format or a ``cmd |`` pipe) or a waveform.
+
+        Args:
+            audio: A path, a 1-D numpy array or torch tensor of samples, or a list of these.
+            sample_rate: Rate of waveform inputs in Hz (resampled to the model's when it differs).
 
         Returns:
-            float32 ``[embed_dim]``.
+            float32 ``[embed_dim]`` for one input, ``[len(audio), embed_dim]`` for a list.
         """
-        return self.embed_with_speech(audio)[0]
+        if isinstance(audio, (list, tuple)):
+            return np.stack([self.embed_with_speech(item, sample_rate)[0] for item in audio])
+        return self.embed_with_speech(audio, sample_rate)[0]
 
     @torch.inference_mode()
-    def embed_with_speech(self, audio: str) -> tuple[np.ndarray, float]:
-        """The embedding of one audio file and the seconds of speech the VAD found in it.
+    def embed_with_speech(self, audio: Audio, sample_rate: int | None = None) -> tuple[np.ndarray, float]:
+        """The embedding of one recording and the seconds of speech the VAD found in it.
 
         Returns:
             ``(embedding, speech_seconds)``: float32 ``[embed_dim]``, and the voiced duration
             (the whole duration without VAD).
         """
-        waveform, _ = load_audio(audio, self.fbank_config.sample_rate)
+        waveform, name = self._waveform(audio, sample_rate)
         fbank, energy = compute_fbank_and_energy(waveform, self.fbank_config)
         if len(fbank) == 0:
-            raise ValueError(f"{audio}: too short for one {self.fbank_config.frame_length_ms:g} ms frame")
+            raise ValueError(f"{name}: too short for one {self.fbank_config.frame_length_ms:g} ms frame")
         vad = compute_vad(energy, **self.vad_config.to_dict()) if self.use_vad else None
         voiced = len(fbank) if vad is None else int(np.count_nonzero(vad > 0.5))
         speech = voiced * self.fbank_config.frame_shift_ms / 1000
         if voiced == 0:
-            logger.warning("%s: energy VAD finds no speech (silence?); using all %d frames", audio, len(fbank))
+            logger.warning("%s: energy VAD finds no speech (silence?); using all %d frames", name, len(fbank))
         elif voiced < MIN_RELIABLE_FRAMES:
-            logger.warning("%s: only %.2f s of speech; embeddings of so little audio are unreliable", audio, speech)
+            logger.warning("%s: only %.2f s of speech; embeddings of so little audio are unreliable", name, speech)
         feats = prepare_features(fbank, vad, min_frames=50)
         return self.model(torch.from_numpy(feats)[None])[0].numpy(), speech
 
-    def compare(self, audio_a: str, audio_b: str, mean: np.ndarray | None = None) -> float:
+    def compare(self, audio_a: Audio, audio_b: Audio, mean: np.ndarray | None = None,
+                sample_rate: int | None = None) -> float:
         """Cosine similarity of two recordings' embeddings (after optional mean subtraction)."""
-        return self.compare_with_speech(audio_a, audio_b, mean)[0]
+        return self.compare_with_speech(audio_a, audio_b, mean, sample_rate)[0]
 
-    def compare_with_speech(self, audio_a: str, audio_b: str,
-                            mean: np.ndarray | None = None) -> tuple[float, dict[str, float]]:
-        """Cosine similarity of two recordings, and each one's seconds of speech."""
-        (a, speech_a), (b, speech_b) = self.embed_with_speech(audio_a), self.embed_with_speech(audio_b)
+    def compare_with_speech(self, audio_a: Audio, audio_b: Audio, mean: np.ndarray | None = None,
+                            sample_rate: int | None = None) -> tuple[float, dict[str, float]]:
+        """Cosine similarity of two recordings, and each one's seconds of speech (keyed by name)."""
+        (a, speech_a), (b, speech_b) = (self.embed_with_speech(audio_a, sample_rate),
+                                        self.embed_with_speech(audio_b, sample_rate))
         if mean is not None:
             a, b = a - mean, b - mean
         score = float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
-        return score, {audio_a: speech_a, audio_b: speech_b}
+        return score, {_name(audio_a, "first"): speech_a, _name(audio_b, "second"): speech_b}
+
+    def verify(self, audio_a: Audio, audio_b: Audio, threshold: float | None = None,
+               sample_rate: int | None = None) -> dict[str, Any]:
+        """Same speaker or not, scored as the recipe's cosine back-end scored its trials.
+
+        The model dir's training-set mean is subtracted and, unless ``threshold`` is given, its EER
+        threshold decides (see :func:`describe` for the verdict, withheld for too little speech).
+
+        Raises:
+            ValueError: if no threshold is given and the model dir has none.
+        """
+        threshold = self.threshold if threshold is None else threshold
+        if threshold is None:
+            raise ValueError(f"{self.model_dir / 'threshold'} does not exist (the recipe's metrics stage writes it): "
+                             "pass threshold=")
+        score, speech = self.compare_with_speech(audio_a, audio_b, self.mean, sample_rate)
+        return describe(score, threshold, speech)
+
+
+def load(model_dir: str | os.PathLike, checkpoint: str = "latest", runtime: str | None = None) -> SpeakerEmbedder:
+    """The model of an exp dir or an export dir, ready to embed and verify audio.
+
+    Example::
+
+        import speakernet
+        model = speakernet.load("egs/mini/v1/exp/ecapa_mini")
+        model.verify("a.wav", "b.wav")   # {"score": ..., "same_speaker": ..., ...}
+
+    Args:
+        model_dir: Training output dir, or an export dir (:mod:`speakernet.export`).
+        checkpoint: ``latest``, ``init``, ``avgN`` or a checkpoint file (exp dirs only).
+        runtime: For an export dir, ``onnx`` (default) or ``torchscript``.
+    """
+    return SpeakerEmbedder(model_dir, checkpoint, runtime)
 
 
 MIN_RELIABLE_SECONDS = MIN_RELIABLE_FRAMES / 100  # at the 10 ms frame shift of every recipe

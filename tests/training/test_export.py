@@ -1,4 +1,4 @@
-"""ONNX and TorchScript export: parity with the PyTorch model, onnxruntime inference, the CLI on an export dir."""
+"""ONNX and TorchScript export (parity, onnxruntime inference) and the Python API over exp and export dirs."""
 
 from __future__ import annotations
 
@@ -96,3 +96,60 @@ def test_an_export_that_differs_is_refused_and_removed(exported: dict[str, Path]
     (tmp_path / "model.onnx").write_bytes(b"not a graph")
     with pytest.raises(ExportError, match=r"model\.onnx: onnxruntime cannot load it"):
         OnnxModel(tmp_path / "model.onnx")
+
+
+def _voice(seconds: float, rate: int, pitch: float) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * pitch * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+
+
+def test_python_api_takes_files_waveforms_and_lists(exported: dict[str, Path], tmp_path: Path) -> None:
+    import speakernet
+
+    model = speakernet.load(exported["exp"])
+    wav = tmp_path / "a.wav"
+    soundfile.write(wav, _voice(2.0, 16000, 180), 16000)
+    from_file = model.embed(str(wav))
+    assert from_file.shape == (8,) and from_file.dtype == np.float32
+    samples, _ = soundfile.read(wav, dtype="float32")
+    np.testing.assert_allclose(model.embed(samples, sample_rate=16000), from_file, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(model.embed(torch.from_numpy(samples), sample_rate=16000), from_file, rtol=0, atol=1e-6)
+    pcm, _ = soundfile.read(wav, dtype="int16")
+    np.testing.assert_allclose(model.embed(pcm, sample_rate=16000), from_file, rtol=0, atol=1e-6)
+    # another rate is resampled as a file at that rate would be
+    wav8 = tmp_path / "a8k.wav"
+    soundfile.write(wav8, _voice(2.0, 8000, 180), 8000)
+    samples8, _ = soundfile.read(wav8, dtype="float32")  # the file's 16-bit samples
+    np.testing.assert_allclose(model.embed(samples8, sample_rate=8000), model.embed(wav8), rtol=0, atol=1e-6)
+    other = _voice(2.0, 16000, 260)
+    batch = model.embed([wav, other], sample_rate=16000)
+    assert batch.shape == (2, 8)
+    np.testing.assert_allclose(batch[0], from_file, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(batch[1], model.embed(other, sample_rate=16000), rtol=0, atol=1e-6)
+    for bad, message in ((np.zeros((2, 16000)), "must be 1-D"), (samples, "give sample_rate="),
+                         (np.full(16000, np.nan), "NaN or Inf")):
+        with pytest.raises(ValueError, match=message):
+            model.embed(bad, sample_rate=None if bad is samples else 16000)
+
+
+def test_verify_scores_like_compare_at_the_model_dirs_threshold(exported: dict[str, Path], tmp_path: Path) -> None:
+    import speakernet
+
+    a, b = _voice(2.0, 16000, 180), _voice(2.0, 16000, 260)
+    for model_dir in (exported["exp"], exported["export"]):
+        model = speakernet.load(model_dir)
+        assert model.threshold == 0.25 and model.mean is None  # the fixture wrote a threshold, no mean
+        verdict = model.verify(a, b, sample_rate=16000)
+        score = model.compare(a, b, sample_rate=16000)
+        assert verdict["score"] == pytest.approx(score, abs=1e-6) and verdict["threshold"] == 0.25
+        assert verdict["same_speaker"] is (score >= 0.25) and verdict["reliable"] is True
+        assert model.verify(a, b, threshold=score - 1e-3, sample_rate=16000)["same_speaker"] is True
+        assert model.verify(a, b, threshold=score + 1e-3, sample_rate=16000)["same_speaker"] is False
+        assert model.verify(a, a, sample_rate=16000)["score"] == pytest.approx(1.0, abs=1e-5)
+        silence = model.verify(np.zeros(32000, dtype=np.float32), a, sample_rate=16000)
+        assert silence["same_speaker"] is None and "has no speech" in silence["reason"]
+    (tmp_path / "no_threshold").mkdir()
+    for name in ("model.onnx", "frontend.json", "export.json"):
+        (tmp_path / "no_threshold" / name).write_bytes((exported["export"] / name).read_bytes())
+    with pytest.raises(ValueError, match="threshold does not exist .* pass threshold="):
+        speakernet.load(tmp_path / "no_threshold").verify(a, b, sample_rate=16000)
