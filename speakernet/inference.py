@@ -17,7 +17,7 @@ from speakernet.features.fbank import FbankConfig, compute_fbank_and_energy
 from speakernet.features.frontend import load_frontend
 from speakernet.features.vad import VadConfig, compute_vad
 from speakernet.export import load_exported, read_export_info
-from speakernet.training.checkpoint import load_model
+from speakernet.training.checkpoint import load_model, resolve_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +56,15 @@ class SpeakerEmbedder:
         info = read_export_info(exp_dir)
         if info is None:
             self.model, self.config = load_model(exp_dir, checkpoint)
+            #: The file the weights came from (what a speaker store records, see backend.speaker_store).
+            self.model_file = resolve_checkpoint(exp_dir, checkpoint)
         else:
             formats = info["formats"]
             runtime = runtime or ("onnx" if "onnx" in formats else next(iter(formats)))
             if runtime not in formats:
                 raise ValueError(f"{exp_dir} holds no {runtime} export (it has: {', '.join(formats)})")
-            self.model = load_exported(Path(exp_dir) / formats[runtime]["file"], runtime)
+            self.model_file = Path(exp_dir) / formats[runtime]["file"]
+            self.model = load_exported(self.model_file, runtime)
             self.config = {"model": info["model"], "data": {"feat_dim": info["feat_dim"], "use_vad": info["use_vad"]}}
             logger.info("using the %s export of %s (from %s)", runtime, info["model"], info["source"])
         frontend = load_frontend(exp_dir)

@@ -138,7 +138,8 @@ def _load_float_vectors(scp: Path, entries: Mapping[str, str]) -> np.ndarray | N
     return np.frombuffer(joined, dtype="<f4").reshape(len(offsets), dim).astype(np.float32, copy=False)
 
 
-def write_embeddings(ark_path: PathLike, scp_path: PathLike, keys: Sequence[str], matrix: np.ndarray) -> None:
+def write_embeddings(ark_path: PathLike, scp_path: PathLike, keys: Sequence[str], matrix: np.ndarray,
+                     scp_ark_path: PathLike | None = None) -> None:
     """Writes an embedding table as a Kaldi archive and its scp, atomically.
 
     Both files are written under temporary names and moved into place (the old scp removed
@@ -151,6 +152,8 @@ def write_embeddings(ark_path: PathLike, scp_path: PathLike, keys: Sequence[str]
         scp_path: Destination index (``xvector.scp``).
         keys: One key per row; no duplicates, no whitespace.
         matrix: Float matrix ``[num_keys, dim]``; written as float32 vectors.
+        scp_ark_path: The archive path the scp records, when the files are written where they will
+            not stay (a directory built under a temporary name and renamed); default ``ark_path``.
 
     Raises:
         ValueError: on a key count that differs from the row count, a duplicate or empty key,
@@ -183,7 +186,7 @@ def write_embeddings(ark_path: PathLike, scp_path: PathLike, keys: Sequence[str]
             # offsets point into the new archive (other embeddings under the old keys).
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(scp_path)
-        ark_reference = os.path.abspath(ark_path)
+        ark_reference = os.path.abspath(ark_path if scp_ark_path is None else scp_ark_path)
         for key, offset in zip(keys, offsets):
             scp_handle.write(f"{key} {ark_reference}:{offset}\n")
     logger.info("Wrote %d embeddings to %s and %s", len(keys), ark_path, scp_path)

@@ -2,6 +2,9 @@
 
     speakernet embed --exp-dir exp/ecapa a.wav b.flac --out-dir embeds/
     speakernet compare --exp-dir exp/ecapa a.wav b.wav [--threshold 0.35] [--json]
+    speakernet enroll --exp-dir exp/ecapa --store speakers/ --speaker alice a1.wav a2.wav
+    speakernet enroll --exp-dir exp/ecapa --store speakers/ --speaker alice --remove
+    speakernet identify --exp-dir exp/ecapa --store speakers/ unknown.wav [--top 5] [--json]
 
 ``compare`` scores as the recipe's scoring stage did: it subtracts the training-set mean that
 stage left in ``exp_dir/mean.vec`` and decides at the EER threshold it wrote to
@@ -15,6 +18,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from speakernet.bin import run_stage
 from speakernet.utils.logging import setup_logging
@@ -27,6 +31,39 @@ def _default_threshold(exp_dir: Path) -> float | None:
     return float(path.read_text().split()[0]) if path.is_file() else None
 
 
+def _store_command(args: argparse.Namespace, embedder: Any) -> None:
+    """``enroll`` (add recordings) and ``identify`` against a speaker store."""
+    from speakernet.backend import speaker_store
+    from speakernet.inference import MIN_RELIABLE_SECONDS
+
+    identity = speaker_store.model_id(embedder.model_file)
+    if args.command == "enroll":
+        import numpy as np
+
+        matrix = np.stack([embedder.embed(audio) for audio in args.audio])
+        store = speaker_store.enroll(args.store, args.speaker, matrix, args.audio, identity, str(args.exp_dir))
+        count = sum(1 for owner in store.utt2spk.values() if owner == args.speaker)
+        print(f"enrolled {len(args.audio)} recording(s) of {args.speaker} ({count} in all) in {args.store}: "
+              f"{len(store.speakers)} speaker(s)")
+        return
+    store = speaker_store.SpeakerStore(args.store)
+    store.check_model(identity)
+    threshold = args.threshold if args.threshold is not None else embedder.threshold
+    if threshold is None:
+        raise ValueError(f"no --threshold given and {args.exp_dir / 'threshold'} does not exist")
+    embedding, speech = embedder.embed_with_speech(args.audio)
+    result = speaker_store.identify(store, embedding, embedder.mean, threshold, args.top)
+    if speech < MIN_RELIABLE_SECONDS:
+        result.update(speaker=None, reliable=False, reason=f"{args.audio} has only {speech:.2f} s of speech")
+    if args.json:
+        print(json.dumps(result))
+        return
+    verdict = result["speaker"] or ("no verdict: " + result["reason"] if "reason" in result else "unknown")
+    print(f"{verdict} (best score {result['score']:.5f}, threshold {threshold:.5f})")
+    for rank, entry in enumerate(result["ranking"], 1):
+        print(f"{rank:3d}  {entry['speaker']}  {entry['score']:.5f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the ``embed`` or ``compare`` sub-command; returns the exit code."""
     parser = argparse.ArgumentParser(prog="speakernet", description=__doc__,
@@ -34,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     embed = commands.add_parser("embed", help="write the embedding of each audio file")
     compare = commands.add_parser("compare", help="score two recordings: same speaker or not?")
-    for sub in (embed, compare):
+    enroll = commands.add_parser("enroll", help="add recordings of a speaker to a speaker store (or --remove one)")
+    identify = commands.add_parser("identify", help="who of the enrolled speakers is speaking (or unknown)?")
+    for sub in (embed, compare, enroll, identify):
         sub.add_argument("--exp-dir", required=True, type=Path, help="training output dir, or an export dir")
         sub.add_argument("--checkpoint", default="latest",
                          help="latest (default), init (untrained), avgN, a file name in exp_dir/checkpoints or a path")
@@ -50,16 +89,36 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("--mean-vec", type=Path, default=None,
                          help="mean embedding to subtract (default: exp_dir/mean.vec, the training-set mean that "
                          "the recipe's scoring used; 'none' for no subtraction)")
+    for sub in (enroll, identify):
+        sub.add_argument("--store", required=True, type=Path, help="speaker store dir (created by the first enroll)")
+    enroll.add_argument("--speaker", required=True, help="speaker name (no whitespace or slashes)")
+    enroll.add_argument("audio", nargs="*", help="recordings of the speaker")
+    enroll.add_argument("--remove", action="store_true", help="remove the speaker and its recordings instead")
+    identify.add_argument("audio", help="the recording to identify")
+    identify.add_argument("--top", type=int, default=5, help="enrolled speakers to rank")
+    identify.add_argument("--threshold", type=float, default=None,
+                          help="best score below which the speaker is 'unknown' (default: exp_dir/threshold)")
+    identify.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
     args = parser.parse_args(argv)
+    if args.command == "enroll" and bool(args.audio) == args.remove:
+        parser.error("enroll takes recordings of the speaker, or --remove without recordings")
     setup_logging(logging.WARNING)
 
     import numpy as np
 
     from speakernet.backend.embeddings import read_vector, write_embeddings
+    from speakernet.backend import speaker_store
     from speakernet.inference import SpeakerEmbedder, describe
 
     def run() -> None:
+        if args.command == "enroll" and args.remove:
+            store = speaker_store.remove_speaker(args.store, args.speaker)
+            print(f"removed {args.speaker} from {args.store}: {len(store.speakers)} speaker(s) enrolled")
+            return
         embedder = SpeakerEmbedder(args.exp_dir, args.checkpoint, args.runtime)
+        if args.command in ("enroll", "identify"):
+            _store_command(args, embedder)
+            return
         if args.command == "embed":
             keys = [Path(a.rstrip(" |").split()[-1]).stem for a in args.audio]
             if len(set(keys)) != len(keys):

@@ -153,3 +153,39 @@ def test_verify_scores_like_compare_at_the_model_dirs_threshold(exported: dict[s
         (tmp_path / "no_threshold" / name).write_bytes((exported["export"] / name).read_bytes())
     with pytest.raises(ValueError, match="threshold does not exist .* pass threshold="):
         speakernet.load(tmp_path / "no_threshold").verify(a, b, sample_rate=16000)
+
+
+def test_cli_enrolls_identifies_and_removes_speakers(exported: dict[str, Path], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from speakernet.bin import cli
+
+    files = {}
+    for name, pitch in (("low", 120), ("high", 300)):
+        for take in range(2):
+            files[name, take] = tmp_path / f"{name}{take}.wav"
+            soundfile.write(files[name, take], _voice(2.0 + 0.3 * take, 16000, pitch + 5 * take), 16000)
+    store = tmp_path / "store"
+    for model_dir in (exported["exp"],):
+        for name in ("low", "high"):
+            assert cli.main(["enroll", "--exp-dir", str(model_dir), "--store", str(store), "--speaker", name,
+                             str(files[name, 0])]) == 0
+        assert "2 speaker(s)" in capsys.readouterr().out
+        assert cli.main(["identify", "--exp-dir", str(model_dir), "--store", str(store), str(files["low", 1]),
+                         "--json", "--threshold", "-1"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        model = SpeakerEmbedder(model_dir)
+        test = model.embed(files["low", 1])
+        expected = {name: float(np.dot(model.embed(files[name, 0]), test) / np.linalg.norm(model.embed(
+            files[name, 0])) / np.linalg.norm(test)) for name in ("low", "high")}
+        assert {entry["speaker"]: entry["score"] for entry in result["ranking"]} == pytest.approx(expected, abs=1e-5)
+        assert result["speaker"] == max(expected, key=expected.get)
+        assert cli.main(["identify", "--exp-dir", str(model_dir), "--store", str(store), str(files["low", 1]),
+                         "--threshold", "1.01"]) == 0
+        assert capsys.readouterr().out.startswith("unknown (best score")
+    # another model's embeddings are refused; removing a speaker needs no model
+    assert cli.main(["identify", "--exp-dir", str(exported["exp"]), "--checkpoint", "init", "--store", str(store),
+                     str(files["low", 1])]) == 1
+    assert "enrolled with another model" in capsys.readouterr().err
+    assert cli.main(["enroll", "--exp-dir", str(exported["exp"]), "--store", str(store), "--speaker", "low",
+                     "--remove"]) == 0
+    assert "1 speaker(s) enrolled" in capsys.readouterr().out
