@@ -65,10 +65,19 @@ def export_onnx(model: torch.nn.Module, path: PathLike, feat_dim: int) -> None:
     sample = _check_input(feat_dim, 200)
     dynamic = {"feats": {0: torch.export.Dim.AUTO, 1: torch.export.Dim.AUTO}}
     chatter = io.StringIO()  # the exporter prints its progress to stdout, where results tables go
-    with contextlib.redirect_stdout(chatter), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(model, (sample,), dynamo=True, input_names=["feats"],
-                                    output_names=["embeddings"], dynamic_shapes=dynamic, verbose=False)
+    # ... and its graph passes log every rewrite at INFO (a dozen lines per export)
+    quiet = [logging.getLogger(name) for name in ("onnx_ir", "onnxscript", "torch.onnx")]
+    levels = [log.level for log in quiet]
+    try:
+        for log in quiet:
+            log.setLevel(logging.WARNING if log.name != "torch.onnx" else logging.ERROR)
+        with contextlib.redirect_stdout(chatter), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(model, (sample,), dynamo=True, input_names=["feats"],
+                                        output_names=["embeddings"], dynamic_shapes=dynamic, verbose=False)
+    finally:
+        for log, level in zip(quiet, levels):
+            log.setLevel(level)
     logger.debug("ONNX exporter: %s", chatter.getvalue().strip())
     with atomic_write(path, "wb") as handle:
         handle.write(program.model_proto.SerializeToString())
