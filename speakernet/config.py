@@ -70,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
         "num_crops": 5,
         "crop_frames": 300,
         "batch_size": 32,
+        "max_frames": 6000,  # full mode: longer utterances in chunks of at most this, averaged (0: never)
     },
 }
 
@@ -134,6 +135,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "extract.num_crops": (1, None),
     "extract.crop_frames": (1, None),
     "extract.batch_size": (1, None),
+    "extract.max_frames": (0, None),
 }
 
 

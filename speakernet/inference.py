@@ -10,7 +10,7 @@ from typing import Any, Sequence, Union
 import numpy as np
 import torch
 
-from speakernet.backend.extract import prepare_features
+from speakernet.backend.extract import MAX_FULL_FRAMES, full_windows, prepare_features
 from speakernet.backend.embeddings import read_vector
 from speakernet.data.audio import load_audio, resample
 from speakernet.features.fbank import FbankConfig, compute_fbank_and_energy
@@ -72,6 +72,8 @@ class SpeakerEmbedder:
             frontend = FbankConfig(num_mel_bins=self.config["data"]["feat_dim"]), VadConfig()
         self.fbank_config, self.vad_config = frontend
         self.use_vad = self.config["data"]["use_vad"]
+        #: Longer recordings are embedded in chunks of at most this many frames, averaged, as extraction does.
+        self.max_frames = self.config.get("extract", {}).get("max_frames", MAX_FULL_FRAMES)
 
         self.model_dir = Path(exp_dir)
         mean_path, threshold_path = self.model_dir / "mean.vec", self.model_dir / "threshold"
@@ -132,8 +134,8 @@ class SpeakerEmbedder:
             logger.warning("%s: energy VAD finds no speech (silence?); using all %d frames", name, len(fbank))
         elif voiced < MIN_RELIABLE_FRAMES:
             logger.warning("%s: only %.2f s of speech; embeddings of so little audio are unreliable", name, speech)
-        feats = prepare_features(fbank, vad, min_frames=50)
-        return self.model(torch.from_numpy(feats)[None])[0].numpy(), speech
+        windows = full_windows(prepare_features(fbank, vad, min_frames=50), self.max_frames)
+        return self.model(torch.from_numpy(windows)).mean(dim=0).numpy(), speech
 
     def compare(self, audio_a: Audio, audio_b: Audio, mean: np.ndarray | None = None,
                 sample_rate: int | None = None) -> float:

@@ -59,9 +59,33 @@ def prepare_features(feats: np.ndarray, vad: np.ndarray | None, min_frames: int)
     return apply_cmn(feats.astype(np.float32, copy=False))
 
 
-def _windows(feats: np.ndarray, mode: str, crop_frames: int, num_crops: int) -> np.ndarray:
-    if mode == "full":
+#: Full-mode utterances longer than this many frames (60 s) are embedded in equal chunks whose
+#: embeddings are averaged: activations grow with the length (a 10-minute file took 3.9 GB whole),
+#: and every published evaluation utterance is shorter.
+MAX_FULL_FRAMES = 6000
+
+
+def full_windows(feats: np.ndarray, max_frames: int = MAX_FULL_FRAMES) -> np.ndarray:
+    """An utterance as one window, or as equal, evenly spaced chunks of at most ``max_frames`` frames.
+
+    Args:
+        feats: Normalised features ``[T, F]``.
+        max_frames: Longest window (0: no limit, the whole utterance at once).
+
+    Returns:
+        ``[num_windows, frames, F]``; the chunks cover every frame and overlap by less than one chunk.
+    """
+    if max_frames <= 0 or len(feats) <= max_frames:
         return feats[None]
+    count = -(-len(feats) // max_frames)
+    length = -(-len(feats) // count)
+    return np.stack([feats[start : start + length] for start in crop_starts(len(feats), length, count)])
+
+
+def _windows(feats: np.ndarray, mode: str, crop_frames: int, num_crops: int,
+             max_frames: int = MAX_FULL_FRAMES) -> np.ndarray:
+    if mode == "full":
+        return full_windows(feats, max_frames)
     if len(feats) < crop_frames:
         feats = np.pad(feats, ((0, crop_frames - len(feats)), (0, 0)), mode="wrap")
     starts = crop_starts(len(feats), crop_frames, num_crops)
@@ -97,6 +121,7 @@ def extract_embeddings(
     min_frames: int = 50,
     chunk_utts: int = 256,
     device: str = "cpu",
+    max_frames: int = MAX_FULL_FRAMES,
 ) -> dict[str, Any]:
     """Extracts one embedding per utterance of a data dir and writes the embedding tables.
 
@@ -116,6 +141,8 @@ def extract_embeddings(
         min_frames: Shorter utterances are repeat-padded to this length.
         chunk_utts: Utterances read into memory at a time.
         device: Torch device for the forward pass.
+        max_frames: In ``full`` mode, longer utterances are embedded in chunks of at most this many
+            frames, their embeddings averaged (:func:`full_windows`; 0: never).
 
     Returns:
         Counts and throughput figures.
@@ -126,10 +153,11 @@ def extract_embeddings(
     """
     if mode not in MODES:
         raise ValueError(f"unknown extraction mode '{mode}'; choose one of: {', '.join(MODES)}")
-    for name, value in (("num_crops", num_crops), ("crop_frames", crop_frames), ("batch_size", batch_size),
-                        ("min_frames", min_frames), ("chunk_utts", chunk_utts)):
-        if value < 1:
-            raise ValueError(f"extraction: {name} must be >= 1, got {value}")
+    for name, value, lowest in (("num_crops", num_crops, 1), ("crop_frames", crop_frames, 1),
+                                ("batch_size", batch_size, 1), ("min_frames", min_frames, 1),
+                                ("chunk_utts", chunk_utts, 1), ("max_frames", max_frames, 0)):
+        if value < lowest:
+            raise ValueError(f"extraction: {name} must be >= {lowest}, got {value}")
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     feats_scp = read_scp(data_dir / "feats.scp")
     vad_scp = read_scp(data_dir / "vad.scp") if use_vad else {}
@@ -154,7 +182,7 @@ def extract_embeddings(
             if vad is not None and not np.any(vad > 0.5):
                 logger.warning("%s: VAD marks no frame voiced; using all %d frames", utt, len(feats))
             prepared = prepare_features(np.asarray(feats), vad, min_frames)
-            items.append((utt, _windows(prepared, mode, crop_frames, num_crops)))
+            items.append((utt, _windows(prepared, mode, crop_frames, num_crops, max_frames)))
         for batch in _batches(items, batch_size, mode):
             windows = torch.from_numpy(np.concatenate([w for _, w in batch])).to(device)
             output = model(windows).float().cpu().numpy()

@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-crops", type=int, default=None)
     parser.add_argument("--crop-frames", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--max-frames", type=int, default=None,
+                        help="full mode: longer utterances are embedded in chunks of at most this many frames, "
+                        "averaged (0: whole; default: the config's extract.max_frames)")
     parser.add_argument("--num-threads", type=int, default=0, help="torch threads (0: torch default)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     args = parser.parse_args(argv)
@@ -66,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                 num_crops=extract_cfg["num_crops"] if args.num_crops is None else args.num_crops,
                 crop_frames=extract_cfg["crop_frames"] if args.crop_frames is None else args.crop_frames,
                 batch_size=extract_cfg["batch_size"] if args.batch_size is None else args.batch_size,
+                max_frames=extract_cfg["max_frames"] if args.max_frames is None else args.max_frames,
                 device=device,
             )
 

@@ -179,8 +179,34 @@ def _job_error(path: Path) -> str | None:
     return None
 
 
+def _die_with_parent() -> None:
+    """In a job process before it starts: the kernel kills it when the parent stage dies.
+
+    A SIGKILLed stage cannot stop its jobs, and its lock dies with it: a re-run would start new jobs
+    while the orphans still rename their archives onto the new ones' names. Linux only (prctl); the
+    jobs also check their parent themselves (:func:`_check_parent`).
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+
+
+_PARENT_ENV = "SPEAKERNET_FEATURES_PARENT"
+
+
+def _check_parent() -> None:
+    """Stops a job whose stage process is gone (where :func:`_die_with_parent` is not available)."""
+    parent = os.environ.get(_PARENT_ENV)
+    if parent and os.getppid() != int(parent):
+        raise FeatureExtractionError(f"the feature stage (pid {parent}) that started this job is gone; stopping",
+                                     [], [])
+
+
 def _worker_env() -> dict[str, str]:
     env = dict(os.environ)
+    env[_PARENT_ENV] = str(os.getpid())
     for name in _THREAD_ENV:
         env[name] = "1"
     # Let the job import this very package even when it is not pip-installed.
@@ -306,7 +332,8 @@ def _make_features(data_dir: Path, feat_dir: Path, utts: list[str], nj: int, fba
                 log_handle.write(f"# {' '.join(command)}\n")
                 log_handle.flush()
                 processes.append((job, subprocess.Popen(command, stdout=log_handle, stderr=subprocess.STDOUT,
-                                                        stdin=subprocess.DEVNULL, env=env)))
+                                                        stdin=subprocess.DEVNULL, env=env,
+                                                        preexec_fn=_die_with_parent)))
         return_codes = _wait_with_progress(processes, feat_dir, len(utts), f"features of {data_dir.name}")
     except BaseException:
         for _, process in processes:
@@ -465,6 +492,7 @@ def run_feature_job(feat_dir: PathLike, job: int) -> None:
                 num_frames[utt] = fbank.shape[0]
                 audio_seconds += waveform.shape[0] / rate
                 fault_point("features.utt")
+                _check_parent()
                 if time.perf_counter() - reported > PROGRESS_INTERVAL_S:
                     reported = time.perf_counter()
                     paths["progress"].write_text(f"{len(num_frames) + len(errors)}\n", encoding="utf-8")

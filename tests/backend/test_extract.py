@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from speakernet.backend.embeddings import load_embeddings, read_vector
-from speakernet.backend.extract import crop_starts, extract_embeddings, prepare_features
+from speakernet.backend.extract import crop_starts, extract_embeddings, full_windows, prepare_features
 from speakernet.models import build_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
@@ -203,3 +203,29 @@ def test_extract_stage_embeds_several_dirs_with_one_model_load(tmp_path: Path, t
     with pytest.raises(SystemExit):
         extract_main(common + ["--data-dir", *map(str, dirs), "--out-dir", str(tmp_path / "C")])
     assert "--out-dir needs one dir per --data-dir: got 2 data dirs and 1 output dirs" in capsys.readouterr().err
+
+
+def test_long_utterances_are_embedded_in_equal_chunks_and_averaged(tmp_path: Path,
+                                                                   tiny_model: torch.nn.Module) -> None:
+    feats = np.random.default_rng(0).normal(size=(250, 20)).astype(np.float32)
+    assert full_windows(feats, 0).shape == (1, 250, 20) and full_windows(feats, 250).shape == (1, 250, 20)
+    chunks = full_windows(feats, 100)  # 3 chunks of 84 frames at 0, 83, 166: every frame covered
+    assert chunks.shape == (3, 84, 20)
+    for chunk, start in zip(chunks, (0, 83, 166)):
+        np.testing.assert_array_equal(chunk, feats[start : start + 84])
+    data = make_feature_dir(tmp_path / "corpus", num_speakers=2, utts_per_speaker=1)
+    lengths = [len(kaldiio.load_mat(line.split()[1])) for line in (data / "feats.scp").read_text().splitlines()]
+    limit = min(lengths) // 2  # every utterance is cut into two or three chunks
+    extract_embeddings(tiny_model, data, tmp_path / "chunked", use_vad=False, max_frames=limit)
+    extract_embeddings(tiny_model, data, tmp_path / "whole", use_vad=False, max_frames=0)
+    _, chunked = load_embeddings(tmp_path / "chunked" / "xvector.scp")
+    _, whole = load_embeddings(tmp_path / "whole" / "xvector.scp")
+    first = prepare_features(kaldiio.load_mat((data / "feats.scp").read_text().split()[1]), None, 50)
+    with torch.no_grad():
+        expected = tiny_model.eval()(torch.from_numpy(full_windows(first, limit))).mean(dim=0).numpy()
+        direct = tiny_model(torch.from_numpy(first)[None])[0].numpy()
+    np.testing.assert_allclose(chunked[0], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(whole[0], direct, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(chunked[0], whole[0], atol=1e-4)  # the chunking took effect
+    with pytest.raises(ValueError, match="max_frames must be >= 0, got -1"):
+        extract_embeddings(tiny_model, data, tmp_path / "bad", max_frames=-1)

@@ -216,3 +216,43 @@ def test_frontend_record_travels_and_mismatches_are_refused(tmp_path: Path) -> N
     (tmp_path / "bad" / "frontend.json").write_text('{"fbank": {"num_mel_bins": 1}, "vad": {}}')
     with pytest.raises(ValueError, match="frontend.json is not a valid front-end record"):
         load_frontend(tmp_path / "bad")
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, killed but not yet reaped, counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc to find the job processes")
+def test_jobs_die_with_a_killed_stage_and_a_rerun_completes(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    soundfile.write(tmp_path / "a.wav", _audio(1.0, 16000, 1), 16000, subtype="PCM_16")
+    data, feats = tmp_path / "data", tmp_path / "feats"
+    _write_dir(data, {f"spk{i}-u": f"sleep 2; cat {tmp_path / 'a.wav'} |" for i in range(2)})  # jobs wait in a pipe
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    stage = subprocess.Popen([sys.executable, "-m", "speakernet.bin.make_features", "--data-dir", str(data),
+                              "--feat-dir", str(feats), "--nj", "2"], env=env, stderr=subprocess.DEVNULL)
+    children = Path(f"/proc/{stage.pid}/task/{stage.pid}/children")
+    deadline = time.monotonic() + 60
+    jobs: list[int] = []
+    while len(jobs) < 2 and time.monotonic() < deadline:
+        jobs = [int(pid) for pid in children.read_text().split()] if children.exists() else []
+        time.sleep(0.05)
+    assert len(jobs) == 2, "the stage did not start its two jobs"
+    os.kill(stage.pid, signal.SIGKILL)  # as a killed recipe would be: no cleanup runs
+    stage.wait()
+    deadline = time.monotonic() + 1.5  # before the jobs' pipes (sleep 2) would even deliver their audio
+    while any(_alive(pid) for pid in jobs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in jobs), "orphaned feature jobs outlived their stage"
+    make_features(data, feats, nj=2)  # the re-run is not raced by the old jobs
+    assert sorted(read_scp(data / "feats.scp")) == ["spk0-u", "spk1-u"]
+    assert sorted(read_scp(data / "vad.scp")) == ["spk0-u", "spk1-u"]
