@@ -19,6 +19,7 @@ from speakernet.backend.metrics import DEFAULT_P_TARGETS, compute_metrics, forma
 from speakernet.backend.score_files import Trial, read_scores, trial_labels, write_scores
 from speakernet.data.kaldi_dir import DataDirError, read_trials
 from speakernet.utils.fileio import PathLike, atomic_write
+from speakernet.utils.logging import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -194,11 +195,13 @@ def cosine_score_trials(
     else:
         enroll_unit = unit_rows(enroll_keys, enroll_matrix, mean, enroll_source, enroll_rows)[0]
         test_unit = unit_rows(test_keys, test_matrix, mean, test_source, test_rows)[0]
-    for begin in range(0, len(trials), chunk_size):
-        end = begin + chunk_size
-        np.einsum(
-            "ij,ij->i", enroll_unit[enroll_rows[begin:end]], test_unit[test_rows[begin:end]], out=scores[begin:end]
-        )
+    with Progress(len(trials), "cosine scoring", "trials", log=logger) as progress:
+        for begin in range(0, len(trials), chunk_size):
+            end = begin + chunk_size
+            np.einsum(
+                "ij,ij->i", enroll_unit[enroll_rows[begin:end]], test_unit[test_rows[begin:end]], out=scores[begin:end]
+            )
+            progress.update(min(end, len(trials)) - begin)
     elapsed = max(time.perf_counter() - start, 1e-9)
     logger.info("Scored %d trials in %.2f s (%.0f trials/s)", len(trials), elapsed, len(trials) / elapsed)
     return scores

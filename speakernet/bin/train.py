@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from speakernet.bin import run_stage
@@ -42,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="config overrides key.sub=value")
     args = parser.parse_args(argv)
     setup_logging()
+    if args.resume is not None and "=" in args.resume and not os.path.exists(args.resume):
+        # `--resume training.epochs=4`: argparse gave the override to --resume (its value is optional)
+        args.overrides.insert(0, args.resume)
+        args.resume = "latest"
 
     from speakernet.config import ConfigError, load_config
     from speakernet.training.trainer import train

@@ -121,8 +121,8 @@ def load_checkpoint(path: PathLike) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} is not a speakernet checkpoint (it holds a {type(state).__name__})")
     stored = state.pop(CHECKSUM_KEY, None)
     if stored is None:
-        logger.warning("checkpoint %s has no checksum (written by an older speakernet): its integrity is not "
-                       "checked", path)
+        logger.warning("checkpoint %s has no checksum (an older speakernet's, or not a speakernet checkpoint): "
+                       "its integrity is not checked", path)
     elif stored != content_checksum(state):
         raise CheckpointError(f"checkpoint {path} is damaged: its content does not match the checksum stored when "
                               "it was written (a bad copy or disk); use another checkpoint or re-run training")

@@ -335,3 +335,6 @@ def test_cli_names_the_config_for_rejected_arguments_and_refuses_a_second_fresh_
     assert f"{exp} already holds a training (latest, step_00000002.pt): add --resume" in line, line
     assert train_bin.main(args + ["training.max_steps=3", "--resume"]) == 0
     assert ckpt.load_checkpoint(ckpt.resolve_checkpoint(exp, "latest"))["step"] == 3
+    # an override right after --resume is an override, not a checkpoint name
+    assert train_bin.main(args + ["--resume", "training.max_steps=4"]) == 0
+    assert ckpt.load_checkpoint(ckpt.resolve_checkpoint(exp, "latest"))["step"] == 4
