@@ -180,7 +180,8 @@ def export_model(exp_dir: PathLike, out_dir: PathLike, checkpoint: str = "latest
         embed_dim = int(model(_check_input(feat_dim, 200)).shape[-1])
     info: dict[str, Any] = {
         "model": config["model"], "model_args": config["model_args"], "feat_dim": feat_dim, "embed_dim": embed_dim,
-        "use_vad": config["data"]["use_vad"], "source": str(source.resolve()), "checkpoint": checkpoint,
+        "use_vad": config["data"]["use_vad"], "max_frames": config["extract"]["max_frames"],
+        "source": str(source.resolve()), "checkpoint": checkpoint,
         "formats": {},
     }
     for fmt in formats:

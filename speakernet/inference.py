@@ -65,7 +65,8 @@ class SpeakerEmbedder:
                 raise ValueError(f"{exp_dir} holds no {runtime} export (it has: {', '.join(formats)})")
             self.model_file = Path(exp_dir) / formats[runtime]["file"]
             self.model = load_exported(self.model_file, runtime)
-            self.config = {"model": info["model"], "data": {"feat_dim": info["feat_dim"], "use_vad": info["use_vad"]}}
+            self.config = {"model": info["model"], "data": {"feat_dim": info["feat_dim"], "use_vad": info["use_vad"]},
+                           "extract": {"max_frames": info.get("max_frames", MAX_FULL_FRAMES)}}
             logger.info("using the %s export of %s (from %s)", runtime, info["model"], info["source"])
         frontend = load_frontend(exp_dir)
         if frontend is None:  # an exp dir trained on features without a record: the stage defaults

@@ -26,11 +26,6 @@ from speakernet.utils.logging import setup_logging
 logger = logging.getLogger(__name__)
 
 
-def _default_threshold(exp_dir: Path) -> float | None:
-    path = exp_dir / "threshold"
-    return float(path.read_text().split()[0]) if path.is_file() else None
-
-
 def _store_command(args: argparse.Namespace, embedder: Any) -> None:
     """``enroll`` (add recordings) and ``identify`` against a speaker store."""
     from speakernet.backend import speaker_store
@@ -137,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             mean = None
         else:
             mean = read_vector(mean_path)
-        threshold = args.threshold if args.threshold is not None else _default_threshold(args.exp_dir)
+        threshold = args.threshold if args.threshold is not None else embedder.threshold
         if threshold is None:
             raise ValueError(f"no --threshold given and {args.exp_dir / 'threshold'} does not exist")
         if args.checkpoint != "latest" and (args.threshold is None or args.mean_vec is None):
