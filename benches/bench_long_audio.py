@@ -28,7 +28,7 @@ def _case(minutes: float, max_frames: int, work: str) -> dict[str, float]:
     import soundfile
     import torch
 
-    from speakernet.backend.extract import full_windows, prepare_features
+    from speakernet.backend.extract import forward_windows, full_windows, prepare_features
     from speakernet.data.audio import load_audio
     from speakernet.features.fbank import FbankConfig, compute_fbank_and_energy
     from speakernet.features.vad import compute_vad
@@ -50,9 +50,9 @@ def _case(minutes: float, max_frames: int, work: str) -> dict[str, float]:
         fbank, energy = compute_fbank_and_energy(waveform, FbankConfig())
         del waveform
         vad = compute_vad(energy)
-        windows = full_windows(prepare_features(fbank, vad, 50), max_frames)
+        windows = torch.from_numpy(full_windows(prepare_features(fbank, vad, 50), max_frames))
         del fbank
-        embedding = model(torch.from_numpy(windows)).mean(dim=0)
+        embedding = forward_windows(model, windows, len(windows) > 1, max_frames).mean(axis=0)
     seconds = time.perf_counter() - started
     assert embedding.shape == (192,)
     return {"minutes": minutes, "max_frames": max_frames, "seconds": seconds,

@@ -10,7 +10,7 @@ from typing import Any, Sequence, Union
 import numpy as np
 import torch
 
-from speakernet.backend.extract import MAX_FULL_FRAMES, full_windows, prepare_features
+from speakernet.backend.extract import MAX_FULL_FRAMES, forward_windows, full_windows, prepare_features
 from speakernet.backend.embeddings import read_vector
 from speakernet.data.audio import load_audio, resample
 from speakernet.features.fbank import FbankConfig, compute_fbank_and_energy
@@ -135,8 +135,9 @@ class SpeakerEmbedder:
             logger.warning("%s: energy VAD finds no speech (silence?); using all %d frames", name, len(fbank))
         elif voiced < MIN_RELIABLE_FRAMES:
             logger.warning("%s: only %.2f s of speech; embeddings of so little audio are unreliable", name, speech)
-        windows = full_windows(prepare_features(fbank, vad, min_frames=50), self.max_frames)
-        return self.model(torch.from_numpy(windows)).mean(dim=0).numpy(), speech
+        windows = torch.from_numpy(full_windows(prepare_features(fbank, vad, min_frames=50), self.max_frames))
+        embeddings = forward_windows(self.model, windows, len(windows) > 1, self.max_frames)
+        return embeddings.mean(axis=0), speech
 
     def compare(self, audio_a: Audio, audio_b: Audio, mean: np.ndarray | None = None,
                 sample_rate: int | None = None) -> float:

@@ -82,6 +82,15 @@ def full_windows(feats: np.ndarray, max_frames: int = MAX_FULL_FRAMES) -> np.nda
     return np.stack([feats[start : start + length] for start in crop_starts(len(feats), length, count)])
 
 
+def forward_windows(model: nn.Module, windows: torch.Tensor, chunked: bool, max_frames: int) -> np.ndarray:
+    """Embeddings of ``windows [N, T, F]``; the chunks of a long utterance go through the model a
+    few at a time (at most ``max_frames`` frames per pass), so memory stays that of one chunk."""
+    if not chunked:
+        return model(windows).float().cpu().numpy()
+    step = max(1, max_frames // windows.shape[1])
+    return torch.cat([model(windows[i : i + step]).float().cpu() for i in range(0, len(windows), step)]).numpy()
+
+
 def _windows(feats: np.ndarray, mode: str, crop_frames: int, num_crops: int,
              max_frames: int = MAX_FULL_FRAMES) -> np.ndarray:
     if mode == "full":
@@ -185,7 +194,7 @@ def extract_embeddings(
             items.append((utt, _windows(prepared, mode, crop_frames, num_crops, max_frames)))
         for batch in _batches(items, batch_size, mode):
             windows = torch.from_numpy(np.concatenate([w for _, w in batch])).to(device)
-            output = model(windows).float().cpu().numpy()
+            output = forward_windows(model, windows, mode == "full" and len(windows) > len(batch), max_frames)
             position = 0
             for utt, w in batch:
                 embeddings[utt] = output[position : position + len(w)].mean(axis=0)
