@@ -154,9 +154,9 @@ def _coerce(value: Any, default: Any, path: str) -> Any:
 def _check_arg_type(value: Any, default: Any, path: str) -> None:
     """A component argument against the type of its default (numbers stay as given: a float may
     replace an integer default, e.g. ``scale: 32.5``)."""
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if value is None:  # null: "derive it" for the arguments that allow it; the constructor decides
         return
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"config key '{path}' must be true or false, got {value!r}")

@@ -208,9 +208,20 @@ def describe(score: float, threshold: float, speech: dict[str, float] | None = N
     """
     verdict: dict[str, Any] = {"score": score, "threshold": threshold, "same_speaker": score >= threshold,
                                "reliable": True}
-    short = {audio: seconds for audio, seconds in (speech or {}).items() if seconds < MIN_RELIABLE_SECONDS}
-    if short:
-        verdict.update(same_speaker=None, reliable=False, reason="; ".join(
-            f"{audio} has {'no speech' if seconds == 0 else f'only {seconds:.2f} s of speech'}"
-            for audio, seconds in short.items()) + f" (at least {MIN_RELIABLE_SECONDS:g} s are needed)")
+    reason = too_little_speech(speech or {})
+    if reason:
+        verdict.update(same_speaker=None, reliable=False, reason=reason)
     return verdict
+
+
+def too_little_speech(speech: dict[str, float]) -> str | None:
+    """Why a decision on these recordings would be unreliable (None when each has enough speech).
+
+    Args:
+        speech: Seconds of speech per recording name.
+    """
+    short = {audio: seconds for audio, seconds in speech.items() if seconds < MIN_RELIABLE_SECONDS}
+    if not short:
+        return None
+    return "; ".join(f"{audio} has {'no speech' if seconds == 0 else f'only {seconds:.2f} s of speech'}"
+                     for audio, seconds in short.items()) + f" (at least {MIN_RELIABLE_SECONDS:g} s are needed)"

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 def _store_command(args: argparse.Namespace, embedder: Any) -> None:
     """``enroll`` (add recordings) and ``identify`` against a speaker store."""
     from speakernet.backend import speaker_store
-    from speakernet.inference import MIN_RELIABLE_SECONDS
+    from speakernet.inference import too_little_speech
 
     identity = speaker_store.model_id(embedder.model_file)
     if args.command == "enroll":
@@ -48,8 +48,10 @@ def _store_command(args: argparse.Namespace, embedder: Any) -> None:
         raise ValueError(f"no --threshold given and {args.exp_dir / 'threshold'} does not exist")
     embedding, speech = embedder.embed_with_speech(args.audio)
     result = speaker_store.identify(store, embedding, embedder.mean, threshold, args.top)
-    if speech < MIN_RELIABLE_SECONDS:
-        result.update(speaker=None, reliable=False, reason=f"{args.audio} has only {speech:.2f} s of speech")
+    reason = too_little_speech({args.audio: speech})  # the same rule as compare's verdict
+    result["reliable"] = reason is None
+    if reason:
+        result.update(speaker=None, reason=reason)
     if args.json:
         print(json.dumps(result))
         return
