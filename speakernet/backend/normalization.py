@@ -23,7 +23,6 @@ as one float32 matrix), then combined per trial.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -49,7 +48,7 @@ from speakernet.data.kaldi_dir import (
     read_utt2num_frames,
     read_utt2spk,
 )
-from speakernet.utils.fileio import PathLike, atomic_write
+from speakernet.utils.fileio import PathLike, atomic_write, file_sha256
 from speakernet.utils.logging import Progress
 
 logger = logging.getLogger(__name__)
@@ -503,11 +502,6 @@ def as_norm_files(
 
 
 PROVENANCE_SUFFIX = ".json"
-
-
-def file_sha256(path: PathLike) -> str:
-    """SHA-256 of a file's bytes (identifies the mean vector, hence the model and its data)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def write_provenance(scores_path: PathLike, record: dict) -> None:

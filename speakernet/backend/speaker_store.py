@@ -17,7 +17,6 @@ back-end (the model dir's training-set mean subtracted from both sides).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -29,7 +28,7 @@ import numpy as np
 
 from speakernet.backend.embeddings import write_embeddings
 from speakernet.data.kaldi_dir import c_sort_key, read_scp, write_scp
-from speakernet.utils.fileio import PathLike, atomic_dir, atomic_write, exclusive_lock
+from speakernet.utils.fileio import PathLike, atomic_dir, atomic_write, exclusive_lock, file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +43,7 @@ class StoreError(ValueError):
 
 def model_id(path: PathLike) -> str:
     """SHA-256 of a model file (a checkpoint, or an export's ``model.onnx``): which model made a store."""
-    hasher = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            hasher.update(block)
-    return hasher.hexdigest()
+    return file_sha256(path)
 
 
 class SpeakerStore:

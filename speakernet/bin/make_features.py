@@ -26,7 +26,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--feat-dir", required=True, help="where fbank.J.ark/scp, vad.J.ark/scp and log/ go")
     parser.add_argument("--nj", type=int, default=1, help="number of parallel jobs")
     parser.add_argument("--compress", action="store_true", help="store features with Kaldi's lossy compression")
-    group = parser.add_argument_group("fbank")
+    parser.add_argument("--frontend", choices=["kaldi", "speechbrain"], default="kaldi",
+                        help="kaldi: Kaldi fbank (the options below); speechbrain: SpeechBrain's Fbank, which models "
+                        "imported from SpeechBrain need (only --num-mel-bins and --sample-rate apply)")
+    parser.add_argument("--frontend-from", metavar="MODEL_DIR",
+                        help="use the front-end and VAD options a model dir records (its frontend.json), e.g. to "
+                        "make features for an imported or trained model; the options below are then not used")
+    group = parser.add_argument_group("fbank (--frontend kaldi)")
     group.add_argument("--num-mel-bins", type=int, default=fbank.num_mel_bins)
     group.add_argument("--frame-length-ms", type=float, default=fbank.frame_length_ms)
     group.add_argument("--frame-shift-ms", type=float, default=fbank.frame_shift_ms)
@@ -69,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     from speakernet.features.fbank import FbankConfig
+    from speakernet.features.frontend import FRONTEND_CONFIG_NAME, load_frontend
     from speakernet.features.make_features import FeatureExtractionError, make_features, run_feature_job
+    from speakernet.features.sb_fbank import SpeechBrainFbankConfig
     from speakernet.features.vad import VadConfig
 
     if args.job is not None:
@@ -78,14 +86,24 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--data-dir is required")
 
     def extract() -> None:
-        fbank_config = FbankConfig(
-            num_mel_bins=args.num_mel_bins, frame_length_ms=args.frame_length_ms, frame_shift_ms=args.frame_shift_ms,
-            sample_rate=args.sample_rate, dither=args.dither, window_type=args.window_type, low_freq=args.low_freq,
-            high_freq=args.high_freq, snip_edges=args.snip_edges, preemphasis=args.preemphasis,
-            remove_dc_offset=args.remove_dc_offset)
-        vad_config = VadConfig(
-            energy_threshold=args.vad_energy_threshold, energy_mean_scale=args.vad_energy_mean_scale,
-            frames_context=args.vad_frames_context, proportion_threshold=args.vad_proportion_threshold)
+        if args.frontend_from is not None:
+            recorded = load_frontend(args.frontend_from)
+            if recorded is None:
+                raise FileNotFoundError(f"--frontend-from {args.frontend_from}: it has no {FRONTEND_CONFIG_NAME}")
+            fbank_config, vad_config = recorded
+        else:
+            if args.frontend == "speechbrain":
+                fbank_config = SpeechBrainFbankConfig(num_mel_bins=args.num_mel_bins, sample_rate=args.sample_rate,
+                                                      high_freq=args.sample_rate / 2)
+            else:
+                fbank_config = FbankConfig(
+                    num_mel_bins=args.num_mel_bins, frame_length_ms=args.frame_length_ms,
+                    frame_shift_ms=args.frame_shift_ms, sample_rate=args.sample_rate, dither=args.dither,
+                    window_type=args.window_type, low_freq=args.low_freq, high_freq=args.high_freq,
+                    snip_edges=args.snip_edges, preemphasis=args.preemphasis, remove_dc_offset=args.remove_dc_offset)
+            vad_config = VadConfig(
+                energy_threshold=args.vad_energy_threshold, energy_mean_scale=args.vad_energy_mean_scale,
+                frames_context=args.vad_frames_context, proportion_threshold=args.vad_proportion_threshold)
         make_features(args.data_dir, args.feat_dir, nj=args.nj, fbank_config=fbank_config, vad_config=vad_config,
                       compress=args.compress)
 

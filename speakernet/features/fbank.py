@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -17,6 +18,20 @@ import numpy as np
 INT16_SCALE = 32768.0
 
 WINDOW_TYPES = ("povey", "hamming", "hanning", "rectangular", "sine", "blackman")
+
+
+def check_frame_options(config: object) -> None:
+    """Checks the options every filterbank front-end has: mel bins, frame length and shift, sample rate.
+
+    Raises:
+        ValueError: naming the option and its value.
+    """
+    if config.num_mel_bins < 3:
+        raise ValueError(f"num_mel_bins must be >= 3, got {config.num_mel_bins}")
+    if config.frame_length_ms <= 0 or config.frame_shift_ms <= 0:
+        raise ValueError(f"frame length/shift must be positive, got {config.frame_length_ms}/{config.frame_shift_ms}")
+    if config.sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {config.sample_rate}")
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,8 @@ class FbankConfig:
         remove_dc_offset: Subtract each frame's mean before windowing (``--remove-dc-offset``).
     """
 
+    kind: ClassVar[str] = "kaldi"
+
     num_mel_bins: int = 80
     frame_length_ms: float = 25.0
     frame_shift_ms: float = 10.0
@@ -51,12 +68,7 @@ class FbankConfig:
     remove_dc_offset: bool = True
 
     def __post_init__(self) -> None:
-        if self.num_mel_bins < 3:
-            raise ValueError(f"num_mel_bins must be >= 3, got {self.num_mel_bins}")
-        if self.frame_length_ms <= 0 or self.frame_shift_ms <= 0:
-            raise ValueError(f"frame length/shift must be positive, got {self.frame_length_ms}/{self.frame_shift_ms}")
-        if self.sample_rate <= 0:
-            raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
+        check_frame_options(self)
         if self.dither < 0:
             raise ValueError(f"dither must be >= 0, got {self.dither}")
         if self.window_type not in WINDOW_TYPES:
@@ -126,7 +138,12 @@ class FbankConfig:
         return opts
 
 
-def _check_waveform(waveform: np.ndarray) -> np.ndarray:
+def check_waveform(waveform: np.ndarray) -> np.ndarray:
+    """Returns ``waveform`` as an array after checking it is 1-D float with finite samples (any front-end's input).
+
+    Raises:
+        ValueError: saying what is wrong with it.
+    """
     waveform = np.asarray(waveform)
     if waveform.ndim != 1:
         raise ValueError(f"waveform must be 1-D (mono samples), got shape {waveform.shape}")
@@ -140,7 +157,7 @@ def _check_waveform(waveform: np.ndarray) -> np.ndarray:
 def _run_knf(waveform: np.ndarray, config: FbankConfig, use_energy: bool) -> np.ndarray:
     import kaldi_native_fbank as knf
 
-    waveform = _check_waveform(waveform)
+    waveform = check_waveform(waveform)
     extractor = knf.OnlineFbank(config.to_knf_options(use_energy=use_energy))
     extractor.accept_waveform(float(config.sample_rate), (waveform * INT16_SCALE).astype(np.float32))
     extractor.input_finished()

@@ -33,7 +33,8 @@ from speakernet.data.datadir_ops import split_contiguous
 from speakernet.data.kaldi_dir import DataDirError, c_sort_key, read_scp, write_scp
 from speakernet.data.validate import validate_data_dir
 from speakernet.features.fbank import FbankConfig
-from speakernet.features.frontend import FRONTEND_CONFIG_NAME, save_frontend
+from speakernet.features.frontend import (FRONTEND_CONFIG_NAME, FeatureConfig, frontend_from_dict, frontend_to_dict,
+                                          save_frontend)
 from speakernet.features.vad import VadConfig
 from speakernet.utils.fileio import (OutputError, PathLike, as_output_error, atomic_write, ensure_writable_dir,
                                      exclusive_lock)
@@ -242,7 +243,7 @@ def make_features(
     data_dir: PathLike,
     feat_dir: PathLike,
     nj: int = 1,
-    fbank_config: FbankConfig = FbankConfig(),
+    fbank_config: FeatureConfig = FbankConfig(),
     vad_config: VadConfig = VadConfig(),
     compress: bool = False,
 ) -> None:
@@ -280,7 +281,7 @@ def make_features(
         _make_features(data_dir, feat_dir, utts, nj, fbank_config, vad_config, compress)
 
 
-def _make_features(data_dir: Path, feat_dir: Path, utts: list[str], nj: int, fbank_config: FbankConfig,
+def _make_features(data_dir: Path, feat_dir: Path, utts: list[str], nj: int, fbank_config: FeatureConfig,
                    vad_config: VadConfig, compress: bool) -> None:
     """:func:`make_features` under its lock, for the utterances ``utts`` of ``data_dir``."""
     try:
@@ -309,7 +310,7 @@ def _make_features(data_dir: Path, feat_dir: Path, utts: list[str], nj: int, fba
 
     with atomic_write(feat_dir / "log" / JOB_CONFIG_NAME) as handle:
         json.dump({"data_dir": str(data_dir), "nj": nj, "compress": compress,
-                   "fbank": fbank_config.to_dict(), "vad": vad_config.to_dict()}, handle, indent=2)
+                   "fbank": frontend_to_dict(fbank_config), "vad": vad_config.to_dict()}, handle, indent=2)
     chunks = split_contiguous(utts, nj)
     for job, chunk in enumerate(chunks, start=1):
         paths = _job_paths(feat_dir, job)
@@ -434,12 +435,12 @@ def run_feature_job(feat_dir: PathLike, job: int) -> None:
     import numpy as np
 
     from speakernet.data.audio import AudioError, iter_data_dir_audio
-    from speakernet.features.fbank import compute_fbank_and_energy
+    from speakernet.features.frontend import compute_features_and_energy
     from speakernet.features.vad import compute_vad
 
     feat_dir = Path(feat_dir).resolve()
     options = json.loads((feat_dir / "log" / JOB_CONFIG_NAME).read_text(encoding="utf-8"))
-    fbank_config = FbankConfig(**options["fbank"])
+    fbank_config = frontend_from_dict(options["fbank"])
     vad_config = VadConfig(**options["vad"])
     data_dir = Path(options["data_dir"])
     paths = _job_paths(feat_dir, job)
@@ -474,7 +475,7 @@ def run_feature_job(feat_dir: PathLike, job: int) -> None:
                 kaldiio.WriteHelper(f"ark,scp:{tmp['vad_ark']},{tmp['vad_scp']}") as vad_writer:
             for utt, waveform, rate in iter_data_dir_audio(data_dir, utts, fbank_config.sample_rate, record):
                 try:
-                    fbank, log_energy = compute_fbank_and_energy(waveform, fbank_config)
+                    fbank, log_energy = compute_features_and_energy(waveform, fbank_config)
                 except ValueError as error:
                     fail(utt, f"utterance '{utt}': fbank failed: {error}")
                     continue

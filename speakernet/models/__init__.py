@@ -13,7 +13,8 @@ from typing import Any
 
 from torch import nn
 
-from speakernet.models import campplus, ecapa_tdnn, repvgg, rescnn, resnet, tdnn  # noqa: F401  (each registers its models)
+from speakernet.models import (  # noqa: F401  (each registers its models)
+    campplus, ecapa_sb, ecapa_tdnn, repvgg, rescnn, resnet, tdnn)
 from speakernet.models.pooling import POOLINGS, AttentiveStatsPool, TemporalStatsPool, build_pooling
 from speakernet.models.registry import MODELS
 

@@ -29,21 +29,25 @@ from speakernet.models.registry import MODELS
 
 
 class ConvReluBn(nn.Module):
-    """1-d convolution, ReLU, then batch norm; "same" zero padding for odd kernels.
+    """1-d convolution, ReLU, then batch norm; "same" padding for odd kernels.
 
     Args:
         in_channels: Input channels.
         out_channels: Output channels.
         kernel_size: Kernel width in frames (odd).
         dilation: Dilation in frames.
+        padding_mode: ``zeros`` (WeSpeaker) or ``reflect`` (SpeechBrain; the input then needs more
+            frames than the padding).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, dilation: int = 1):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, dilation: int = 1,
+                 padding_mode: str = "zeros"):
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd to keep the frame count, got {kernel_size}")
         padding = dilation * (kernel_size - 1) // 2
-        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, padding=padding, dilation=dilation)
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, padding=padding, dilation=dilation,
+                              padding_mode=padding_mode)
         self.bn = nn.BatchNorm1d(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -35,10 +35,11 @@ EXPENSIVE_SKIPS: dict[str, str] = {
 case per code path runs them, which keeps ``tests/models`` within about 25 s on two busy cores. The
 skipped ones still get the shape, attribute, gradient, batch-independence and input checks."""
 
-MIN_FRAMES: dict[str, int] = {"XVEC": 15}
-"""Documented minimum frame count of a model's forward, where it is not 1 (XVEC: its receptive field)."""
+MIN_FRAMES: dict[str, int] = {"XVEC": 15, "ECAPA_TDNN_SB": 5}
+"""Documented minimum frame count of a model's forward, where it is not 1 (XVEC: its receptive field; ECAPA_TDNN_SB:
+its reflection padding of 4 frames)."""
 
-EXPORT_MIN_FRAMES: dict[str, int] = {"ECAPA_TDNN": 2, "CAMPPlus": 3, "XVEC": 16, "ResCNN": 17}
+EXPORT_MIN_FRAMES: dict[str, int] = {"ECAPA_TDNN": 2, "ECAPA_TDNN_SB": 5, "CAMPPlus": 3, "XVEC": 16, "ResCNN": 17}
 """``min`` of the named dynamic frame ``Dim`` for ``torch.export``, from the models' docstrings.
 
 Export treats a size of 1 specially, so the narrowest time axis inside the model needs 2 frames:
