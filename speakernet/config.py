@@ -64,6 +64,9 @@ DEFAULTS: dict[str, Any] = {
         # large-margin fine-tuning, or a second stage such as triplet fine-tuning (see Trainer)
         "init_from": "",
         "init_head": True,  # also take its training head (same speakers); false: a new head
+        # Epochs (a fraction is fine) in which only the head learns, the model frozen (its batch norms
+        # too): a new head for a pretrained model first fits the model before it changes the model
+        "freeze_model_epochs": 0.0,
     },
     "extract": {
         "mode": "full",  # full | multicrop
@@ -132,6 +135,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "training.checkpoint_interval": (0, None),
     "training.keep_checkpoints": (0, None),
     "training.num_threads": (0, None),
+    "training.freeze_model_epochs": (0.0, None),
     "extract.num_crops": (1, None),
     "extract.crop_frames": (1, None),
     "extract.batch_size": (1, None),
@@ -305,7 +309,7 @@ TRAINER_ARGS = {
 }
 
 
-def _accepted_args(constructor: Callable[..., Any]) -> tuple[dict[str, Any], bool]:
+def accepted_args(constructor: Callable[..., Any]) -> tuple[dict[str, Any], bool]:
     """The constructor's keyword arguments with their defaults (``inspect.Parameter.empty`` if none)."""
     signature = inspect.signature(constructor)
     takes_any = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
@@ -328,7 +332,7 @@ def validate_components(config: Mapping[str, Any]) -> None:
             constructor = registry.get(config[name_key])
         except KeyError as error:
             raise ConfigError(f"config key '{name_key}': {error.args[0]}") from None
-        accepted, takes_any = _accepted_args(constructor)
+        accepted, takes_any = accepted_args(constructor)
         reserved = TRAINER_ARGS.get(name_key, set())
         for arg, value in config[args_key].items():
             if arg in reserved:

@@ -7,6 +7,7 @@ unchanged::
     D/config.yaml             the resolved config: the registered model, its arguments, data.feat_dim/use_vad
     D/checkpoints/imported.pt the converted weights (a speakernet checkpoint, with its checksum);
                               checkpoints/latest names it
+    D/checkpoints/init.pt     the architecture freshly initialised (seeded): the "untrained" baseline
     D/frontend.json           the front-end the weights were trained on (e.g. SpeechBrain's Fbank), no VAD
     D/import.json             provenance: the format, each source file with its size and sha256, the options
 
@@ -51,11 +52,15 @@ def write_model_dir(imported: ImportedModel, out_dir: PathLike, source_format: s
     """
     from speakernet.config import load_config, save_config
     from speakernet.models import build_model
-    from speakernet.training.checkpoint import CHECKPOINT_DIR, LATEST, save_checkpoint
+    from speakernet.training.checkpoint import CHECKPOINT_DIR, INIT_NAME, LATEST, save_checkpoint
 
     config = load_config(None, [f"model={imported.model}", f"data.feat_dim={imported.feat_dim}",
                                 f"data.use_vad={str(imported.use_vad).lower()}"])
     config["model_args"] = dict(imported.model_args)
+    # The architecture's own initialisation, seeded as a training seeds it: the "untrained" model that
+    # every evaluation shows beside the imported one.
+    torch.manual_seed(config["training"]["seed"])
+    untrained = build_model(imported.model, feat_dim=imported.feat_dim, **imported.model_args).state_dict()
     model = build_model(imported.model, feat_dim=imported.feat_dim, **imported.model_args)
     try:
         model.load_state_dict(imported.state)
@@ -77,6 +82,8 @@ def write_model_dir(imported: ImportedModel, out_dir: PathLike, source_format: s
         save_checkpoint({"model": model.state_dict(), "config": config, "step": 0, "epoch": 0,
                          "imported_from": source_format}, tmp / CHECKPOINT_DIR / IMPORTED_CHECKPOINT)
         (tmp / CHECKPOINT_DIR / LATEST).write_text(IMPORTED_CHECKPOINT + "\n", encoding="utf-8")
+        save_checkpoint({"model": untrained, "config": config, "step": 0, "epoch": 0},
+                        tmp / CHECKPOINT_DIR / INIT_NAME)
         save_frontend(tmp, imported.frontend, VadConfig())
         with atomic_write(tmp / IMPORT_INFO_NAME) as handle:
             json.dump(info, handle, indent=2, sort_keys=True)

@@ -6,6 +6,10 @@
 #                  re-running continues from the latest checkpoint; optional weight averaging;
 #                  with --finetune-conf, a fine-tuning training (large-margin, or a second stage such as
 #                  triplet) from the evaluated model into exp_dir/<finetune-tag>, evaluated as one more model
+#                  With --pretrained DIR (an imported model: speakernet.bin.import_model, or another exp dir)
+#                  nothing is trained from scratch: DIR's model is evaluated (rows 'pretrained', beside its
+#                  architecture freshly initialised, 'untrained'), stage 1 uses DIR's front-end, and
+#                  --finetune-conf fine-tunes from it into exp_dir/<finetune-tag>
 #   3  embeddings  with the untrained model (checkpoint init) and the trained one (latest)
 #   4  cosine      cosine scoring with train-mean subtraction (and with the adapt-data mean)
 #   5  AS-norm     adaptive S-norm against the training speakers (and the adapt-data cohort)
@@ -34,6 +38,7 @@ exp_dir=              # training output dir
 train_overrides=""    # extra config overrides key.sub=value for training, space-separated (no spaces in values)
 average_num=0         # > 0: evaluate the average of the last N epochs' weights instead of the last epoch
 checkpoints=""        # models to evaluate (default: init and latest, or init and avgN; then the fine-tuned one)
+pretrained=""         # a model dir to evaluate (and fine-tune from) instead of training one: see stage 2
 finetune_conf=""      # YAML of a fine-tuning stage from the evaluated model (e.g. conf/*_lm.yaml); empty: none
 finetune_tag=lm       # its name: exp_dir/<tag>, embeddings/<tag>, rows trained-<tag>
 finetune_overrides="" # extra config overrides of the fine-tuning training, space-separated
@@ -51,9 +56,17 @@ help_message="Usage: $0 --conf C --train-data D --test-data D --trials 'T ...' -
 . "$(dirname "${BASH_SOURCE[0]}")/recipe_lib.sh"
 . parse_options.sh
 
-for var in conf train_data test_data trials feat_dir exp_dir; do
+required="train_data test_data trials feat_dir exp_dir"
+[ -n "$pretrained" ] || required="conf $required"
+for var in $required; do
   [ -n "${!var}" ] || { echo "$0: --${var//_/-} is required" >&2; echo "$help_message" >&2; exit 1; }
 done
+if [ -n "$pretrained" ]; then
+  [ -f "$pretrained/config.yaml" ] && [ -f "$pretrained/checkpoints/latest" ] || {
+    echo "$0: --pretrained $pretrained is not a model dir (config.yaml, checkpoints/latest): make one with" \
+      "python -m speakernet.bin.import_model" >&2; exit 1; }
+  [ "$average_num" -eq 0 ] || { echo "$0: --average-num applies to a training, not to --pretrained" >&2; exit 1; }
+fi
 enroll_data=${enroll_data:-$test_data}
 if [ -z "$checkpoints" ]; then
   if [ "$average_num" -gt 0 ]; then checkpoints="init avg$average_num"; else checkpoints="init latest"; fi
@@ -70,7 +83,9 @@ main_last=$(echo $main_checkpoints | awk '{print $NF}')
 finetune_dir="$exp_dir/$finetune_tag"
 # checkpoint_exp CHECKPOINT: the exp dir and checkpoint name that extraction loads for CHECKPOINT.
 checkpoint_exp() {
-  if [ -n "$finetune_conf" ] && [ "$1" = "$finetune_tag" ]; then echo "$finetune_dir latest"; else echo "$exp_dir $1"; fi
+  if [ -n "$finetune_conf" ] && [ "$1" = "$finetune_tag" ]; then echo "$finetune_dir latest"
+  elif [ -n "$pretrained" ]; then echo "$pretrained $1"
+  else echo "$exp_dir $1"; fi
 }
 check_backends "$backends"
 uses() { [[ " $backends " == *" $1 "* ]]; }
@@ -92,15 +107,18 @@ same_dir() { [ "$(cd "$1" && pwd -P)" = "$(cd "$2" && pwd -P)" ]; }
 dup=$(for data in $eval_dirs; do basename "$data"; done | sort | uniq -d | head -1)
 [ -z "$dup" ] || { echo "$0: two data dirs are both called '$dup'; give them different names" >&2; exit 1; }
 train_name=$(basename "$train_data"); test_name=$(basename "$test_data"); enroll_name=$(basename "$enroll_data")
-model_name() { case "$1" in init) echo untrained ;; latest) echo trained ;; *) echo "trained-$1" ;; esac; }
+trained_name=trained; [ -z "$pretrained" ] || trained_name=pretrained
+model_name() { case "$1" in init) echo untrained ;; latest) echo "$trained_name" ;; *) echo "trained-$1" ;; esac; }
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "Stage 1: features (fbank + VAD) for: $(echo $eval_dirs)"
+  frontend=(); [ -z "$pretrained" ] || frontend=(--frontend-from "$pretrained")
   for data in $eval_dirs; do
     name=$(basename "$data")
     [ -f "$data/feats.scp" ] || rm -f "$feat_dir/$name/.done"  # e.g. a regenerated data dir
     run_unless_newer "$feat_dir/$name/.done" "$data/wav.scp $data/segments $data/utt2spk $data/feats.scp" \
-      python -m speakernet.bin.make_features --data-dir "$data" --feat-dir "$feat_dir/$name" --nj "$nj"
+      python -m speakernet.bin.make_features --data-dir "$data" --feat-dir "$feat_dir/$name" --nj "$nj" \
+        ${frontend[@]+"${frontend[@]}"}
   done
 fi
 
@@ -128,15 +146,20 @@ train_into() {
 }
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  log "Stage 2: training $conf -> $exp_dir on $nproc process(es)"
-  train_into "$exp_dir" "$conf" "$train_overrides"
+  if [ -n "$pretrained" ]; then
+    log "Stage 2: no training: evaluating the pretrained model of $pretrained"
+  else
+    log "Stage 2: training $conf -> $exp_dir on $nproc process(es)"
+    train_into "$exp_dir" "$conf" "$train_overrides"
+  fi
   if [ "$average_num" -gt 0 ]; then
     run_unless_fresh "$exp_dir/checkpoints/.avg$average_num.done" "$exp_dir/checkpoints/latest" \
       python -m speakernet.bin.average_model --exp-dir "$exp_dir" --num "$average_num"
   fi
   if [ -n "$finetune_conf" ]; then
-    source_checkpoint="$exp_dir/checkpoints/$main_last.pt"
-    [ "$main_last" = latest ] && source_checkpoint="$exp_dir/checkpoints/$(cat "$exp_dir/checkpoints/latest")"
+    source_exp=$exp_dir; [ -z "$pretrained" ] || source_exp=$pretrained
+    source_checkpoint="$source_exp/checkpoints/$main_last.pt"
+    [ "$main_last" = latest ] && source_checkpoint="$source_exp/checkpoints/$(cat "$source_exp/checkpoints/latest")"
     log "Stage 2 (fine-tuning): $finetune_conf from $source_checkpoint -> $finetune_dir"
     train_into "$finetune_dir" "$finetune_conf" "$finetune_overrides" --init "$source_checkpoint"
   fi

@@ -118,7 +118,7 @@ def check_same_frontend(model_dir: PathLike, data_dir: PathLike) -> None:
     if model is None or data is None:
         return
     for part in ("fbank", "vad"):
-        for key in sorted(set(model[part]) | set(data[part])):
+        for key in sorted(set(model[part]) | set(data[part]), key=lambda k: (k != "kind", k)):  # the kind first
             if model[part].get(key) != data[part].get(key):
                 raise ValueError(
                     f"{Path(data_dir) / FRONTEND_CONFIG_NAME}: {part}.{key} = {data[part].get(key)!r}, but the model "

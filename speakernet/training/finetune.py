@@ -15,6 +15,7 @@ schedule and step count, in their own exp dir) whose model starts from the first
 
 from __future__ import annotations
 
+import inspect
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,12 +75,53 @@ def load_init(config: dict[str, Any]) -> InitState | None:
     theirs = {key: init.config.get(key) for key in MODEL_KEYS}
     ours = {key: config[key] for key in MODEL_KEYS}
     their_dim = (init.config.get("data") or {}).get("feat_dim")
-    if theirs != ours or their_dim != config["data"]["feat_dim"]:
+    if _full_args(theirs) != _full_args(ours) or their_dim != config["data"]["feat_dim"]:
         raise ValueError(f"training.init_from: {path} holds a {theirs['model']} {theirs['model_args']} on "
                          f"{their_dim}-dim features, but this config builds a {ours['model']} {ours['model_args']} "
                          f"on {config['data']['feat_dim']}-dim features; the fine-tuning config must build the same "
                          "model")
     return init
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, recursively: a default ``(1, 2)`` equals a YAML ``[1, 2]``."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def _full_args(spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """A model name with its arguments, the constructor's defaults filled in (a conf may leave them out)."""
+    from speakernet.config import accepted_args
+    from speakernet.models.registry import MODELS
+
+    name, args = spec.get("model"), dict(spec.get("model_args") or {})
+    if name in MODELS.names():
+        defaults, _ = accepted_args(MODELS.get(name))
+        args = {**{k: v for k, v in defaults.items() if k != "feat_dim" and v is not inspect.Parameter.empty},
+                **args}
+    return name, _plain(args)
+
+
+def check_init_frontend(init: InitState, data_dir: Path) -> None:
+    """Checks that the training features were made with the front-end the starting model was trained on.
+
+    The starting model's dir is the one its checkpoint lives in (``<dir>/checkpoints/<file>``); a
+    model imported from SpeechBrain, for one, needs SpeechBrain's front-end
+    (``make_features --frontend-from <dir>``).
+
+    Raises:
+        ValueError: naming both ``frontend.json`` files and the first differing option.
+    """
+    from speakernet.features.frontend import check_same_frontend
+
+    model_dir = init.path.parent.parent if init.path.parent.name == ckpt.CHECKPOINT_DIR else init.path.parent
+    try:
+        check_same_frontend(model_dir, data_dir)
+    except ValueError as error:
+        raise ValueError(f"training.init_from: {error} (make_features --frontend-from {model_dir})") from None
 
 
 def init_speakers(init: InitState, data_speakers: list[str], init_head: bool) -> list[str]:

@@ -25,7 +25,7 @@ from speakernet.data.sampler import BatchPlan
 from speakernet.data.spec_augment import SpecAugment
 from speakernet.features.frontend import FRONTEND_CONFIG_NAME, load_frontend, save_frontend
 from speakernet.training import checkpoint as ckpt
-from speakernet.training.finetune import apply_init, init_speakers, load_init
+from speakernet.training.finetune import apply_init, check_init_frontend, init_speakers, load_init
 from speakernet.training.distributed import DistributedContext, all_reduce_mean, barrier, cleanup, init_distributed
 from speakernet.utils.faults import fault_point
 from speakernet.utils.fileio import atomic_write, exclusive_lock
@@ -146,6 +146,7 @@ class Trainer:
         else:
             speakers = sorted(set(read_scp(Path(data_dir) / "utt2spk").values()), key=c_sort_key)
             if init is not None:
+                check_init_frontend(init, Path(data_dir))
                 speakers = init_speakers(init, speakers, init_head)
         spk2label = {spk: i for i, spk in enumerate(speakers)}
         self.dataset = FeatureCropDataset(
@@ -343,7 +344,11 @@ class Trainer:
         totals = self.log_totals
         interval_start, interval_frames = time.perf_counter(), 0
         stats: dict[str, float] = {}
+        freeze_steps = round(train_cfg["freeze_model_epochs"] * steps_per_epoch)
         for feats, labels in loader:
+            frozen = self.step < freeze_steps
+            # A frozen model runs as in evaluation (batch-norm statistics kept) and gets no update.
+            self.module.model.train(not frozen)
             margin = margin_at(self.config, self.epoch + self.batch_in_epoch / steps_per_epoch)
             if margin is not None and hasattr(self.module.head, "update_margin"):
                 self.module.head.update_margin(margin)
@@ -352,6 +357,9 @@ class Trainer:
                 loss, logits = self.ddp_module(feats, labels)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
+            if frozen:  # after backward, so every DDP rank still reduces the same gradients
+                for parameter in self.module.model.parameters():
+                    parameter.grad = None
             self.scaler.unscale_(self.optimizer)
             max_norm = train_cfg["grad_clip"] if train_cfg["grad_clip"] > 0 else float("inf")
             grad_norm = nn.utils.clip_grad_norm_(self.module.parameters(), max_norm)

@@ -100,3 +100,43 @@ def test_mismatches_are_named_errors(feature_dir: Path, pretrained: Path, tmp_pa
                        "--init", str(tmp_path / "missing.pt"), *ONE_EPOCH])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and "missing.pt is neither a checkpoint file nor an exp dir" in err[-1]
+
+
+def test_a_frozen_model_is_kept_exactly_while_its_new_head_learns(feature_dir: Path, pretrained: Path,
+                                                                  tmp_path: Path) -> None:
+    source = ckpt.load_checkpoint(ckpt.resolve_checkpoint(pretrained, "latest"))
+    new_head = [f"training.init_from={pretrained}", "training.init_head=false"]
+    frozen = Trainer(load_config(None, ONE_EPOCH + new_head + ["training.freeze_model_epochs=1"]), feature_dir,
+                     tmp_path / "frozen")
+    head_before = {k: v.clone() for k, v in frozen.module.head.state_dict().items()}
+    frozen.train()
+    tuned = ckpt.load_checkpoint(ckpt.resolve_checkpoint(tmp_path / "frozen", "latest"))
+    assert _same_weights(tuned["model"], source["model"])  # weights and batch-norm statistics
+    assert not _same_weights(tuned["head"], head_before)
+    half = Trainer(load_config(None, ONE_EPOCH + new_head + ["training.freeze_model_epochs=0.5"]), feature_dir,
+                   tmp_path / "half")
+    half.train()
+    assert not _same_weights(ckpt.load_checkpoint(ckpt.resolve_checkpoint(tmp_path / "half", "latest"))["model"],
+                             source["model"])
+
+
+def test_features_of_another_front_end_are_refused(feature_dir: Path, pretrained: Path, tmp_path: Path) -> None:
+    from speakernet.features.frontend import save_frontend
+    from speakernet.features.sb_fbank import SpeechBrainFbankConfig
+    from speakernet.features.fbank import FbankConfig
+    from speakernet.features.vad import VadConfig
+
+    save_frontend(pretrained, SpeechBrainFbankConfig(num_mel_bins=20), VadConfig())
+    save_frontend(feature_dir, FbankConfig(num_mel_bins=20), VadConfig())
+    with pytest.raises(ValueError, match=r"fbank.kind = 'kaldi', but the model was trained on 'speechbrain'.*"
+                                         r"make_features --frontend-from"):
+        Trainer(load_config(None, ONE_EPOCH + [f"training.init_from={pretrained}"]), feature_dir, tmp_path / "x")
+
+
+def test_a_conf_may_leave_out_the_model_arguments_it_keeps_at_their_defaults(feature_dir: Path, tmp_path: Path
+                                                                              ) -> None:
+    exp = tmp_path / "explicit"
+    train(load_config(None, ONE_EPOCH + ["model_args={channels: 16, embed_dim: 8, scale: 8}"]), feature_dir, exp)
+    implicit = Trainer(load_config(None, ONE_EPOCH + ["model_args={channels: 16, embed_dim: 8}",
+                                                      f"training.init_from={exp}"]), feature_dir, tmp_path / "ft")
+    assert implicit.step == 0

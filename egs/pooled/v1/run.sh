@@ -4,6 +4,8 @@
 # into train and test per corpus (speaker-disjoint), trials within and across corpora.
 #
 #   ./run.sh --librispeech-root DIR --speech-commands-root DIR --arabic-root DIR [--fsdd-root DIR]
+#   ./run.sh ... --pretrained exp/sb_ecapa --finetune-conf conf/ecapa_sb_finetune.yaml --finetune-tag ft \
+#       --data data_sb --exp exp/sb_ecapa_eval    # an imported model (import_model), then fine-tuned
 #
 # Stages: 0 data dirs (train, test, and unlabelled adapt speakers), then tools/sv_stages.sh: 1 fbank + VAD,
 # 2 training, 3 embeddings (untrained + trained), 4 cosine, 5 AS-norm, 6 QMF, 7 PLDA, 8 results, 9 report.
@@ -36,11 +38,14 @@ train_overrides=""          # config overrides key.sub=value, space-separated, e
 finetune_conf=""            # conf of a fine-tuning stage from the evaluated model (conf/*_lm.yaml: large margin)
 finetune_overrides=""       # config overrides of the fine-tuning training
 finetune_tag=lm             # name of the fine-tuned model: exp/<tag>, rows trained-<tag> (e.g. triplet)
+pretrained=""               # a model dir (import_model, or another exp) to evaluate and fine-tune instead of training
+                            # --conf's model; its features need their own --data dir (their front-end may differ)
 help_message=$(recipe_help "$recipe_dir/run.sh")
 . parse_options.sh
 check_stage_args "$@"
 check_install
-resolve_user_paths librispeech_root speech_commands_root arabic_root fsdd_root conf finetune_conf data exp feat_dir adapt_data
+resolve_user_paths librispeech_root speech_commands_root arabic_root fsdd_root conf finetune_conf data exp feat_dir adapt_data \
+  pretrained
 cd "$recipe_dir"
 feat_dir=${feat_dir:-$data/fbank}
 
@@ -64,4 +69,5 @@ sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" -
   --feat-dir "$feat_dir" --exp-dir "$exp" --train-overrides "$train_overrides" \
   --average-num "$average_num" --finetune-conf "$finetune_conf" \
   --finetune-overrides "$finetune_overrides" --finetune-tag "$finetune_tag" \
-  --backends "$backends" --top-n "$top_n" --adapt-data "$adapt_data" --p-targets "$p_targets"
+  --backends "$backends" --top-n "$top_n" --adapt-data "$adapt_data" --p-targets "$p_targets" \
+  --pretrained "$pretrained"
