@@ -45,9 +45,16 @@ class EmbeddingTrainingModel(nn.Module):
         super().__init__()
         self.model = model
         self.head = head
+        #: Run the model without gradients (a frozen model in one process: only the head learns, and the
+        #: model's backward pass is saved; under DDP every parameter must take part in each backward).
+        self.model_without_grad = False
 
     def forward(self, feats: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns ``(loss, margin-free logits)`` for ``feats [B, T, F]`` and ``labels [B]``."""
+        if self.model_without_grad:
+            with torch.no_grad():
+                embeddings = self.model(feats)
+            return self.head(embeddings, labels)
         return self.head(self.model(feats), labels)
 
 
@@ -349,6 +356,7 @@ class Trainer:
             frozen = self.step < freeze_steps
             # A frozen model runs as in evaluation (batch-norm statistics kept) and gets no update.
             self.module.model.train(not frozen)
+            self.module.model_without_grad = frozen and not self.context.is_distributed
             margin = margin_at(self.config, self.epoch + self.batch_in_epoch / steps_per_epoch)
             if margin is not None and hasattr(self.module.head, "update_margin"):
                 self.module.head.update_margin(margin)
