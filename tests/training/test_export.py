@@ -86,11 +86,18 @@ def test_an_export_that_differs_is_refused_and_removed(exported: dict[str, Path]
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from speakernet import export
 
-    monkeypatch.setattr(export, "_parity", lambda *args: 0.5)
+    monkeypatch.setattr(export, "_parity", lambda *args: (0.5, 2.0))
     with pytest.raises(ExportError, match=r"model\.torchscript: its embeddings differ from the PyTorch model's by up "
-                                          r"to 0\.5 \(tolerance 0\.0001\); the export was removed"):
+                                          r"to 0\.5 \(tolerance 0\.0001 x their scale 2\); the export was removed"):
         export_model(exported["exp"], tmp_path / "bad", formats=["torchscript"])
     assert not (tmp_path / "bad" / "model.torchscript").exists() and not (tmp_path / "bad" / "export.json").exists()
+    # the tolerance scales with the embeddings (SpeechBrain's ECAPA has values near 20)
+    monkeypatch.setattr(export, "_parity", lambda *args: (2.5e-3, 20.0))
+    with pytest.raises(ExportError, match="by up to 0.0025"):
+        export_model(exported["exp"], tmp_path / "bad", formats=["torchscript"])
+    monkeypatch.setattr(export, "_parity", lambda *args: (1.5e-4, 20.0))
+    assert export_model(exported["exp"], tmp_path / "ok", formats=["torchscript"])["formats"]["torchscript"][
+        "scale"] == 20.0
     with pytest.raises(ExportError, match="unknown export format"):
         export_model(exported["exp"], tmp_path / "bad", formats=["tflite"])
     (tmp_path / "model.onnx").write_bytes(b"not a graph")
