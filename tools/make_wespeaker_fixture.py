@@ -61,6 +61,11 @@ def tiny_resnet34() -> nn.Module:
                          pooling_func="TSTP", two_emb_layer=False)
 
 
+def tiny_resnet18_tap() -> nn.Module:
+    return resnet.ResNet(resnet.BasicBlock, [2, 2, 2, 2], m_channels=2, feat_dim=FEAT_DIM, embed_dim=EMBED_DIM,
+                         pooling_func="TAP", two_emb_layer=False)
+
+
 def tiny_resnet50_astp_two_emb() -> nn.Module:
     return resnet.ResNet(resnet.Bottleneck, [3, 4, 6, 3], m_channels=1, feat_dim=FEAT_DIM, embed_dim=EMBED_DIM,
                          pooling_func="ASTP", two_emb_layer=True)
@@ -93,6 +98,8 @@ def tiny_campplus() -> nn.Module:
 CASES = {
     "resnet34": (tiny_resnet34, {"model": "ResNet34", "model_args": {
         "feat_dim": FEAT_DIM, "embed_dim": EMBED_DIM, "pooling_func": "TSTP", "two_emb_layer": False}}),
+    "resnet18_tap": (tiny_resnet18_tap, {"model": "ResNet18", "model_args": {
+        "feat_dim": FEAT_DIM, "embed_dim": EMBED_DIM, "pooling_func": "TAP", "two_emb_layer": False}}),
     "resnet50_astp_two_emb": (tiny_resnet50_astp_two_emb, {"model": "ResNet50", "model_args": {
         "feat_dim": FEAT_DIM, "embed_dim": EMBED_DIM, "pooling_func": "ASTP", "two_emb_layer": True}}),
     "ecapa_glob_c512": (lambda: tiny_ecapa(True, "ASTP", False), {"model": "ECAPA_TDNN_GLOB_c512", "model_args": {

@@ -1,7 +1,7 @@
 """WeSpeaker's models imported: embeddings equal WeSpeaker's own (tests/fixtures/wespeaker_tiny.npz).
 
 The fixture was made once by ``tools/make_wespeaker_fixture.py`` with WeSpeaker's own model code (commit
-recorded in it): tiny ResNet34, ResNet50 (ASTP, two embedding layers), ECAPA_TDNN_GLOB_c512,
+recorded in it): tiny ResNet34, ResNet18 (TAP), ResNet50 (ASTP, two embedding layers), ECAPA_TDNN_GLOB_c512,
 ECAPA_TDNN_c1024 (TSTP, emb_bn) and CAMPPlus, each a ``state_dict`` under WeSpeaker's key names with
 its training head, and WeSpeaker's embeddings of two feature batches. Each test writes the state
 as ``avg_model.pt`` beside a ``config.yaml`` in WeSpeaker's format and imports that dir.
@@ -26,7 +26,7 @@ from speakernet.importing import import_model, read_import_info
 from speakernet.inference import SpeakerEmbedder
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "wespeaker_tiny.npz"
-CASES = ("resnet34", "resnet50_astp_two_emb", "ecapa_glob_c512", "ecapa_c1024_tstp_emb_bn", "campplus")
+CASES = ("resnet34", "resnet18_tap", "resnet50_astp_two_emb", "ecapa_glob_c512", "ecapa_c1024_tstp_emb_bn", "campplus")
 #: The bar: max abs difference to WeSpeaker's embeddings (float32 rounding; the embeddings are about 0.3).
 MAX_ABS_DIFF = 1e-5
 
