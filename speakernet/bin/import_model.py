@@ -1,7 +1,16 @@
 """Stage: import another toolkit's pretrained model as a speakernet model dir.
 
     python -m speakernet.bin.import_model --format speechbrain --source spkrec-ecapa-voxceleb --out-dir exp/sb_ecapa
+    python -m speakernet.bin.import_model --format wespeaker --source voxceleb_resnet34 --out-dir exp/ws_resnet34
+    python -m speakernet.bin.import_model --format wespeaker --source avg_model.pt --option model=CAMPPlus --out-dir D
     speakernet compare --exp-dir exp/sb_ecapa --threshold 0.25 a.wav b.wav
+
+Formats:
+  speechbrain  SpeechBrain's ECAPA-TDNN: a dir with embedding_model.ckpt (and hyperparams.yaml), or the
+               file; option dilations.
+  wespeaker    WeSpeaker's ResNet18..293, ECAPA_TDNN[_GLOB]_c512/c1024 and CAMPPlus: a model dir with
+               avg_model.pt and config.yaml, or avg_model.pt; options model, model_args, fbank_args
+               (WeSpeaker's names, over the config's). Its training head (projection) is dropped.
 
 The model dir is laid out like an exp dir (config.yaml, checkpoints/, frontend.json, and import.json
 with the source files' sha256), so extraction, the back-ends, fine-tuning (training.init_from),
@@ -37,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", required=True, help="its model dir or checkpoint file")
     parser.add_argument("--out-dir", required=True, help="the speakernet model dir to write")
     parser.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
-                        help="a converter option, value in YAML (e.g. dilations=[1,2,3,4,1]); repeatable")
+                        help="a converter option, value in YAML (e.g. dilations=[1,2,3,4,1], model=ResNet34); "
+                             "repeatable")
     args = parser.parse_args(argv)
     setup_logging()
 

@@ -11,9 +11,10 @@ Checkpoints are read with ``torch.load(..., weights_only=True)``: a file from el
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -54,8 +55,12 @@ class ImportedModel:
 CONVERTERS: Registry[ImportedModel] = Registry("checkpoint format")
 
 
-def load_weights(path: Path) -> dict[str, torch.Tensor]:
+def load_weights(path: Path, nested: Sequence[str] = ()) -> dict[str, torch.Tensor]:
     """A checkpoint's table of tensors, read without running code.
+
+    Args:
+        path: The checkpoint file.
+        nested: Keys under which a checkpoint may hold the table instead (e.g. ``state_dict``); the first present wins.
 
     Raises:
         ConversionError: naming the file, if it is not a torch checkpoint holding a table of tensors.
@@ -65,6 +70,8 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     except Exception as error:  # torch raises many kinds (pickle, zip, EOF) for a foreign file
         raise ConversionError(f"{path}: not a readable torch checkpoint ({' '.join(str(error).split())[:200]})") \
             from None
+    if isinstance(state, Mapping):
+        state = next((state[key] for key in nested if isinstance(state.get(key), Mapping)), state)
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ConversionError(f"{path}: expected a table of named tensors (a state_dict), got {type(state).__name__}")
     return dict(state)
@@ -84,6 +91,19 @@ def rename_weights(state: Mapping[str, torch.Tensor], rename: Callable[[str], st
             raise ConversionError(f"{path}: unexpected parameter '{key}' (not part of the model this converter reads)")
         renamed[new] = value
     return renamed
+
+
+#: A renaming rule: a key matching the pattern becomes what the function makes of the match.
+RenameRule = tuple[re.Pattern[str], Callable[[re.Match[str]], str]]
+
+
+def apply_rules(rules: Sequence[RenameRule], key: str) -> str | None:
+    """The new name of ``key`` by the first rule whose pattern matches it, or None if none does."""
+    for pattern, replace in rules:
+        match = pattern.match(key)
+        if match:
+            return replace(match)
+    return None
 
 
 def check_fits(model: torch.nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:
@@ -110,4 +130,4 @@ def converter_names() -> list[str]:
     return CONVERTERS.names()
 
 
-from speakernet.convert import speechbrain  # noqa: E402,F401  (registers its converter)
+from speakernet.convert import speechbrain, wespeaker  # noqa: E402,F401  (register their converters)

@@ -19,7 +19,8 @@ from typing import Any, Mapping
 import torch
 import yaml
 
-from speakernet.convert import CONVERTERS, ConversionError, ImportedModel, check_fits, load_weights, rename_weights
+from speakernet.convert import (CONVERTERS, ConversionError, ImportedModel, apply_rules, check_fits, load_weights,
+                                rename_weights)
 from speakernet.features.sb_fbank import SpeechBrainFbankConfig
 
 logger = logging.getLogger(__name__)
@@ -49,11 +50,8 @@ _RULES = [
 
 
 def _rename(key: str) -> str | None:
-    for pattern, replace in _RULES:
-        match = pattern.match(key)
-        if match:
-            return re.sub(r"\.norm\.", ".bn.", replace(match))
-    return None
+    renamed = apply_rules(_RULES, key)
+    return None if renamed is None else re.sub(r"\.norm\.", ".bn.", renamed)
 
 
 class _TaggedLoader(yaml.SafeLoader):

@@ -10,6 +10,12 @@ variance floor (1e-10) underflows in float16 and ``sqrt(0)`` has an infinite gra
 Variances are population variances (divide by T), so a single frame gives std = sqrt(floor)
 instead of NaN, and are computed around the mean (two passes) rather than as E[x^2] - E[x]^2,
 which cancels catastrophically in float32 for large, nearly constant channels.
+
+WeSpeaker's poolings compute the utterance statistics differently: the unbiased variance
+(divide by T - 1) plus 1e-7 under the square root, and a floor of 1e-7 on the attentive
+variance. ``TSTP`` and ``ASTP`` take that as options (``unbiased``, ``variance_eps``,
+``variance_floor``; :data:`WESPEAKER_STATS` holds WeSpeaker's values), so that imported
+WeSpeaker models give WeSpeaker's embeddings; the defaults are speakernet's own.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ POOLINGS: Registry[nn.Module] = Registry("pooling")
 VARIANCE_FLOOR = 1e-10
 """Variances are clamped to at least this before the square root (keeps gradients finite)."""
 
+WESPEAKER_STATS: dict[str, Any] = {"unbiased": True, "variance_eps": 1e-7, "variance_floor": 1e-7}
+"""``pooling_args`` of ``TSTP`` and ``ASTP`` that compute the statistics as WeSpeaker does."""
+
 
 def _check_input(x: torch.Tensor, channels: int | None = None) -> None:
     if x.dim() != 3:
@@ -35,6 +44,25 @@ def _check_input(x: torch.Tensor, channels: int | None = None) -> None:
         raise ValueError("pooling needs at least one frame (got time dimension 0)")
     if channels is not None and x.shape[1] != channels:
         raise ValueError(f"pooling built for {channels} channels got input with {x.shape[1]}")
+
+
+def _check_stats_options(variance_eps: float, variance_floor: float) -> None:
+    if variance_eps < 0 or variance_floor <= 0:
+        raise ValueError(f"variance_eps must be >= 0 and variance_floor > 0, got {variance_eps} and {variance_floor}")
+
+
+def utterance_variance(x: torch.Tensor, mean: torch.Tensor, unbiased: bool) -> torch.Tensor:
+    """The per-channel variance over time of ``x [B, C, T]`` around ``mean [B, C, 1]``, as ``[B, C, 1]``.
+
+    With ``unbiased`` the sum of squares is divided by ``T - 1`` (by 1 for a single frame, where the
+    unbiased variance is undefined), else by ``T``.
+    """
+    squares = (x - mean).pow(2)
+    if not unbiased:
+        return squares.mean(dim=2, keepdim=True)
+    sums = squares.sum(dim=2, keepdim=True)
+    # a tensor divisor, so that a dynamic frame count exports without a guard on it
+    return sums / (torch.ones_like(sums) * (x.shape[2] - 1)).clamp(min=1.0)
 
 
 def build_pooling(name: str, in_dim: int, args: Mapping[str, Any] | None = None) -> nn.Module:
@@ -89,16 +117,27 @@ class TemporalAveragePool(nn.Module):
 class TemporalStatsPool(nn.Module):
     """Temporal statistics pooling (TSTP): per-channel mean and standard deviation over time.
 
-    The x-vector pooling, used by ResNet and TDNN speaker models.
+    The x-vector pooling, used by ResNet and TDNN speaker models. The std is
+    ``sqrt(max(var + variance_eps, variance_floor))``.
 
     Args:
         in_dim: Number of channels C (only to report ``out_dim``; any C is accepted if omitted).
+        unbiased: Divide the sum of squares by T - 1 (WeSpeaker) instead of T.
+        variance_eps: Added to the variance before the square root (1e-7 in WeSpeaker).
+        variance_floor: Least variance before the square root.
+
+    Raises:
+        ValueError: if ``variance_eps`` is negative or ``variance_floor`` not positive.
     """
 
-    def __init__(self, in_dim: int | None = None):
+    def __init__(self, in_dim: int | None = None, unbiased: bool = False, variance_eps: float = 0.0,
+                 variance_floor: float = VARIANCE_FLOOR):
         super().__init__()
+        _check_stats_options(variance_eps, variance_floor)
         self.in_dim = in_dim
-        self.variance_floor = VARIANCE_FLOOR
+        self.unbiased = unbiased
+        self.variance_eps = float(variance_eps)
+        self.variance_floor = float(variance_floor)
 
     @property
     def out_dim(self) -> int:
@@ -121,10 +160,10 @@ class TemporalStatsPool(nn.Module):
         """
         _check_input(x, self.in_dim)
         x = x.to(torch.promote_types(x.dtype, torch.float32))
-        mean = x.mean(dim=2)
-        var = (x - mean.unsqueeze(2)).pow(2).mean(dim=2)
-        std = torch.sqrt(var.clamp(min=self.variance_floor))
-        return torch.cat([mean, std], dim=1)
+        mean = x.mean(dim=2, keepdim=True)
+        var = utterance_variance(x, mean, self.unbiased)
+        std = torch.sqrt((var + self.variance_eps).clamp(min=self.variance_floor))
+        return torch.cat([mean.squeeze(2), std.squeeze(2)], dim=1)
 
 
 @POOLINGS.register("ASTP")
@@ -144,19 +183,30 @@ class AttentiveStatsPool(nn.Module):
         in_dim: Number of channels C of the frames.
         bottleneck_dim: Width of the attention's hidden layer.
         global_context: Whether the attention also sees the utterance mean and std.
+        unbiased: The global context's std divides by T - 1 (WeSpeaker) instead of T.
+        variance_eps: Added to the global context's variance before the square root (1e-7 in
+            WeSpeaker); the weighted variance gets only the floor.
+        variance_floor: Least variance before every square root (1e-7 in WeSpeaker).
+
+    Raises:
+        ValueError: if a size is not positive, ``variance_eps`` is negative or ``variance_floor`` not positive.
     """
 
     # TorchScript needs the type of an attribute that forward assigns; a plain annotation would be
     # a string under ``from __future__ import annotations``, which TorchScript cannot resolve.
     __annotations__ = {"last_attention": Optional[torch.Tensor]}
 
-    def __init__(self, in_dim: int, bottleneck_dim: int = 128, global_context: bool = True):
+    def __init__(self, in_dim: int, bottleneck_dim: int = 128, global_context: bool = True, unbiased: bool = False,
+                 variance_eps: float = 0.0, variance_floor: float = VARIANCE_FLOOR):
         super().__init__()
         if in_dim < 1 or bottleneck_dim < 1:
             raise ValueError(f"in_dim ({in_dim}) and bottleneck_dim ({bottleneck_dim}) must be positive")
+        _check_stats_options(variance_eps, variance_floor)
         self.in_dim = in_dim
         self.global_context = global_context
-        self.variance_floor = VARIANCE_FLOOR
+        self.unbiased = unbiased
+        self.variance_eps = float(variance_eps)
+        self.variance_floor = float(variance_floor)
         # 1x1 convolutions act as per-frame linear layers without transposing [B, C, T].
         self.attention_hidden = nn.Conv1d(in_dim * 3 if global_context else in_dim, bottleneck_dim, kernel_size=1)
         self.attention_out = nn.Conv1d(bottleneck_dim, in_dim, kernel_size=1)
@@ -185,8 +235,8 @@ class AttentiveStatsPool(nn.Module):
         if self.global_context:
             frames = x.shape[2]
             mean = x.mean(dim=2, keepdim=True)
-            var = (x - mean).pow(2).mean(dim=2, keepdim=True)
-            std = torch.sqrt(var.clamp(min=self.variance_floor))
+            var = utterance_variance(x, mean, self.unbiased)
+            std = torch.sqrt((var + self.variance_eps).clamp(min=self.variance_floor))
             attention_in = torch.cat([x, mean.expand(-1, -1, frames), std.expand(-1, -1, frames)], dim=1)
         else:
             attention_in = x

@@ -177,3 +177,41 @@ def test_ecapa_fills_in_its_attentive_pooling_args() -> None:
     default = ECAPA_TDNN(channels=16, embed_dim=8, attention_bottleneck=5, global_context=False)
     assert isinstance(default.pooling, AttentiveStatsPool) and not default.pooling.global_context
     assert default.pooling.attention_hidden.out_channels == 5
+
+
+def test_wespeaker_statistics_options() -> None:
+    """WESPEAKER_STATS: std = sqrt(unbiased var + 1e-7); the attentive variance is floored at 1e-7."""
+    from speakernet.models.pooling import WESPEAKER_STATS
+
+    torch.manual_seed(3)
+    frames = torch.randn(2, 5, 13, dtype=torch.float64)
+    frames[0, 1] = 0.25  # a constant channel: its std is sqrt(1e-7), not the default floor's sqrt(1e-10)
+    pooled = TemporalStatsPool(5, **WESPEAKER_STATS)(frames)
+    torch.testing.assert_close(pooled[:, :5], frames.mean(dim=2))
+    torch.testing.assert_close(pooled[:, 5:], torch.sqrt(frames.var(dim=2, unbiased=True) + 1e-7))
+    assert TemporalStatsPool(5)(frames)[0, 6] == pytest.approx(VARIANCE_FLOOR**0.5)
+    single = TemporalStatsPool(5, **WESPEAKER_STATS)(frames[:, :, :1])  # T - 1 = 0 divides by 1: finite
+    torch.testing.assert_close(single[:, 5:], torch.full((2, 5), 1e-7**0.5, dtype=torch.float64))
+
+    pool = AttentiveStatsPool(5, bottleneck_dim=3, **WESPEAKER_STATS).double()
+    hidden_in = torch.cat([frames, frames.mean(dim=2, keepdim=True).expand(-1, -1, 13),
+                           torch.sqrt(frames.var(dim=2, keepdim=True) + 1e-7).expand(-1, -1, 13)], dim=1)
+    alpha = torch.softmax(pool.attention_out(torch.tanh(pool.attention_hidden(hidden_in))), dim=2)
+    mean = (alpha * frames).sum(dim=2)
+    std = torch.sqrt(((alpha * frames**2).sum(dim=2) - mean**2).clamp(min=1e-7))
+    torch.testing.assert_close(pool(frames), torch.cat([mean, std], dim=1))
+    with pytest.raises(ValueError, match="variance_floor > 0"):
+        TemporalStatsPool(5, variance_floor=0.0)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_wespeaker_statistics_script_and_export_with_a_dynamic_frame_count() -> None:
+    from speakernet.models.pooling import WESPEAKER_STATS
+
+    pool = AttentiveStatsPool(in_dim=4, bottleneck_dim=2, **WESPEAKER_STATS).eval()
+    frames = torch.randn(2, 4, 9)
+    torch.testing.assert_close(torch.jit.script(pool)(frames), pool(frames))
+    stats = TemporalStatsPool(4, **WESPEAKER_STATS)
+    exported = torch.export.export(stats, (frames,), dynamic_shapes=({2: torch.export.Dim.DYNAMIC},))
+    longer = torch.randn(2, 4, 31)
+    torch.testing.assert_close(exported.module()(longer), stats(longer))
