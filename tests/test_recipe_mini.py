@@ -158,6 +158,32 @@ def test_finetuning_stage_adds_its_own_model_and_rows(recipe: dict[str, Path], t
     assert (exp / "threshold").read_bytes() == (recipe["exp"] / "threshold").read_bytes()
 
 
+def test_a_pretrained_model_is_evaluated_and_fine_tuned_without_a_training(recipe: dict[str, Path],
+                                                                           tmp_path: Path) -> None:
+    """--pretrained: another model dir (here the recipe's own trained model) scored as it is, then fine-tuned."""
+    before = {path: path.stat().st_mtime_ns for path in recipe["exp"].rglob("*")}
+    exp = tmp_path / "eval"
+    finetune = TRAIN_OVERRIDES.replace("training.epochs=2", "training.epochs=1")
+    result = _run(str(RUN), "--corpus", str(recipe["corpus"]), "--exp", str(exp), "--corpus-opts", CORPUS_OPTS,
+                  "--stage", "1", "--stop-stage", "8", "--backends", "cosine", "--pretrained", str(recipe["exp"]),
+                  "--finetune-conf", "conf/ecapa_mini_lm.yaml", "--finetune-overrides", finetune)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert f"no training: evaluating the pretrained model of {recipe['exp']}" in result.stderr
+    rows = [line.split()[0] for line in (exp / "results").read_text().splitlines()[1:]]
+    assert rows == ["untrained:cosine:trials", "pretrained:cosine:trials", "trained-lm:cosine:trials"]
+    # the same model, data and back-end as the recipe's own rows: the same scores, byte for byte
+    for mine, theirs in (("init", "init"), ("latest", "latest")):
+        assert (exp / "scores" / mine / "cosine" / "trials.score").read_bytes() == (
+            recipe["exp"] / "scores" / theirs / "cosine" / "trials.score").read_bytes()
+    source = (recipe["exp"] / "checkpoints" / "latest").read_text().strip()
+    assert f"init_from: {recipe['exp']}/checkpoints/{source}" in (exp / "lm" / "config.yaml").read_text()
+    # the pretrained model dir is read, never written
+    assert {path: path.stat().st_mtime_ns for path in recipe["exp"].rglob("*")} == before
+    result = _run(str(RUN), "--corpus", str(recipe["corpus"]), "--exp", str(tmp_path / "bad"), "--stage", "1",
+                  "--pretrained", str(tmp_path))
+    assert result.returncode == 1 and "is not a model dir (config.yaml, checkpoints/latest)" in result.stderr
+
+
 def test_cli_embed_and_compare(recipe: dict[str, Path], tmp_path: Path) -> None:
     wavs = sorted((recipe["corpus"] / "wav").glob("te*/*.wav"))
     same = [w for w in wavs if w.parent == wavs[0].parent]

@@ -35,11 +35,13 @@ train_overrides=""          # config overrides key.sub=value, space-separated, e
 finetune_conf=""            # conf of a fine-tuning stage from the evaluated model (conf/*_lm.yaml: large margin)
 finetune_overrides=""       # config overrides of the fine-tuning training
 finetune_tag=lm             # name of the fine-tuned model: exp/<tag>, rows trained-<tag> (e.g. triplet)
+pretrained=""               # a model dir (import_model, or another exp) to evaluate and fine-tune instead of training
+                            # --conf's model; its features need their own data dir when their front-end differs
 help_message=$(recipe_help "$recipe_dir/run.sh")
 . parse_options.sh
 check_stage_args "$@"
 check_install
-resolve_user_paths vox1_root vox2_root trial_lists_dir conf finetune_conf data exp feat_dir adapt_data
+resolve_user_paths vox1_root vox2_root trial_lists_dir conf finetune_conf data exp feat_dir adapt_data pretrained
 cd "$recipe_dir"
 feat_dir=${feat_dir:-$data/fbank}
 
@@ -73,5 +75,5 @@ sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" -
   --conf "$conf" --train-data "$data/vox2_dev" --test-data "$data/vox1_all" --trials "$trials" \
   --feat-dir "$feat_dir" --exp-dir "$exp" --train-overrides "$train_overrides" \
   --average-num "$average_num" --finetune-conf "$finetune_conf" \
-  --finetune-overrides "$finetune_overrides" --finetune-tag "$finetune_tag" \
+  --finetune-overrides "$finetune_overrides" --finetune-tag "$finetune_tag" --pretrained "$pretrained" \
   --backends "$backends" --top-n "$top_n" --adapt-data "$adapt_data" --p-targets "$p_targets"
