@@ -61,7 +61,8 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   [ ! -d "$data/adapt" ] || python -m speakernet.bin.validate_data_dir "$data/adapt"
 fi
 
-trials=$(ls "$data"/test/trials "$data"/test/trials_* 2>/dev/null | tr '\n' ' ')
+trials=$(for list in "$data"/test/trials "$data"/test/trials_*; do [ ! -f "$list" ] || printf '%s ' "$list"; done)
+[ -n "$trials" ] || { echo "$0: no trial list in $data/test (trials, trials_*): run stage 0" >&2; exit 1; }
 # The held-out speakers prepared as unlabelled in-domain data give the *-adapt rows.
 [ -n "$adapt_data" ] || [ ! -f "$data/adapt/utt2spk" ] || adapt_data=$data/adapt
 sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" --nj "$nj" --nproc "$nproc" \
