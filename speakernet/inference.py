@@ -10,7 +10,7 @@ from typing import Any, Sequence, Union
 import numpy as np
 import torch
 
-from speakernet.backend.extract import MAX_FULL_FRAMES, forward_windows, full_windows, prepare_features
+from speakernet.backend.extract import MAX_FULL_FRAMES, embed_long, full_windows, prepare_features
 from speakernet.backend.embeddings import read_vector
 from speakernet.data.audio import load_audio, resample
 from speakernet.features.fbank import FbankConfig, compute_fbank_and_energy
@@ -126,6 +126,7 @@ class SpeakerEmbedder:
         """
         waveform, name = self._waveform(audio, sample_rate)
         fbank, energy = compute_fbank_and_energy(waveform, self.fbank_config)
+        del waveform  # a long recording's samples are not needed past here
         if len(fbank) == 0:
             raise ValueError(f"{name}: too short for one {self.fbank_config.frame_length_ms:g} ms frame")
         vad = compute_vad(energy, **self.vad_config.to_dict()) if self.use_vad else None
@@ -135,9 +136,12 @@ class SpeakerEmbedder:
             logger.warning("%s: energy VAD finds no speech (silence?); using all %d frames", name, len(fbank))
         elif voiced < MIN_RELIABLE_FRAMES:
             logger.warning("%s: only %.2f s of speech; embeddings of so little audio are unreliable", name, speech)
-        windows = torch.from_numpy(full_windows(prepare_features(fbank, vad, min_frames=50), self.max_frames))
-        embeddings = forward_windows(self.model, windows, len(windows) > 1, self.max_frames)
-        return embeddings.mean(axis=0), speech
+        prepared = prepare_features(fbank, vad, min_frames=50, overwrite=True)  # the fbank is ours
+        del fbank
+        # Views of the features, a chunk per pass; any chunking is logged (how many windows) with a progress bar.
+        embedding = embed_long(self.model, full_windows(prepared, self.max_frames), name, self.max_frames,
+                               announce_from=2)
+        return embedding, speech
 
     def compare(self, audio_a: Audio, audio_b: Audio, mean: np.ndarray | None = None,
                 sample_rate: int | None = None) -> float:

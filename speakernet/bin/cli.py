@@ -100,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "enroll" and bool(args.audio) == args.remove:
         parser.error("enroll takes recordings of the speaker, or --remove without recordings")
     setup_logging(logging.WARNING)
+    # A long recording's windows are worth telling: how many, and progress while they run.
+    logging.getLogger("speakernet.backend.extract").setLevel(logging.INFO)
 
     import numpy as np
 

@@ -132,6 +132,28 @@ def test_python_api_takes_files_waveforms_and_lists(exported: dict[str, Path], t
             model.embed(bad, sample_rate=None if bad is samples else 16000)
 
 
+def test_a_long_recording_is_embedded_in_windows_it_names(exported: dict[str, Path],
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from speakernet.backend.extract import full_windows, prepare_features
+    from speakernet.features.fbank import compute_fbank_and_energy
+    from speakernet.features.vad import compute_vad
+
+    model = SpeakerEmbedder(exported["exp"])
+    model.max_frames = 120  # a 6 s recording stands in for an hour at 6000 frames
+    waveform = _voice(6.0, 16000, 200)
+    with caplog.at_level(logging.INFO, logger="speakernet.backend.extract"):
+        embedding = model.embed(waveform, sample_rate=16000)
+    fbank, energy = compute_fbank_and_energy(waveform, model.fbank_config)
+    prepared = prepare_features(fbank, compute_vad(energy, **model.vad_config.to_dict()), 50)
+    windows = full_windows(prepared, 120)
+    assert len(windows) > 2 and f"embedding {len(windows)} windows of {len(windows[0])} frames" in caplog.text
+    with torch.inference_mode():  # one window per pass, averaged: exactly
+        expected = np.mean([model.model(torch.from_numpy(w.copy())[None])[0].numpy() for w in windows], axis=0)
+    np.testing.assert_array_equal(embedding, expected)
+
+
 def test_verify_scores_like_compare_at_the_model_dirs_threshold(exported: dict[str, Path], tmp_path: Path) -> None:
     import speakernet
 
