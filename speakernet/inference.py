@@ -261,11 +261,7 @@ def decide(score: float, speech: dict[str, float], calibration: ScoreCalibration
             raise ValueError("a threshold for a false-accept rate needs the model dir's calibration")
         chosen = calibration.far_threshold(far)
         threshold = chosen.threshold
-        source = (f"threshold {threshold:.5f} for FAR {far:g} from {chosen.num_nontargets} non-target calibration "
-                  f"trials in {calibration.trials}")
-        if not chosen.reliable:
-            source += (f" (only {far * chosen.num_nontargets:.1f} false accepts expected among them: a rough "
-                       "estimate)")
+        source = chosen.source(calibration.trials)
         extra = {"far": far, "false_accepts": chosen.false_accepts, "num_nontargets": chosen.num_nontargets,
                  "far_reliable": chosen.reliable}
     elif default_threshold is not None:

@@ -137,6 +137,14 @@ class FarThreshold:
         """Whether enough false accepts stand behind the threshold (:data:`RELIABLE_ERRORS`)."""
         return self.far * self.num_nontargets >= RELIABLE_ERRORS
 
+    def source(self, trials: str) -> str:
+        """Where the threshold came from, for a verdict: FAR, how many non-targets of which trial list."""
+        text = (f"threshold {self.threshold:.5f} for FAR {self.far:g} from {self.num_nontargets} non-target "
+                f"calibration trials in {trials}")
+        if not self.reliable:
+            text += f" (only {self.far * self.num_nontargets:.1f} false accepts expected among them: a rough estimate)"
+        return text
+
 
 @dataclass(frozen=True)
 class ScoreCalibration:

@@ -63,8 +63,7 @@ def _store_command(args: argparse.Namespace, embedder: Any) -> None:
     if threshold is None and args.far is not None:
         chosen = calibration.far_threshold(args.far)
         threshold = chosen.threshold
-        source = (f"FAR {args.far:g} per comparison from {chosen.num_nontargets} non-target calibration trials in "
-                  f"{calibration.trials}")
+        source = chosen.source(calibration.trials) + " (per comparison: about K times that for K speakers)"
     elif threshold is None:
         threshold, source = embedder.threshold, embedder.threshold_source
     if threshold is None:

@@ -315,8 +315,8 @@ def test_cli_identify_ranks_with_calibrated_scores_and_a_far_threshold(
                      "--far", "0.01", "--prior", "0.2", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     threshold = calibration.far_threshold(0.01).threshold
-    assert result["threshold"] == threshold and "FAR 0.01 per comparison from 3000 non-target" in \
-        result["threshold_source"]
+    assert result["threshold"] == threshold and "for FAR 0.01 from 3000 non-target calibration trials" in \
+        result["threshold_source"] and "about K times that for K speakers" in result["threshold_source"]
     for entry in result["ranking"]:
         assert entry["llr"] == pytest.approx(calibration.llr(entry["score"]))
         assert entry["probability"] == pytest.approx(calibration.probability(entry["score"], 0.2))
