@@ -7,6 +7,8 @@ An export dir is a self-contained model dir for inference without the training c
     D/frontend.json       the fbank + VAD options of the training features (features.frontend)
     D/export.json         where it came from and the measured parity of each format
     D/mean.vec, D/threshold   copied from the exp dir when the recipe wrote them (the CLI uses them)
+    D/cosine_calibration.json the exp dir's score calibration (speakernet verify), when it is the
+                          exported checkpoint's (backend.score_calibration)
 
 :class:`speakernet.inference.SpeakerEmbedder` and the ``speakernet`` CLI take an export dir like an
 exp dir (``--exp-dir D``) and run the ONNX graph with onnxruntime.
@@ -212,9 +214,25 @@ def export_model(exp_dir: PathLike, out_dir: PathLike, checkpoint: str = "latest
     for name in ("mean.vec", "threshold"):
         if (exp_dir / name).is_file():
             shutil.copyfile(exp_dir / name, out_dir / name)
+    _copy_calibration(exp_dir, out_dir, source)
     with atomic_write(out_dir / EXPORT_INFO_NAME) as handle:
         json.dump(info, handle, indent=2)
     return info
+
+
+def _copy_calibration(exp_dir: Path, out_dir: Path, source: Path) -> None:
+    """Copies the exp dir's score calibration when it was fitted on the exported checkpoint's embeddings."""
+    from speakernet.backend.score_calibration import CALIBRATION_NAME, ScoreCalibration
+    from speakernet.backend.speaker_store import model_id
+
+    path = exp_dir / CALIBRATION_NAME
+    if not path.is_file():
+        return
+    recorded = ScoreCalibration.load(path).provenance.get("model_sha256")
+    if recorded is not None and recorded != model_id(source):
+        logger.warning("%s is not copied into the export: it calibrates another checkpoint than %s", path, source)
+        return
+    shutil.copyfile(path, out_dir / CALIBRATION_NAME)
 
 
 def read_export_info(model_dir: PathLike) -> dict[str, Any] | None:

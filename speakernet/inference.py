@@ -10,8 +10,11 @@ from typing import Any, Sequence, Union
 import numpy as np
 import torch
 
-from speakernet.backend.extract import MAX_FULL_FRAMES, forward_windows, full_windows, prepare_features
+from speakernet.backend.extract import MAX_FULL_FRAMES, embed_long, full_windows, prepare_features
 from speakernet.backend.embeddings import read_vector
+from speakernet.utils.fileio import file_sha256
+from speakernet.backend.score_calibration import CALIBRATION_NAME, CalibrationError, ScoreCalibration
+from speakernet.backend.speaker_store import model_id
 from speakernet.data.audio import load_audio, resample
 from speakernet.features.fbank import FbankConfig
 from speakernet.features.frontend import compute_features_and_energy, load_frontend
@@ -81,7 +84,41 @@ class SpeakerEmbedder:
         #: The training-set mean the recipe's scoring subtracted, and its EER threshold (None when the
         #: recipe did not write them); :meth:`verify` uses both.
         self.mean = read_vector(mean_path) if mean_path.is_file() else None
-        self.threshold = float(threshold_path.read_text().split()[0]) if threshold_path.is_file() else None
+        threshold_record = threshold_path.read_text().split(maxsplit=1) if threshold_path.is_file() else None
+        self.threshold = float(threshold_record[0]) if threshold_record else None
+        #: Where :attr:`threshold` came from, for verdicts that say so.
+        self.threshold_source = (f"{threshold_record[1].strip() if len(threshold_record) > 1 else 'threshold'} "
+                                 f"({threshold_path})" if threshold_record else None)
+        self._calibration: ScoreCalibration | None = None
+        self._exported = info is not None
+
+    @property
+    def has_calibration(self) -> bool:
+        """Whether the model dir holds a score calibration (:mod:`speakernet.backend.score_calibration`)."""
+        return (self.model_dir / CALIBRATION_NAME).is_file()
+
+    @property
+    def calibration(self) -> ScoreCalibration:
+        """The model dir's score calibration, checked against its mean and (in an exp dir) checkpoint.
+
+        Raises:
+            CalibrationError: when there is none (naming the stage that makes it), or it was
+                fitted with another mean vector or checkpoint than this model's.
+        """
+        if self._calibration is None:
+            path = self.model_dir / CALIBRATION_NAME
+            calibration = ScoreCalibration.load(path)
+            recorded_mean = calibration.provenance.get("mean_sha256")
+            mean_path = self.model_dir / "mean.vec"
+            if recorded_mean and (not mean_path.is_file() or file_sha256(mean_path) != recorded_mean):
+                raise CalibrationError(f"{path} was fitted with another mean vector than {mean_path}: re-run the "
+                                       "calibration stage for this model dir")
+            recorded_model = calibration.provenance.get("model_sha256")
+            if recorded_model and not self._exported and model_id(self.model_file) != recorded_model:
+                raise CalibrationError(f"{path} was fitted on the embeddings of another checkpoint than "
+                                       f"{self.model_file}: it calibrates the model the recipe evaluated last")
+            self._calibration = calibration
+        return self._calibration
 
     def _waveform(self, audio: Audio, sample_rate: int | None) -> tuple[np.ndarray, str]:
         """A mono float32 waveform at the front-end's rate, and a name for messages."""
@@ -126,6 +163,7 @@ class SpeakerEmbedder:
         """
         waveform, name = self._waveform(audio, sample_rate)
         fbank, energy = compute_features_and_energy(waveform, self.fbank_config)
+        del waveform  # a long recording's samples are not needed past here
         if len(fbank) == 0:
             raise ValueError(f"{name}: too short for one {self.fbank_config.frame_length_ms:g} ms frame")
         vad = compute_vad(energy, **self.vad_config.to_dict()) if self.use_vad else None
@@ -135,9 +173,12 @@ class SpeakerEmbedder:
             logger.warning("%s: energy VAD finds no speech (silence?); using all %d frames", name, len(fbank))
         elif voiced < MIN_RELIABLE_FRAMES:
             logger.warning("%s: only %.2f s of speech; embeddings of so little audio are unreliable", name, speech)
-        windows = torch.from_numpy(full_windows(prepare_features(fbank, vad, min_frames=50), self.max_frames))
-        embeddings = forward_windows(self.model, windows, len(windows) > 1, self.max_frames)
-        return embeddings.mean(axis=0), speech
+        prepared = prepare_features(fbank, vad, min_frames=50, overwrite=True)  # the fbank is ours
+        del fbank
+        # Views of the features, a chunk per pass; any chunking is logged (how many windows) with a progress bar.
+        embedding = embed_long(self.model, full_windows(prepared, self.max_frames), name, self.max_frames,
+                               announce_from=2)
+        return embedding, speech
 
     def compare(self, audio_a: Audio, audio_b: Audio, mean: np.ndarray | None = None,
                 sample_rate: int | None = None) -> float:
@@ -155,21 +196,88 @@ class SpeakerEmbedder:
         return score, {_name(audio_a, "first"): speech_a, _name(audio_b, "second"): speech_b}
 
     def verify(self, audio_a: Audio, audio_b: Audio, threshold: float | None = None,
-               sample_rate: int | None = None) -> dict[str, Any]:
+               sample_rate: int | None = None, far: float | None = None, prior: float | None = None) -> dict[str, Any]:
         """Same speaker or not, scored as the recipe's cosine back-end scored its trials.
 
-        The model dir's training-set mean is subtracted and, unless ``threshold`` is given, its EER
-        threshold decides (see :func:`describe` for the verdict, withheld for too little speech).
+        The model dir's training-set mean is subtracted. The decision threshold is ``threshold``
+        if given, else the one for the false-accept rate ``far`` on the calibration trials, else
+        the model dir's EER threshold (see :func:`decide` for the verdict, withheld for too little
+        speech). With a calibration in the model dir (or when ``far`` or ``prior`` ask for one) the
+        verdict also holds the log-likelihood ratio and ``P(same | prior)``.
+
+        Args:
+            audio_a: First recording (as :meth:`embed` takes it).
+            audio_b: Second recording.
+            threshold: Decision threshold on the cosine score.
+            sample_rate: Rate of waveform inputs in Hz.
+            far: False-accept rate in (0, 1) to choose the threshold for (needs a calibration).
+            prior: Target prior of the probability (default 0.5; needs a calibration).
 
         Raises:
             ValueError: if no threshold is given and the model dir has none.
+            CalibrationError: if ``far`` or ``prior`` is given and the model dir has no calibration.
         """
-        threshold = self.threshold if threshold is None else threshold
-        if threshold is None:
+        calibration = self.calibration if (far is not None or prior is not None or self.has_calibration) else None
+        if threshold is None and far is None and self.threshold is None and calibration is None:
             raise ValueError(f"{self.model_dir / 'threshold'} does not exist (the recipe's metrics stage writes it): "
                              "pass threshold=")
         score, speech = self.compare_with_speech(audio_a, audio_b, self.mean, sample_rate)
-        return describe(score, threshold, speech)
+        return decide(score, speech, calibration, threshold, far, 0.5 if prior is None else prior,
+                      self.threshold, self.threshold_source)
+
+
+def decide(score: float, speech: dict[str, float], calibration: ScoreCalibration | None,
+           threshold: float | None = None, far: float | None = None, prior: float = 0.5,
+           default_threshold: float | None = None, default_source: str | None = None) -> dict[str, Any]:
+    """The verdict for a cosine score: calibrated when a calibration is given, with its threshold's source.
+
+    The threshold is, in this order: ``threshold`` (given), the one for ``far`` on the
+    calibration's non-target trials, ``default_threshold`` (the model dir's EER threshold), or
+    the EER threshold of the calibration trials.
+
+    Args:
+        score: Cosine score.
+        speech: Seconds of speech of each recording (see :func:`describe`).
+        calibration: The model dir's calibration, or None.
+        threshold: Given decision threshold.
+        far: False-accept rate to choose the threshold for (needs ``calibration``).
+        prior: Target prior of ``probability``.
+        default_threshold: The threshold without ``threshold`` or ``far``.
+        default_source: Where ``default_threshold`` came from.
+
+    Returns:
+        :func:`describe`'s verdict plus ``threshold_source``; with a calibration also ``llr``,
+        ``prior`` and ``probability``; with ``far`` also ``far``, ``false_accepts``,
+        ``num_nontargets`` and ``far_reliable`` (enough false accepts behind the threshold).
+
+    Raises:
+        ValueError: if no threshold can be chosen, or on ``far`` without a calibration.
+    """
+    extra: dict[str, Any] = {}
+    if threshold is not None:
+        source = "given"
+    elif far is not None:
+        if calibration is None:
+            raise ValueError("a threshold for a false-accept rate needs the model dir's calibration")
+        chosen = calibration.far_threshold(far)
+        threshold = chosen.threshold
+        source = chosen.source(calibration.trials)
+        extra = {"far": far, "false_accepts": chosen.false_accepts, "num_nontargets": chosen.num_nontargets,
+                 "far_reliable": chosen.reliable}
+    elif default_threshold is not None:
+        threshold, source = default_threshold, default_source or "the model dir's threshold"
+    elif calibration is not None:
+        threshold = calibration.eer_threshold
+        source = (f"EER threshold of the {calibration.num_targets + calibration.num_nontargets} calibration trials "
+                  f"in {calibration.trials}")
+    else:
+        raise ValueError("no decision threshold: give one")
+    verdict = describe(score, threshold, speech)
+    verdict["threshold_source"] = source
+    if calibration is not None:
+        verdict.update(llr=calibration.llr(score), prior=prior, probability=calibration.probability(score, prior))
+    verdict.update(extra)
+    return verdict
 
 
 def load(model_dir: str | os.PathLike, checkpoint: str = "latest", runtime: str | None = None) -> SpeakerEmbedder:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from speakernet.bin import cli, compute_metrics, extract, make_features, run_stage
+from speakernet.bin import calibrate, cli, compute_metrics, extract, make_features, run_stage
 from speakernet.bin import train as train_bin
 from speakernet.config import ConfigError
 from speakernet.data.kaldi_dir import DataDirError
@@ -43,6 +43,11 @@ CASES = {
     "cli embed": lambda missing, out: cli.main(
         ["embed", "--exp-dir", str(missing), "a.wav", "--out-dir", str(out / "embeds")]),
     "cli compare": lambda missing, out: cli.main(["compare", "--exp-dir", str(missing), "a.wav", "b.wav"]),
+    "cli verify": lambda missing, out: cli.main(["verify", "--exp-dir", str(missing), "a.wav", "b.wav", "--far",
+                                                 "0.01"]),
+    "calibrate": lambda missing, out: calibrate.main(
+        ["--trials", str(missing / "trials"), "--scp", str(missing / "xvector.scp"), "--mean-vec",
+         str(missing / "mean.vec"), "--out", str(out / "cosine_calibration.json")]),
 }
 
 

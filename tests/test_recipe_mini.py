@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from speakernet.backend.embeddings import load_embeddings
+from speakernet.backend.embeddings import load_embeddings, read_vector
 from speakernet.backend.metrics import compute_eer
 from speakernet.backend.score_files import read_scores, trial_labels
 
@@ -237,6 +237,33 @@ def test_cli_embed_and_compare(recipe: dict[str, Path], tmp_path: Path) -> None:
     bad = _run(sys.executable, "-m", "speakernet.bin.cli", "compare", "--exp-dir", str(recipe["exp"]),
                str(same[0]), str(tmp_path / "missing.wav"))
     assert bad.returncode == 1 and "missing.wav" in bad.stderr
+
+
+def test_cli_verify_is_calibrated_on_the_recipes_calibration_trials(recipe: dict[str, Path]) -> None:
+    exp = recipe["exp"]
+    record = json.loads((exp / "cosine_calibration.json").read_text())
+    trials = (exp / "calibration" / "trials").read_text().splitlines()
+    assert record["trials"] == str(exp / "calibration" / "trials")
+    assert record["num_targets"] + record["num_nontargets"] == len(trials) and record["num_targets"] > 0
+    assert record["min_cllr"] <= record["cllr"] and record["scale"] > 0
+    assert "calibration on" in (exp / "log" / "calibrate.log").read_text()
+    # a calibration trial through the CLI: the score the stage fitted on, mapped by the stored line
+    keys, matrix = load_embeddings(exp / "embeddings" / "latest" / "calibration" / "xvector.scp")
+    table = dict(zip(keys, matrix - read_vector(exp / "mean.vec")))
+    first, second, _ = next(line.split() for line in trials if line.endswith("nontarget"))
+    expected = float(table[first] @ table[second] / np.linalg.norm(table[first]) / np.linalg.norm(table[second]))
+    wav_scp = dict(line.split(maxsplit=1) for line in
+                   (exp / "calibration" / "data" / "wav.scp").read_text().splitlines())
+    result = _run(sys.executable, "-m", "speakernet.bin.cli", "verify", "--exp-dir", str(exp),
+                  wav_scp[first], wav_scp[second], "--far", "0.05", "--json")
+    assert result.returncode == 0, result.stderr
+    verdict = json.loads(result.stdout)
+    assert verdict["score"] == pytest.approx(expected, abs=2e-5)
+    assert verdict["llr"] == pytest.approx(record["scale"] * verdict["score"] + record["offset"], abs=1e-5)
+    assert f"non-target calibration trials in {exp / 'calibration' / 'trials'}" in verdict["threshold_source"]
+    # the stage's non-target scores are those cosine scores, so the FAR threshold is one of them (or just above)
+    assert verdict["num_nontargets"] == record["num_nontargets"]
+    assert verdict["false_accepts"] == sum(score >= verdict["threshold"] for score in record["nontarget_scores"])
 
 
 def test_help_from_another_directory(tmp_path: Path) -> None:

@@ -15,7 +15,8 @@
 #   5  AS-norm     adaptive S-norm against the training speakers (and the adapt-data cohort)
 #   6  QMF         calibration trials from the training speakers, QMF fit, calibrated LLRs
 #   7  PLDA        LDA + two-covariance PLDA trained on the training embeddings
-#   8  metrics     one results table: a row per (model, back-end, trial list)
+#   8  metrics     one results table: a row per (model, back-end, trial list); the CLI's files: mean.vec,
+#                  threshold, and cosine_calibration.json (score -> LLR on the calibration trials, for verify)
 #   9  report      exp_dir/report.html: results, DET/ROC, histograms, t-SNE, training curves
 #
 # Back-ends not listed in --backends are skipped (their stages do nothing).
@@ -168,9 +169,10 @@ fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   log "Stage 3: embeddings with checkpoints: $checkpoints"
   calibration_data=
-  if uses qmf; then
-    # QMF learns from calibration trials of the training speakers, embedded whole (their duration
-    # is the quality measure); the trials do not depend on the model, so they are drawn once.
+  if uses qmf || uses cosine; then
+    # QMF, and the cosine calibration of the CLI (stage 8), learn from calibration trials of the training
+    # speakers, embedded whole (for QMF their duration is the quality measure; the CLI embeds its input whole);
+    # the trials do not depend on the model, so they are drawn once.
     calibration_data="$exp_dir/calibration/data"
     run_unless_fresh "$exp_dir/calibration/.done" "$train_data/utt2spk $train_data/utt2num_frames" \
       run_logged "$exp_dir/log/calibration_trials.log" \
@@ -359,6 +361,18 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
   # The CLI (speakernet compare) scores like the trained cosine row: same mean subtraction, same threshold.
   cp "$exp_dir/embeddings/$last/$train_name/mean.vec" "$exp_dir/.mean.vec.tmp"
   mv "$exp_dir/.mean.vec.tmp" "$exp_dir/mean.vec"
+  # ... and speakernet verify calibrates those scores: an affine score -> LLR fit on the same model's cosine
+  # scores of the calibration trials (training speakers, never an evaluation speaker), with their non-target
+  # scores for thresholds at a chosen false-accept rate.
+  cal_emb="$exp_dir/embeddings/$last/calibration"
+  if uses cosine && [ -f "$cal_emb/.done" ]; then
+    read -r source_exp source_name <<< "$(checkpoint_exp "$last")"
+    run_unless_fresh "$exp_dir/.cosine_calibration.done" "$cal_emb/.done $exp_dir/embeddings/$last/$train_name/.done" \
+      run_logged "$exp_dir/log/calibrate.log" \
+      python -m speakernet.bin.calibrate --trials "$exp_dir/calibration/trials" --scp "$cal_emb/xvector.scp" \
+        --mean-vec "$exp_dir/embeddings/$last/$train_name/mean.vec" --exp-dir "$source_exp" \
+        --checkpoint "$source_name" --out "$exp_dir/cosine_calibration.json"
+  fi
 fi
 
 if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ] && [ "$report" = true ]; then

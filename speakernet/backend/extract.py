@@ -6,7 +6,7 @@ import logging
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import kaldiio
 import numpy as np
@@ -45,18 +45,35 @@ def crop_starts(num_frames: int, crop_frames: int, num_crops: int) -> list[int]:
     return [round(i * last / (num_crops - 1)) for i in range(num_crops)]
 
 
-def prepare_features(feats: np.ndarray, vad: np.ndarray | None, min_frames: int) -> np.ndarray:
+def prepare_features(feats: np.ndarray, vad: np.ndarray | None, min_frames: int,
+                     overwrite: bool = False) -> np.ndarray:
     """VAD-filters (when given), repeat-pads to ``min_frames`` and mean-normalises an utterance.
 
     An utterance whose VAD keeps no frame falls back to all its frames (with a warning by the
-    caller) rather than producing no embedding.
+    caller) rather than producing no embedding. The result is float32 and, unless ``overwrite``,
+    a new array: the VAD filter or padding makes the one copy and CMN works on it in place.
+
+    Args:
+        feats: Features ``[frames, dim]``.
+        vad: Per-frame voiced flags ``[frames]`` (> 0.5: voiced), or None.
+        min_frames: Shorter results are repeat-padded to this many frames.
+        overwrite: ``feats`` may be normalised in place when nothing else copies it (no VAD, no
+            padding, float32): a long recording's features are then not copied at all.
+
+    Returns:
+        float32 ``[max(voiced frames, min_frames), dim]``.
     """
+    feats = np.asarray(feats)
+    copied = False
     if vad is not None:
-        voiced = feats[vad > 0.5]
-        feats = voiced if len(voiced) > 0 else feats
+        voiced = vad > 0.5
+        if voiced.any():
+            feats, copied = feats[voiced], True
     if len(feats) < min_frames:
-        feats = np.pad(feats, ((0, min_frames - len(feats)), (0, 0)), mode="wrap")
-    return apply_cmn(feats.astype(np.float32, copy=False))
+        feats, copied = np.pad(feats, ((0, min_frames - len(feats)), (0, 0)), mode="wrap"), True
+    if feats.dtype != np.float32 or not (copied or (overwrite and feats.flags.writeable)):
+        feats = feats.astype(np.float32)
+    return apply_cmn(feats, in_place=True)
 
 
 #: Full-mode utterances longer than this many frames (60 s) are embedded in equal chunks whose
@@ -65,7 +82,7 @@ def prepare_features(feats: np.ndarray, vad: np.ndarray | None, min_frames: int)
 MAX_FULL_FRAMES = 6000
 
 
-def full_windows(feats: np.ndarray, max_frames: int = MAX_FULL_FRAMES) -> np.ndarray:
+def full_windows(feats: np.ndarray, max_frames: int = MAX_FULL_FRAMES) -> list[np.ndarray]:
     """An utterance as one window, or as equal, evenly spaced chunks of at most ``max_frames`` frames.
 
     Args:
@@ -73,28 +90,75 @@ def full_windows(feats: np.ndarray, max_frames: int = MAX_FULL_FRAMES) -> np.nda
         max_frames: Longest window (0: no limit, the whole utterance at once).
 
     Returns:
-        ``[num_windows, frames, F]``; the chunks cover every frame and overlap by less than one chunk.
+        The windows ``[frames, F]``, all of one length, as views of ``feats`` (no copy of a long
+        recording); the chunks cover every frame and overlap by less than one chunk.
     """
     if max_frames <= 0 or len(feats) <= max_frames:
-        return feats[None]
+        return [feats]
     count = -(-len(feats) // max_frames)
     length = -(-len(feats) // count)
-    return np.stack([feats[start : start + length] for start in crop_starts(len(feats), length, count)])
+    return [feats[start : start + length] for start in crop_starts(len(feats), length, count)]
 
 
-def forward_windows(model: nn.Module, windows: torch.Tensor, chunked: bool, max_frames: int) -> np.ndarray:
-    """Embeddings of ``windows [N, T, F]``; the chunks of a long utterance go through the model a
-    few at a time (at most ``max_frames`` frames per pass), so memory stays that of one chunk."""
-    if not chunked:
-        return model(windows).float().cpu().numpy()
-    step = max(1, max_frames // windows.shape[1])
-    return torch.cat([model(windows[i : i + step]).float().cpu() for i in range(0, len(windows), step)]).numpy()
+def forward_windows(model: nn.Module, windows: Sequence[np.ndarray], max_frames: int, device: str = "cpu",
+                    progress: Progress | None = None) -> np.ndarray:
+    """Embeddings of equally long windows, a few at a time, so memory stays that of one pass.
+
+    Args:
+        model: Embedding model, ``[B, T, F] -> [B, D]``.
+        windows: Windows ``[T, F]`` of one length (e.g. from :func:`full_windows`); each pass
+            stacks only its own windows.
+        max_frames: At most this many frames per pass, and at least one window (0: all at once).
+        device: Torch device of the model.
+        progress: Told of every window done.
+
+    Returns:
+        float32 ``[len(windows), D]``.
+    """
+    step = max(1, max_frames // len(windows[0])) if max_frames > 0 else len(windows)
+    outputs = []
+    for first in range(0, len(windows), step):
+        group = windows[first : first + step]
+        batch = np.ascontiguousarray(group[0])[None] if len(group) == 1 else np.stack(group)
+        outputs.append(model(torch.from_numpy(batch).to(device)).float().cpu())
+        if progress is not None:
+            progress.update(len(group))
+    return torch.cat(outputs).numpy()
 
 
-def _windows(feats: np.ndarray, mode: str, crop_frames: int, num_crops: int,
-             max_frames: int = MAX_FULL_FRAMES) -> np.ndarray:
+#: An utterance in at least this many windows (10 minutes at the default ``max_frames``) says so
+#: and gets a progress bar of its own.
+MANY_WINDOWS = 10
+
+
+def embed_long(model: nn.Module, windows: Sequence[np.ndarray], name: str, max_frames: int,
+               device: str = "cpu", announce_from: int = MANY_WINDOWS) -> np.ndarray:
+    """The averaged embedding of one utterance's windows, logging how many there are when many.
+
+    Args:
+        model: Embedding model, ``[B, T, F] -> [B, D]``.
+        windows: The utterance's windows (:func:`full_windows`).
+        name: How messages name the utterance.
+        max_frames: At most this many frames per pass (see :func:`forward_windows`).
+        device: Torch device of the model.
+        announce_from: From this many windows on, log how many and show a progress bar.
+
+    Returns:
+        float32 ``[D]``, the mean of the windows' embeddings.
+    """
+    if len(windows) < max(announce_from, 2):
+        return forward_windows(model, windows, max_frames, device).mean(axis=0)
+    frames = len(windows[0])
+    logger.info("%s: embedding %d windows of %d frames (%.0f s each; extract.max_frames %d), averaged",
+                name, len(windows), frames, frames * FRAME_SHIFT_S, max_frames)
+    with Progress(len(windows), f"embedding {name}", "windows", log=logger) as progress:
+        return forward_windows(model, windows, max_frames, device, progress).mean(axis=0)
+
+
+def _windows(feats: np.ndarray, mode: str, crop_frames: int, num_crops: int) -> np.ndarray:
+    """``[windows, frames, F]``: the utterance whole (``full``, short enough) or its multi-crop windows."""
     if mode == "full":
-        return full_windows(feats, max_frames)
+        return feats[None]
     if len(feats) < crop_frames:
         feats = np.pad(feats, ((0, crop_frames - len(feats)), (0, 0)), mode="wrap")
     starts = crop_starts(len(feats), crop_frames, num_crops)
@@ -181,6 +245,7 @@ def extract_embeddings(
     embeddings: dict[str, np.ndarray] = {}
     audio_seconds = 0.0
     started = time.perf_counter()
+    long_utts = long_windows = 0
     progress = Progress(len(utts), f"extracting {data_dir}", "utts", log=logger)
     for first in range(0, len(utts), chunk_utts):
         items = []
@@ -190,11 +255,19 @@ def extract_embeddings(
             vad = kaldiio.load_mat(vad_scp[utt]) if use_vad else None
             if vad is not None and not np.any(vad > 0.5):
                 logger.warning("%s: VAD marks no frame voiced; using all %d frames", utt, len(feats))
-            prepared = prepare_features(np.asarray(feats), vad, min_frames)
-            items.append((utt, _windows(prepared, mode, crop_frames, num_crops, max_frames)))
+            prepared = prepare_features(np.asarray(feats), vad, min_frames, overwrite=True)  # feats is ours
+            del feats
+            chunks = full_windows(prepared, max_frames) if mode == "full" else []
+            if len(chunks) > 1:  # a long utterance: now, alone, a chunk per pass (views, no stacked copy)
+                embeddings[utt] = embed_long(model, chunks, utt, max_frames, device)
+                long_utts, long_windows = long_utts + 1, long_windows + len(chunks)
+                progress.update(1)
+                fault_point("extract.batch")
+                continue
+            items.append((utt, _windows(prepared, mode, crop_frames, num_crops)))
         for batch in _batches(items, batch_size, mode):
             windows = torch.from_numpy(np.concatenate([w for _, w in batch])).to(device)
-            output = forward_windows(model, windows, mode == "full" and len(windows) > len(batch), max_frames)
+            output = model(windows).float().cpu().numpy()
             position = 0
             for utt, w in batch:
                 embeddings[utt] = output[position : position + len(w)].mean(axis=0)
@@ -216,9 +289,14 @@ def extract_embeddings(
         "seconds": elapsed,
         "utts_per_second": len(keys) / max(elapsed, 1e-9),
         "real_time_factor": audio_seconds / max(elapsed, 1e-9),
+        "chunked_utterances": long_utts,
+        "chunked_windows": long_windows,
     }
     logger.info(
         "extracted %d embeddings (%s mode) from %s in %.1f s: %.1f utts/s, %.1fx real time",
         len(keys), mode, data_dir, elapsed, stats["utts_per_second"], stats["real_time_factor"],
     )
+    if long_utts:
+        logger.info("%d utterances longer than %d frames were embedded in %d windows, averaged per utterance",
+                    long_utts, max_frames, long_windows)
     return stats

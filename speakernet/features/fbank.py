@@ -149,25 +149,72 @@ def check_waveform(waveform: np.ndarray) -> np.ndarray:
         raise ValueError(f"waveform must be 1-D (mono samples), got shape {waveform.shape}")
     if not np.issubdtype(waveform.dtype, np.floating):
         raise ValueError(f"waveform must be float in [-1, 1], got dtype {waveform.dtype}")
-    if not np.isfinite(waveform).all():
-        raise ValueError("waveform has NaN/Inf samples")
     return waveform
 
 
-def _run_knf(waveform: np.ndarray, config: FbankConfig, use_energy: bool) -> np.ndarray:
+#: Seconds of audio handed to the streaming extractor at a time. The int16-scale copy and the
+#: extractor's frame buffer stay this small whatever the recording's length (a one-hour file
+#: would otherwise hold two extra copies of its waveform and one of its features); the features
+#: are bit-identical to one call on the whole waveform.
+BLOCK_SECONDS = 10.0
+
+
+def _run_knf(waveform: np.ndarray, config: FbankConfig, use_energy: bool,
+             block_samples: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Feeds the waveform to kaldi-native-fbank's streaming extractor block by block.
+
+    Args:
+        waveform: float 1-D samples in [-1, 1].
+        config: Front-end options.
+        use_energy: Also return the raw log-energy (the extractor's column 0).
+        block_samples: Samples per block (default :data:`BLOCK_SECONDS` of audio).
+
+    Returns:
+        ``(fbank, log_energy)``: float32 ``[frames, num_mel_bins]`` and ``[frames]`` (None
+        without ``use_energy``).
+
+    Raises:
+        ValueError: on a waveform that is not 1-D float or has NaN/Inf samples.
+    """
     import kaldi_native_fbank as knf
 
     waveform = check_waveform(waveform)
+    block_samples = block_samples or max(1, int(config.sample_rate * BLOCK_SECONDS))
     extractor = knf.OnlineFbank(config.to_knf_options(use_energy=use_energy))
-    extractor.accept_waveform(float(config.sample_rate), (waveform * INT16_SCALE).astype(np.float32))
+    num_frames = config.num_frames(len(waveform))
+    first_mel = 1 if use_energy else 0
+    fbank = np.empty((num_frames, config.num_mel_bins), dtype=np.float32)
+    energy = np.empty(num_frames, dtype=np.float32) if use_energy else None
+    done = 0
+
+    def take_ready() -> None:
+        nonlocal done
+        ready = extractor.num_frames_ready
+        if ready > num_frames:
+            raise RuntimeError(f"kaldi-native-fbank made more frames ({ready}) than expected ({num_frames})")
+        if ready == done:
+            return
+        rows = np.empty((ready - done, config.num_mel_bins + first_mel), dtype=np.float32)
+        for index in range(done, ready):  # get_frame is a view into the extractor's buffer: copy it out
+            rows[index - done] = extractor.get_frame(index)
+        fbank[done:ready] = rows[:, first_mel:]
+        if energy is not None:
+            energy[done:ready] = rows[:, 0]
+        if hasattr(extractor, "pop"):  # free the copied frames (older kaldi-native-fbank keeps them)
+            extractor.pop(ready - done)
+        done = ready
+
+    for start in range(0, len(waveform), block_samples):
+        block = waveform[start : start + block_samples]
+        if not np.isfinite(block).all():
+            raise ValueError("waveform has NaN/Inf samples")
+        extractor.accept_waveform(float(config.sample_rate), (block * INT16_SCALE).astype(np.float32, copy=False))
+        take_ready()
     extractor.input_finished()
-    num_frames = extractor.num_frames_ready
-    dim = config.num_mel_bins + (1 if use_energy else 0)
-    feats = np.empty((num_frames, dim), dtype=np.float32)
-    # get_frame returns a view into the extractor's buffer: copy each row out.
-    for index in range(num_frames):
-        feats[index] = extractor.get_frame(index)
-    return feats
+    take_ready()
+    if done != num_frames:
+        raise RuntimeError(f"kaldi-native-fbank made {done} frames, expected {num_frames}")
+    return fbank, energy
 
 
 def compute_fbank(waveform: np.ndarray, config: FbankConfig = FbankConfig()) -> np.ndarray:
@@ -185,7 +232,7 @@ def compute_fbank(waveform: np.ndarray, config: FbankConfig = FbankConfig()) -> 
     Raises:
         ValueError: on a waveform that is not 1-D float or has NaN/Inf samples.
     """
-    return _run_knf(waveform, config, use_energy=False)
+    return _run_knf(waveform, config, use_energy=False)[0]
 
 
 def compute_fbank_and_energy(
@@ -209,5 +256,6 @@ def compute_fbank_and_energy(
     Raises:
         ValueError: on a waveform that is not 1-D float or has NaN/Inf samples.
     """
-    feats = _run_knf(waveform, config, use_energy=True)
-    return np.ascontiguousarray(feats[:, 1:]), np.ascontiguousarray(feats[:, 0])
+    fbank, log_energy = _run_knf(waveform, config, use_energy=True)
+    assert log_energy is not None
+    return fbank, log_energy

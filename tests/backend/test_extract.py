@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from speakernet.backend.embeddings import load_embeddings, read_vector
-from speakernet.backend.extract import crop_starts, extract_embeddings, full_windows, prepare_features
+from speakernet.backend.extract import crop_starts, embed_long, extract_embeddings, full_windows, prepare_features
 from speakernet.models import build_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
@@ -33,6 +34,45 @@ def test_prepare_features_vad_pad_and_cmn() -> None:
     np.testing.assert_allclose(out, expected - expected.mean(axis=0))
     # no voiced frame: falls back to every frame instead of failing
     assert prepare_features(feats, np.zeros(10, np.float32), 5).shape == (10, 2)
+
+
+def test_prepare_features_copies_once_and_matches_the_copying_cmn_bit_for_bit() -> None:
+    rng = np.random.default_rng(1)
+    feats = (rng.normal(size=(400, 6)) * 7 + 30).astype(np.float32)
+    vad = (rng.random(400) > 0.3).astype(np.float32)
+    original = feats.copy()
+    for mask, min_frames in ((vad, 50), (None, 50), (None, 1000), (np.zeros(400, np.float32), 50)):
+        kept = feats[mask > 0.5] if mask is not None and mask.any() else feats
+        if len(kept) < min_frames:
+            kept = np.pad(kept, ((0, min_frames - len(kept)), (0, 0)), mode="wrap")
+        expected = (kept - kept.mean(axis=0, keepdims=True, dtype=np.float64)).astype(np.float32)
+        np.testing.assert_array_equal(prepare_features(feats, mask, min_frames), expected)
+        np.testing.assert_array_equal(prepare_features(feats.astype(np.float64), mask, min_frames), expected)
+        np.testing.assert_array_equal(feats, original)  # the input is left alone
+    mine = feats.copy()
+    out = prepare_features(mine, None, 50, overwrite=True)  # nothing else copies it: normalised in place
+    assert out is mine
+    np.testing.assert_array_equal(out, prepare_features(feats, None, 50))
+
+
+def test_a_long_utterance_says_how_many_windows_and_equals_one_pass_per_window(
+        caplog: pytest.LogCaptureFixture) -> None:
+    torch.manual_seed(0)
+    model = build_model("ECAPA_TDNN", feat_dim=20, channels=16, embed_dim=8, attention_bottleneck=8,
+                        se_bottleneck=8).eval()
+    feats = np.random.default_rng(2).normal(size=(1234, 20)).astype(np.float32)
+    windows = full_windows(feats, 100)
+    with torch.inference_mode():
+        expected = np.mean([model(torch.from_numpy(window.copy())[None])[0].numpy() for window in windows], axis=0)
+        with caplog.at_level(logging.INFO, logger="speakernet.backend.extract"):
+            got = embed_long(model, windows, "long.wav", 100)
+            np.testing.assert_array_equal(got, expected)
+            assert "long.wav: embedding 13 windows of 95 frames" in caplog.text
+            caplog.clear()
+            embed_long(model, windows[:3], "short.wav", 100)
+            assert caplog.text == ""  # a few windows are not worth a line in extraction ...
+            embed_long(model, windows[:3], "short.wav", 100, announce_from=2)
+            assert "short.wav: embedding 3 windows" in caplog.text  # ... but are for one file (embed)
 
 
 @pytest.fixture
@@ -208,10 +248,12 @@ def test_extract_stage_embeds_several_dirs_with_one_model_load(tmp_path: Path, t
 def test_long_utterances_are_embedded_in_equal_chunks_and_averaged(tmp_path: Path,
                                                                    tiny_model: torch.nn.Module) -> None:
     feats = np.random.default_rng(0).normal(size=(250, 20)).astype(np.float32)
-    assert full_windows(feats, 0).shape == (1, 250, 20) and full_windows(feats, 250).shape == (1, 250, 20)
+    for whole in (full_windows(feats, 0), full_windows(feats, 250)):
+        assert len(whole) == 1 and whole[0] is feats
     chunks = full_windows(feats, 100)  # 3 chunks of 84 frames at 0, 83, 166: every frame covered
-    assert chunks.shape == (3, 84, 20)
+    assert [chunk.shape for chunk in chunks] == [(84, 20)] * 3
     for chunk, start in zip(chunks, (0, 83, 166)):
+        assert np.shares_memory(chunk, feats)  # views: a long recording's features are not copied
         np.testing.assert_array_equal(chunk, feats[start : start + 84])
     data = make_feature_dir(tmp_path / "corpus", num_speakers=2, utts_per_speaker=1)
     lengths = [len(kaldiio.load_mat(line.split()[1])) for line in (data / "feats.scp").read_text().splitlines()]
@@ -222,7 +264,7 @@ def test_long_utterances_are_embedded_in_equal_chunks_and_averaged(tmp_path: Pat
     _, whole = load_embeddings(tmp_path / "whole" / "xvector.scp")
     first = prepare_features(kaldiio.load_mat((data / "feats.scp").read_text().split()[1]), None, 50)
     with torch.no_grad():
-        expected = tiny_model.eval()(torch.from_numpy(full_windows(first, limit))).mean(dim=0).numpy()
+        expected = tiny_model.eval()(torch.from_numpy(np.stack(full_windows(first, limit)))).mean(dim=0).numpy()
         direct = tiny_model(torch.from_numpy(first)[None])[0].numpy()
     np.testing.assert_allclose(chunked[0], expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(whole[0], direct, rtol=1e-5, atol=1e-6)

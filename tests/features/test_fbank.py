@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from speakernet.features.cmn import apply_cmn
-from speakernet.features.fbank import FbankConfig, compute_fbank, compute_fbank_and_energy
+from speakernet.features.fbank import FbankConfig, _run_knf, compute_fbank, compute_fbank_and_energy
 
 
 def _speechlike(num_samples: int, seed: int = 0) -> np.ndarray:
@@ -113,6 +113,26 @@ def test_no_snip_edges_frame_count_matches_config():
         feats = compute_fbank(_speechlike(num_samples), config)
         assert feats.shape[0] == config.num_frames(num_samples) == (num_samples + 80) // 160
         np.testing.assert_array_equal(feats, _knf_direct(_speechlike(num_samples), 80, snip_edges=False))
+
+
+@pytest.mark.parametrize("snip_edges", [True, False])
+def test_blockwise_features_are_bit_identical_to_one_whole_call(snip_edges):
+    # 25 s: the default 10 s blocks end mid-frame twice; odd block sizes split frames every way.
+    long = _speechlike(25 * 16000 + 77, seed=4)
+    config = FbankConfig(snip_edges=snip_edges)
+    whole = _knf_direct(long, 80, use_energy=True, snip_edges=snip_edges)
+    fbank, log_energy = compute_fbank_and_energy(long, config)
+    np.testing.assert_array_equal(fbank, whole[:, 1:])
+    np.testing.assert_array_equal(log_energy, whole[:, 0])
+    np.testing.assert_array_equal(compute_fbank(long, config), _knf_direct(long, 80, snip_edges=snip_edges))
+    short = long[: 2 * 16000 + 5]
+    expected = _knf_direct(short, 80, use_energy=True, snip_edges=snip_edges)
+    for block_samples in (7, 160, 399, 400, 401, 16000):
+        blocked, energy = _run_knf(short, config, use_energy=True, block_samples=block_samples)
+        np.testing.assert_array_equal(blocked, expected[:, 1:])
+        np.testing.assert_array_equal(energy, expected[:, 0])
+    double = long.astype(np.float64)  # float64 input: scaled and rounded to float32 as one call does
+    np.testing.assert_array_equal(compute_fbank(double, config), _knf_direct(double, 80, snip_edges=snip_edges))
 
 
 def test_bad_inputs_and_options_raise():

@@ -10,6 +10,7 @@ import pytest
 import soundfile
 import torch
 
+from speakernet.backend.score_calibration import CALIBRATION_NAME, ScoreCalibration, fit_score_calibration
 from speakernet.config import load_config
 from speakernet.export import ExportError, OnnxModel, export_model, load_exported
 from speakernet.features.fbank import FbankConfig
@@ -139,6 +140,28 @@ def test_python_api_takes_files_waveforms_and_lists(exported: dict[str, Path], t
             model.embed(bad, sample_rate=None if bad is samples else 16000)
 
 
+def test_a_long_recording_is_embedded_in_windows_it_names(exported: dict[str, Path],
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from speakernet.backend.extract import full_windows, prepare_features
+    from speakernet.features.fbank import compute_fbank_and_energy
+    from speakernet.features.vad import compute_vad
+
+    model = SpeakerEmbedder(exported["exp"])
+    model.max_frames = 120  # a 6 s recording stands in for an hour at 6000 frames
+    waveform = _voice(6.0, 16000, 200)
+    with caplog.at_level(logging.INFO, logger="speakernet.backend.extract"):
+        embedding = model.embed(waveform, sample_rate=16000)
+    fbank, energy = compute_fbank_and_energy(waveform, model.fbank_config)
+    prepared = prepare_features(fbank, compute_vad(energy, **model.vad_config.to_dict()), 50)
+    windows = full_windows(prepared, 120)
+    assert len(windows) > 2 and f"embedding {len(windows)} windows of {len(windows[0])} frames" in caplog.text
+    with torch.inference_mode():  # one window per pass, averaged: exactly
+        expected = np.mean([model.model(torch.from_numpy(w.copy())[None])[0].numpy() for w in windows], axis=0)
+    np.testing.assert_array_equal(embedding, expected)
+
+
 def test_verify_scores_like_compare_at_the_model_dirs_threshold(exported: dict[str, Path], tmp_path: Path) -> None:
     import speakernet
 
@@ -196,3 +219,115 @@ def test_cli_enrolls_identifies_and_removes_speakers(exported: dict[str, Path], 
     assert cli.main(["enroll", "--exp-dir", str(exported["exp"]), "--store", str(store), "--speaker", "low",
                      "--remove"]) == 0
     assert "1 speaker(s) enrolled" in capsys.readouterr().out
+
+
+def _calibrated_copy(exported: dict[str, Path], tmp_path: Path) -> tuple[Path, ScoreCalibration]:
+    """A copy of the fixture's exp dir with a calibration of its latest checkpoint (Gaussian scores)."""
+    import shutil
+
+    from speakernet.backend.speaker_store import model_id
+
+    exp = tmp_path / "exp"
+    shutil.copytree(exported["exp"], exp)
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.normal(0.7, 0.1, 300), rng.normal(0.2, 0.15, 3000)])
+    labels = np.arange(len(scores)) < 300
+    calibration = fit_score_calibration(scores, labels, "exp/calibration/trials", 0.5, {
+        "model_sha256": model_id(ckpt.resolve_checkpoint(exp, "latest"))})
+    calibration.save(exp / CALIBRATION_NAME)
+    return exp, ScoreCalibration.load(exp / CALIBRATION_NAME)  # (the file rounds the scores to 7 decimals)
+
+
+def test_cli_verify_prints_llr_probability_and_a_far_threshold_with_its_source(
+        exported: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from speakernet.bin import cli
+
+    a, b = tmp_path / "a.wav", tmp_path / "b.wav"
+    soundfile.write(a, _voice(2.0, 16000, 180), 16000)
+    soundfile.write(b, _voice(2.5, 16000, 260), 16000)
+    # no calibration: one line naming the file and the stage that writes it
+    assert cli.main(["verify", "--exp-dir", str(exported["exp"]), str(a), str(b)]) == 1
+    error = capsys.readouterr().err
+    assert "cosine_calibration.json does not exist" in error and "stage 8 of tools/sv_stages.sh" in error
+    exp, calibration = _calibrated_copy(exported, tmp_path)
+    score = SpeakerEmbedder(exp).compare(str(a), str(b))
+    assert cli.main(["verify", "--exp-dir", str(exp), str(a), str(b), "--far", "0.01", "--json"]) == 0
+    verdict = json.loads(capsys.readouterr().out)
+    chosen = calibration.far_threshold(0.01)
+    assert verdict["score"] == pytest.approx(score, abs=1e-6)
+    assert verdict["llr"] == pytest.approx(calibration.scale * score + calibration.offset, abs=1e-5)
+    assert verdict["probability"] == pytest.approx(1 / (1 + np.exp(-verdict["llr"])), abs=1e-6)
+    assert verdict["threshold"] == chosen.threshold and verdict["same_speaker"] is (score >= chosen.threshold)
+    assert verdict["threshold_source"].startswith(
+        f"threshold {chosen.threshold:.5f} for FAR 0.01 from 3000 non-target calibration trials in "
+        "exp/calibration/trials")
+    assert verdict["false_accepts"] == 30 and verdict["num_nontargets"] == 3000 and verdict["far_reliable"]
+    # a stated prior moves the probability, not the LLR; a FAR below 1/30 of the non-targets is said to be rough
+    assert cli.main(["verify", "--exp-dir", str(exp), str(a), str(b), "--far", "0.001", "--prior", "0.01",
+                     "--json"]) == 0
+    rare = json.loads(capsys.readouterr().out)
+    assert rare["llr"] == pytest.approx(verdict["llr"]) and rare["prior"] == 0.01
+    assert rare["probability"] == pytest.approx(1 / (1 + np.exp(-(rare["llr"] + np.log(0.01 / 0.99)))), abs=1e-6)
+    assert "a rough estimate" in rare["threshold_source"] and rare["far_reliable"] is False
+    # without --far: the model dir's EER threshold, named; the text form says all of it
+    assert cli.main(["verify", "--exp-dir", str(exp), str(a), str(b)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == ("same speaker" if score >= 0.25 else "different speakers")
+    assert lines[1].startswith(f"score        {score:.5f}") and lines[2].startswith("LLR          ")
+    assert lines[3].startswith("P(same)      ") and lines[3].endswith("at prior 0.5")
+    assert lines[4] == f"threshold    0.25000: threshold ({exp / 'threshold'})"
+    for bad in (["--far", "0"], ["--prior", "1.5"]):
+        with pytest.raises(SystemExit):
+            cli.main(["verify", "--exp-dir", str(exp), str(a), str(b), *bad])
+        assert "must be in (0, 1)" in capsys.readouterr().err
+    # a calibration of another checkpoint, or fitted with another mean, is refused
+    assert cli.main(["verify", "--exp-dir", str(exp), "--checkpoint", "init", str(a), str(b)]) == 1
+    assert "fitted on the embeddings of another checkpoint" in capsys.readouterr().err
+    record = json.loads((exp / "cosine_calibration.json").read_text())
+    record["provenance"]["mean_sha256"] = "0" * 64
+    (exp / "cosine_calibration.json").write_text(json.dumps(record))
+    assert cli.main(["verify", "--exp-dir", str(exp), str(a), str(b)]) == 1
+    assert "fitted with another mean vector" in capsys.readouterr().err
+
+
+def test_an_export_carries_the_calibration_of_its_checkpoint_only(exported: dict[str, Path], tmp_path: Path) -> None:
+    exp, calibration = _calibrated_copy(exported, tmp_path)
+    export_model(exp, tmp_path / "export", "latest")
+    assert (tmp_path / "export" / "cosine_calibration.json").read_bytes() == (exp / "cosine_calibration.json"
+                                                                              ).read_bytes()
+    a, b = _voice(2.0, 16000, 180), _voice(2.0, 16000, 230)
+    from_export = SpeakerEmbedder(tmp_path / "export").verify(a, b, sample_rate=16000, far=0.01)
+    from_exp = SpeakerEmbedder(exp).verify(a, b, sample_rate=16000, far=0.01)
+    assert from_export["threshold"] == from_exp["threshold"] == calibration.far_threshold(0.01).threshold
+    assert from_export["llr"] == pytest.approx(from_exp["llr"], abs=1e-4)
+    export_model(exp, tmp_path / "export_init", "init")  # another checkpoint: its calibration does not apply
+    assert not (tmp_path / "export_init" / "cosine_calibration.json").exists()
+
+
+def test_cli_identify_ranks_with_calibrated_scores_and_a_far_threshold(
+        exported: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from speakernet.bin import cli
+
+    exp, calibration = _calibrated_copy(exported, tmp_path)
+    files = {}
+    for name, pitch in (("low", 120), ("high", 300)):
+        files[name] = tmp_path / f"{name}.wav"
+        soundfile.write(files[name], _voice(2.0, 16000, pitch), 16000)
+        assert cli.main(["enroll", "--exp-dir", str(exp), "--store", str(tmp_path / "store"), "--speaker", name,
+                         str(files[name])]) == 0
+    probe = tmp_path / "probe.wav"
+    soundfile.write(probe, _voice(2.4, 16000, 125), 16000)
+    capsys.readouterr()
+    assert cli.main(["identify", "--exp-dir", str(exp), "--store", str(tmp_path / "store"), str(probe),
+                     "--far", "0.01", "--prior", "0.2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    threshold = calibration.far_threshold(0.01).threshold
+    assert result["threshold"] == threshold and "for FAR 0.01 from 3000 non-target calibration trials" in \
+        result["threshold_source"] and "about K times that for K speakers" in result["threshold_source"]
+    for entry in result["ranking"]:
+        assert entry["llr"] == pytest.approx(calibration.llr(entry["score"]))
+        assert entry["probability"] == pytest.approx(calibration.probability(entry["score"], 0.2))
+    assert result["speaker"] == (result["ranking"][0]["speaker"] if result["score"] >= threshold else None)
+    assert cli.main(["identify", "--exp-dir", str(exp), "--store", str(tmp_path / "store"), str(probe)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "threshold 0.25000" in lines[0] and "LLR " in lines[1] and "P(same | prior 0.5)" in lines[1]
