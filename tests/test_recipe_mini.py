@@ -243,6 +243,20 @@ def test_wrong_option_is_reported() -> None:
         assert result.returncode == 1 and message in result.stderr, result.stderr
 
 
+def test_a_python_without_the_dependencies_is_reported(tmp_path: Path) -> None:
+    # the python of a shell whose venv is not activated: it sees no site-packages (-I -S)
+    shim = tmp_path / "bin" / "python"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -I -S "$@"\n')
+    shim.chmod(0o755)
+    env = {**os.environ, "PATH": f"{shim.parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run([str(RUN), "--stage", "2", "--stop-stage", "2"], capture_output=True, text=True, env=env,
+                            timeout=60)
+    assert result.returncode == 1 and "Stage" not in result.stderr
+    assert f"{shim} cannot import speakernet's dependencies (numpy scipy torch" in result.stderr
+    assert "run tools/install.sh" in result.stderr
+
+
 def test_relative_paths_are_taken_from_the_callers_directory(tmp_path: Path) -> None:
     (tmp_path / "my.yaml").write_text("training: {epoch: 3}\n")  # a typo: the error must name this file
     args = [str(RUN), "--stage", "2", "--stop-stage", "2", "--conf", "my.yaml", "--exp", "exp", "--corpus", "corpus"]
