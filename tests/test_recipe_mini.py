@@ -15,6 +15,8 @@ import pytest
 import soundfile
 
 from speakernet.backend.embeddings import load_embeddings, read_vector
+from speakernet.bin import cli
+from speakernet.training import checkpoint as ckpt
 from speakernet.backend.metrics import compute_eer
 from speakernet.backend.score_files import read_scores, trial_labels
 
@@ -25,9 +27,11 @@ CORPUS_OPTS = (
     "--num-train-speakers 8 --num-test-speakers 4 --utts-per-speaker 4 --test-utts-per-speaker 3 "
     "--min-duration 1.5 --max-duration 2.0 --trials-per-utt 2"
 )
+# One torch thread per training process: the suite runs two test files at once on two cores, and
+# the trainer's default (every core) makes their threads fight, costing several times the CPU.
 TRAIN_OVERRIDES = (
     "training.epochs=2 data.batch_size=8 data.min_frames=50 data.crop_frames=100 "
-    "model_args.channels=16 model_args.embed_dim=16 training.log_interval=1"
+    "model_args.channels=16 model_args.embed_dim=16 training.log_interval=1 training.num_threads=1"
 )
 
 
@@ -97,7 +101,7 @@ def test_rerun_skips_finished_stages_and_changes_nothing(recipe: dict[str, Path]
     exp = recipe["exp"]
     before = {p: p.read_bytes() for p in [exp / "results", recipe["corpus"] / "data" / "train" / "feats.scp"]}
     result = _run(str(RUN), "--corpus", str(recipe["corpus"]), "--exp", str(exp), "--corpus-opts", CORPUS_OPTS,
-                  "--train-overrides", TRAIN_OVERRIDES, "--stage", "1")
+                  "--train-overrides", TRAIN_OVERRIDES, "--stage", "1", "--stop-stage", "8")  # (stage 9 always redoes)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "skip:" in result.stderr
     for path, content in before.items():
@@ -108,9 +112,9 @@ def test_regenerated_corpus_is_not_answered_with_stale_features(recipe: dict[str
     # a user changes the corpus size and re-runs: features and embeddings must be redone
     # (the trained model is kept: its .train.done marker says so)
     bigger = CORPUS_OPTS.replace("--test-utts-per-speaker 3", "--test-utts-per-speaker 4")
-    # (cosine only: the back-end stages follow the same freshness rule, and the suite stays fast)
+    # (cosine only, no report: the back-end stages follow the same freshness rule, and the suite stays fast)
     result = _run(str(RUN), "--corpus", str(recipe["corpus"]), "--exp", str(recipe["exp"]), "--corpus-opts", bigger,
-                  "--train-overrides", TRAIN_OVERRIDES, "--backends", "cosine")
+                  "--train-overrides", TRAIN_OVERRIDES, "--backends", "cosine", "--stop-stage", "8")
     assert result.returncode == 0, result.stderr[-4000:]
     assert "WARNING" in result.stderr and "trained on earlier data" in result.stderr
     test_dir = recipe["corpus"] / "data" / "test"
@@ -132,7 +136,10 @@ def test_training_stage_under_torchrun_with_two_processes(recipe: dict[str, Path
     log = next((exp / "log").glob("train.*.log")).read_text()
     # 32 utterances in batches of 8 per process: 2 batches per epoch on each of the 2 ranks
     assert "2 batches/epoch of 8 per process x 2 process(es)" in log
-    assert (exp / "checkpoints" / "latest").is_file()
+    assert "(1/2)" in log and "(0/2)" in log  # both ranks logged
+    assert "DDP replicas in sync" in log
+    final = ckpt.load_checkpoint(ckpt.resolve_checkpoint(exp, "latest"))
+    assert (final["world_size"], final["step"]) == (2, 2)
 
 
 def test_finetuning_stage_adds_its_own_model_and_rows(recipe: dict[str, Path], tmp_path: Path) -> None:
@@ -184,13 +191,21 @@ def test_a_pretrained_model_is_evaluated_and_fine_tuned_without_a_training(recip
     assert result.returncode == 1 and "is not a model dir (config.yaml, checkpoints/latest)" in result.stderr
 
 
-def test_cli_embed_and_compare(recipe: dict[str, Path], tmp_path: Path) -> None:
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``speakernet ARGS`` in this process (torch is imported once, not once per call): status, stdout, stderr."""
+    capsys.readouterr()
+    status = cli.main(list(args))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_cli_embed_and_compare(recipe: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     wavs = sorted((recipe["corpus"] / "wav").glob("te*/*.wav"))
     same = [w for w in wavs if w.parent == wavs[0].parent]
     out = tmp_path / "emb"
-    result = _run(sys.executable, "-m", "speakernet.bin.cli", "embed", "--exp-dir", str(recipe["exp"]),
-                  str(same[0]), str(same[1]), "--out-dir", str(out))
-    assert result.returncode == 0, result.stderr
+    exp = str(recipe["exp"])
+    status, _, err = _cli(capsys, "embed", "--exp-dir", exp, str(same[0]), str(same[1]), "--out-dir", str(out))
+    assert status == 0, err
     # the CLI's embeddings are the recipe's own (same front-end, VAD and model), keyed by file stem
     cli_keys, cli_matrix = load_embeddings(out / "xvector.scp")
     recipe_table = dict(zip(*load_embeddings(recipe["exp"] / "embeddings" / "latest" / "test" / "xvector.scp")))
@@ -199,44 +214,39 @@ def test_cli_embed_and_compare(recipe: dict[str, Path], tmp_path: Path) -> None:
     assert cli_keys == [same[0].stem, same[1].stem]
     for key, vector in zip(cli_keys, cli_matrix):
         np.testing.assert_allclose(vector, recipe_table[utt_of_wav[key]], rtol=0, atol=2e-5)
-    result = _run(sys.executable, "-m", "speakernet.bin.cli", "compare", "--exp-dir", str(recipe["exp"]),
-                  str(same[0]), str(same[0]))
+    # once as a user runs it: its own process, through python -m
+    result = _run(sys.executable, "-m", "speakernet.bin.cli", "compare", "--exp-dir", exp, str(same[0]), str(same[0]))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("same speaker: score 1.00000")
-    result = _run(sys.executable, "-m", "speakernet.bin.cli", "compare", "--exp-dir", str(recipe["exp"]),
-                  str(same[0]), str(same[0]), "--json")
-    verdict = json.loads(result.stdout)
+    status, stdout, _ = _cli(capsys, "compare", "--exp-dir", exp, str(same[0]), str(same[0]), "--json")
+    verdict = json.loads(stdout)
     assert verdict["score"] == pytest.approx(1.0, abs=1e-5) and verdict["same_speaker"] is True
     # a trial of the recipe gets the same score from the CLI (same front-end, mean and model)
     trials, scores = read_scores(recipe["exp"] / "scores" / "latest" / "cosine" / "trials.score")
     (enroll, test, _), expected = trials[0], scores[0]
     wav_scp = dict(line.split(maxsplit=1) for line in
                    (recipe["corpus"] / "data" / "test" / "wav.scp").read_text().splitlines())
-    result = _run(sys.executable, "-m", "speakernet.bin.cli", "compare", "--exp-dir", str(recipe["exp"]),
-                  wav_scp[enroll], wav_scp[test], "--json")
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["score"] == pytest.approx(expected, abs=2e-5)
+    status, stdout, err = _cli(capsys, "compare", "--exp-dir", exp, wav_scp[enroll], wav_scp[test], "--json")
+    assert status == 0, err
+    assert json.loads(stdout)["score"] == pytest.approx(expected, abs=2e-5)
     # --threshold decides: just above the score is "different", just below is "same"
     for offset, same_speaker in ((1e-3, False), (-1e-3, True)):
-        result = _run(sys.executable, "-m", "speakernet.bin.cli", "compare", "--exp-dir", str(recipe["exp"]),
-                      wav_scp[enroll], wav_scp[test], "--json", "--threshold", str(expected + offset))
-        verdict = json.loads(result.stdout)
+        _, stdout, _ = _cli(capsys, "compare", "--exp-dir", exp, wav_scp[enroll], wav_scp[test], "--json",
+                            "--threshold", str(expected + offset))
+        verdict = json.loads(stdout)
         assert verdict["same_speaker"] is same_speaker and verdict["threshold"] == pytest.approx(expected + offset)
     # silence, or a tenth of a second, gets no verdict: silence against silence scores near 1 under any model
     silence, blip = tmp_path / "silence.wav", tmp_path / "blip.wav"
     soundfile.write(silence, np.zeros(32000, dtype=np.float32), 16000)
     soundfile.write(blip, soundfile.read(same[0])[0][:1600], 16000)
-    result = _run(sys.executable, "-m", "speakernet.bin.cli", "compare", "--exp-dir", str(recipe["exp"]),
-                  str(silence), str(silence))
-    assert result.returncode == 0 and "finds no speech" in result.stderr
-    assert result.stdout.startswith(f"no verdict: {silence} has no speech")
-    result = _run(sys.executable, "-m", "speakernet.bin.cli", "compare", "--exp-dir", str(recipe["exp"]),
-                  str(blip), str(same[0]), "--json")
-    verdict = json.loads(result.stdout)
+    status, stdout, err = _cli(capsys, "compare", "--exp-dir", exp, str(silence), str(silence))
+    assert status == 0 and "finds no speech" in err
+    assert stdout.startswith(f"no verdict: {silence} has no speech")
+    _, stdout, _ = _cli(capsys, "compare", "--exp-dir", exp, str(blip), str(same[0]), "--json")
+    verdict = json.loads(stdout)
     assert verdict["same_speaker"] is None and verdict["reliable"] is False and str(blip) in verdict["reason"]
-    bad = _run(sys.executable, "-m", "speakernet.bin.cli", "compare", "--exp-dir", str(recipe["exp"]),
-               str(same[0]), str(tmp_path / "missing.wav"))
-    assert bad.returncode == 1 and "missing.wav" in bad.stderr
+    status, _, err = _cli(capsys, "compare", "--exp-dir", exp, str(same[0]), str(tmp_path / "missing.wav"))
+    assert status == 1 and "missing.wav" in err
 
 
 def test_cli_verify_is_calibrated_on_the_recipes_calibration_trials(recipe: dict[str, Path]) -> None:
@@ -284,6 +294,20 @@ def test_wrong_option_is_reported() -> None:
                           (["--backends", "cosine lda"], "unknown back-end 'lda'")]:
         result = _run(str(RUN), *args)
         assert result.returncode == 1 and message in result.stderr, result.stderr
+
+
+def test_a_python_without_the_dependencies_is_reported(tmp_path: Path) -> None:
+    # the python of a shell whose venv is not activated: it sees no site-packages (-I -S)
+    shim = tmp_path / "bin" / "python"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -I -S "$@"\n')
+    shim.chmod(0o755)
+    env = {**os.environ, "PATH": f"{shim.parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run([str(RUN), "--stage", "2", "--stop-stage", "2"], capture_output=True, text=True, env=env,
+                            timeout=60)
+    assert result.returncode == 1 and "Stage" not in result.stderr
+    assert f"{shim} cannot import speakernet's dependencies (numpy scipy torch" in result.stderr
+    assert "run tools/install.sh" in result.stderr
 
 
 def test_relative_paths_are_taken_from_the_callers_directory(tmp_path: Path) -> None:

@@ -16,9 +16,10 @@ import soundfile
 from speakernet.data.synth import sample_session, sample_speaker, synthesize_utterance
 
 ROOT = Path(__file__).resolve().parents[1]
+# (one torch thread per training process: see tests/test_recipe_mini.py)
 TRAIN_OVERRIDES = (
     "training.epochs=1 data.batch_size=4 data.min_frames=50 data.crop_frames=100 data.num_workers=0 "
-    "model_args.channels=16 model_args.embed_dim=16 training.log_interval=1"
+    "model_args.channels=16 model_args.embed_dim=16 training.log_interval=1 training.num_threads=1"
 )
 
 

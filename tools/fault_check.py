@@ -36,8 +36,9 @@ RUN = ROOT / "egs" / "mini" / "v1" / "run.sh"
 DEFAULT_POINTS = ("features.utt@2", "train.step@2", "checkpoint.save", "extract.batch@2", "scores.block")
 TINY_CORPUS = ("--num-train-speakers 6 --num-test-speakers 3 --utts-per-speaker 3 --test-utts-per-speaker 2 "
                "--min-duration 1.0 --max-duration 1.5 --trials-per-utt 1")
+# (one torch thread: the test suite runs this next to other tests, and threads that fight cost CPU)
 TINY_TRAINING = ("training.epochs=2 data.batch_size=6 data.min_frames=40 data.crop_frames=60 "
-                 "model_args.channels=8 model_args.embed_dim=8 training.log_interval=1")
+                 "model_args.channels=8 model_args.embed_dim=8 training.log_interval=1 training.num_threads=1")
 # Files that hold wall-clock times, rates or pids, not results.
 VOLATILE_DIRS = ("log",)
 VOLATILE_NAMES = (".lock",)

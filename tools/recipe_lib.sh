@@ -146,11 +146,14 @@ check_backends() {
 }
 
 # check_install: fails early, with the fix, when the active Python lacks speakernet's dependencies
-# (e.g. a new shell where the venv that tools/install.sh filled is not activated).
+# (e.g. a new shell where the venv that tools/install.sh filled is not activated). It looks the
+# packages up without importing them: importing torch alone costs seconds at every run.sh.
 check_install() {
-  if ! python -c 'import numpy, scipy, torch, kaldiio, kaldi_native_fbank, soundfile, yaml, speakernet' \
-      2>/dev/null; then
-    echo "$0: $(command -v python || echo python) cannot import speakernet's dependencies;" \
+  local missing
+  if ! missing=$(python -c 'import importlib.util, sys
+names = "numpy scipy torch kaldiio kaldi_native_fbank soundfile yaml speakernet".split()
+print(" ".join(name for name in names if importlib.util.find_spec(name) is None))' 2>/dev/null) || [ -n "$missing" ]; then
+    echo "$0: $(command -v python || echo python) cannot import speakernet's dependencies${missing:+ ($missing)};" \
       "run tools/install.sh in this Python environment (or activate the one you installed into)" >&2
     exit 1
   fi

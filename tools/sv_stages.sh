@@ -179,9 +179,14 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
       python -m speakernet.bin.qmf trials --train-data "$train_data" --exclude-data $enroll_data $test_data \
         --num-per-condition "$calibration_trials" --out-dir "$exp_dir/calibration"
   fi
-  # One extraction process per (checkpoint, mode) embeds all its dirs: the model is built and
-  # torch imported once, not once per dir. Each dir keeps its own .done marker, written with the
-  # command line that one dir alone would have, so adding a dir does not redo the others.
+  # One extraction process runs every (checkpoint, mode) group that is not done, each group with all
+  # its dirs (a line of extract --jobs): torch is imported once, each model built once. Each dir keeps
+  # its own .done marker, written with the command line that one dir alone would have, so adding a
+  # dir does not redo the others.
+  jobs_file="$exp_dir/log/extract.jobs"
+  mkdir -p "$exp_dir/log"
+  : > "$jobs_file"
+  markers=(); signatures=(); checkpoints_run=()
   for checkpoint in $checkpoints; do
     read -r source_exp source_name <<< "$(checkpoint_exp "$checkpoint")"
     model_file="$source_exp/checkpoints/$source_name.pt"
@@ -192,9 +197,9 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
       # enough and batches well (WeSpeaker also embeds one 200-frame crop of vox2_dev for them).
       [ "$group" = train ] && [ "$train_mean_crop" -gt 0 ] && \
         mode=(--mode multicrop --num-crops 1 --crop-frames "$train_mean_crop" --batch-size 128)
-      command=(python -m speakernet.bin.extract --exp-dir "$source_exp" --checkpoint "$source_name"
-        ${mode[@]+"${mode[@]}"})
-      data_dirs=(); out_dirs=(); markers=(); signatures=()
+      options=(--exp-dir "$source_exp" --checkpoint "$source_name" ${mode[@]+"${mode[@]}"})
+      command=(python -m speakernet.bin.extract "${options[@]}")
+      data_dirs=(); out_dirs=()
       for data in $eval_dirs $calibration_data; do
         if [ "$data" = "$train_data" ] && [ "$train_mean_crop" -gt 0 ]; then this=train; else this=eval; fi
         [ "$this" = "$group" ] || continue
@@ -206,11 +211,16 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
         data_dirs+=("$data"); out_dirs+=("$out"); markers+=("$out/.done"); signatures+=("$signature")
       done
       [ ${#data_dirs[@]} -gt 0 ] || continue
-      run_logged "$exp_dir/log/extract.$checkpoint.$group.log" \
-        "${command[@]}" --data-dir "${data_dirs[@]}" --out-dir "${out_dirs[@]}"
-      for index in "${!markers[@]}"; do mark_done "${markers[$index]}" "${signatures[$index]}"; done
+      printf '%q ' "${options[@]}" --data-dir "${data_dirs[@]}" --out-dir "${out_dirs[@]}" >> "$jobs_file"
+      echo >> "$jobs_file"
+      [[ " ${checkpoints_run[*]} " == *" $checkpoint "* ]] || checkpoints_run+=("$checkpoint")
     done
   done
+  if [ ${#markers[@]} -gt 0 ]; then
+    log "  extracting with ${checkpoints_run[*]}: $(wc -l < "$jobs_file") group(s) of dirs in one process"
+    run_logged "$exp_dir/log/extract.log" python -m speakernet.bin.extract --jobs "$jobs_file"
+    for index in "${!markers[@]}"; do mark_done "${markers[$index]}" "${signatures[$index]}"; done
+  fi
 fi
 
 # score_stage BACKEND CHECKPOINT TRIALS INPUTS COMMAND...: runs one scoring command into

@@ -239,10 +239,32 @@ def test_extract_stage_embeds_several_dirs_with_one_model_load(tmp_path: Path, t
         keys, matrix = load_embeddings(tmp_path / together / "xvector.scp")
         alone_keys, alone_matrix = load_embeddings(alone / "xvector.scp")
         assert keys == alone_keys and np.array_equal(matrix, alone_matrix)
+    # --jobs: one process runs several extractions (other modes, checkpoints), each as it would alone
+    from speakernet.training import checkpoint as ckpt
+
+    halved = {key: value / 2 if value.is_floating_point() else value for key, value in tiny_model.state_dict().items()}
+    ckpt.save_checkpoint({"model": halved, "step": 1}, exp / ckpt.CHECKPOINT_DIR / "halved.pt")
+    crop = ["--mode", "multicrop", "--num-crops", "1", "--crop-frames", "60"]
+    lines = [common + ["--data-dir", str(dirs[0]), "--out-dir", str(tmp_path / "jobs_A")],
+             common + ["--checkpoint", "halved.pt", *crop, "--data-dir", str(dirs[1]), "--out-dir",
+                       str(tmp_path / "jobs_B")]]
+    (tmp_path / "extract.jobs").write_text("".join(" ".join(line) + "\n" for line in lines))
+    assert extract_main(["--jobs", str(tmp_path / "extract.jobs")]) == 0
+    assert extract_main(lines[1][:-1] + [str(tmp_path / "alone_halved")]) == 0
+    for together, alone in (("jobs_A", "alone_A"), ("jobs_B", "alone_halved")):
+        keys, matrix = load_embeddings(tmp_path / together / "xvector.scp")
+        alone_keys, alone_matrix = load_embeddings(tmp_path / alone / "xvector.scp")
+        assert keys == alone_keys and np.array_equal(matrix, alone_matrix), together
+    _, halved_matrix = load_embeddings(tmp_path / "alone_halved" / "xvector.scp")
+    _, latest_matrix = load_embeddings(tmp_path / "alone_B" / "xvector.scp")
+    assert not np.allclose(halved_matrix, latest_matrix)  # the line's own checkpoint and mode took effect
     capsys.readouterr()
     with pytest.raises(SystemExit):
         extract_main(common + ["--data-dir", *map(str, dirs), "--out-dir", str(tmp_path / "C")])
     assert "--out-dir needs one dir per --data-dir: got 2 data dirs and 1 output dirs" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        extract_main(["--jobs", str(tmp_path / "extract.jobs"), "--device", "cpu"])
+    assert "--jobs takes no other option" in capsys.readouterr().err
 
 
 def test_long_utterances_are_embedded_in_equal_chunks_and_averaged(tmp_path: Path,
