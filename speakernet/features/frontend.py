@@ -26,7 +26,6 @@ FRONTEND_CONFIG_NAME = "frontend.json"
 FeatureConfig = Union[FbankConfig, SpeechBrainFbankConfig]
 
 
-
 class Frontend(NamedTuple):
     """A registered front-end: its options class and ``compute(waveform, config) -> (features, log_energy)``."""
 
