@@ -117,7 +117,7 @@ def mel_matrix(config: SpeechBrainFbankConfig) -> np.ndarray:
 
 
 def _hamming(length: int) -> np.ndarray:
-    """The periodic Hamming window (``torch.hamming_window``'s default), zero-padded to centre it in the FFT."""
+    """The periodic Hamming window of ``length`` samples (``torch.hamming_window``'s default)."""
     return (0.54 - 0.46 * np.cos(2.0 * math.pi * np.arange(length) / length)).astype(np.float32)
 
 
