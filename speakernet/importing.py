@@ -115,8 +115,3 @@ def import_model(source_format: str, source: PathLike, out_dir: PathLike,
         imported = converter(Path(source), dict(options or {}))
     return write_model_dir(imported, out_dir, source_format, options)
 
-
-def read_import_info(model_dir: PathLike) -> dict[str, Any] | None:
-    """The ``import.json`` of a model dir, or None for a dir that was not imported."""
-    path = Path(model_dir) / IMPORT_INFO_NAME
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

@@ -22,8 +22,14 @@ from speakernet.convert import ConversionError
 from speakernet.features.cmn import apply_cmn
 from speakernet.features.frontend import compute_features_and_energy, frontend_from_dict
 from speakernet.features.sb_fbank import SpeechBrainFbankConfig, compute_sb_fbank_and_energy
-from speakernet.importing import import_model, read_import_info
+from speakernet.importing import IMPORT_INFO_NAME, import_model
 from speakernet.inference import SpeakerEmbedder
+
+
+def read_import_info(model_dir: Path) -> dict:
+    """The ``import.json`` an import wrote into ``model_dir``."""
+    return json.loads((Path(model_dir) / IMPORT_INFO_NAME).read_text(encoding="utf-8"))
+
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "speechbrain_ecapa.npz"
 REAL_DATA = Path(os.environ.get("SPEAKERNET_REAL_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))

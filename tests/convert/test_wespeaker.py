@@ -22,8 +22,14 @@ from speakernet.bin import import_model as import_bin
 from speakernet.convert import ConversionError
 from speakernet.features.fbank import FbankConfig
 from speakernet.features.frontend import load_frontend
-from speakernet.importing import import_model, read_import_info
+from speakernet.importing import IMPORT_INFO_NAME, import_model
 from speakernet.inference import SpeakerEmbedder
+
+
+def read_import_info(model_dir: Path) -> dict:
+    """The ``import.json`` an import wrote into ``model_dir``."""
+    return json.loads((Path(model_dir) / IMPORT_INFO_NAME).read_text(encoding="utf-8"))
+
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "wespeaker_tiny.npz"
 CASES = ("resnet34", "resnet18_tap", "resnet50_astp_two_emb", "ecapa_glob_c512", "ecapa_c1024_tstp_emb_bn", "campplus")
