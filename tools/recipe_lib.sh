@@ -71,13 +71,14 @@ run_logged() {
   "$@" 2>&1 | tee -a "$log_file" >&2
 }
 
-# recipe_help SCRIPT: the script's header comment, then its options with their defaults,
-# read from the `name=default  # comment` lines above its help_message line.
+# recipe_help SCRIPT [PATHS_NOTE]: the script's header comment, then its options with their defaults,
+# read from the `name=default  # comment` lines above its help_message line. PATHS_NOTE says how
+# relative paths are resolved (default: a recipe's rule, see resolve_user_paths).
 recipe_help() {
   awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$1"
   echo
-  echo "Options (--name value; a relative path you give is taken from where you run the script,"
-  echo "the defaults are inside the recipe directory):"
+  echo "Options (--name value; ${2:-a relative path you give is taken from where you run the script,
+the defaults are inside the recipe directory}):"
   awk '/^help_message=/ {exit}
        /^[a-z][a-z0-9_]*=/ && $0 !~ /^recipe_dir=/ {
          line = $0; comment = ""; i = index(line, "#")

@@ -19,24 +19,39 @@
 #                  threshold, and cosine_calibration.json (score -> LLR on the calibration trials, for verify)
 #   9  report      exp_dir/report.html: results, DET/ROC, histograms, t-SNE, training curves
 #
-# Back-ends not listed in --backends are skipped (their stages do nothing).
+# Evaluation sets: --eval-sets 'NAME=TEST_DIR[,enroll=DIR][,trials=FILE][,enroll_table=T] ...' (space-separated;
+# trials default to TEST_DIR/trials; the enrol side defaults to TEST_DIR; enroll_table: xvector when the trials'
+# enrol ids are utterances, spk_xvector (the mean of an enrol speaker's utterances) when they are speakers of
+# the enrol dir, auto by default). Every output is keyed by the set's NAME: scores/<model>/<back-end>/NAME.score,
+# results rows <model>:<back-end>:NAME, features and embeddings of TEST_DIR under NAME (and NAME_enroll), so
+# adding a set to a re-run adds its rows and leaves the others' files as they are. The older form
+# --test-data D [--enroll-data E] --trials 'T ...' makes one set per trial list, named by its file name, with
+# D and E keyed by their basenames. Stage 1 writes feats.scp, vad.scp and utt2num_frames into each data dir
+# (Kaldi's convention: give copies if yours must stay untouched, as egs/custom/v1 does).
+# Back-ends not listed in --backends are skipped (their stages do nothing). Each stage asks only for what it
+# needs: features want --feat-dir and the dirs; training --conf, --train-data, --exp-dir; stages 4-9 a set.
 #
-# Usage: sv_stages.sh [options]   (options below; --foo-bar sets foo_bar)
+# Usage: sv_stages.sh [options]   (runs from anywhere; --foo-bar sets foo_bar; --help lists the options)
 set -euo pipefail
+_tools_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$_tools_dir/../path.sh"
+. "$_tools_dir/recipe_lib.sh"
 
-stage=1
-stop_stage=100
+stage=1               # first stage to run
+stop_stage=100        # last stage to run
 nj=2                  # parallel feature-extraction jobs
 nproc=1               # training processes (torchrun --nproc_per_node)
 conf=                 # recipe YAML (not called "config", which Kaldi's parse_options.sh reserves)
 train_data=           # training data dir
-test_data=            # evaluation data dir (test side of the trials)
-enroll_data=          # enrolment data dir (default: the test data dir)
+eval_sets=""          # evaluation sets NAME=TEST_DIR[,enroll=DIR][,trials=FILE][,enroll_table=T], space-separated
+test_data=            # older form of one evaluation dir (test side of --trials)
+enroll_data=          # its enrolment dir (default: the test data dir)
 enroll_table=xvector  # xvector (one utterance per enrol id) or spk_xvector (average of the enrol id's utts)
-trials=               # space-separated trial lists, scored against the enrol/test embeddings
+trials=               # space-separated trial lists of --test-data, one set each, named by the file name
 feat_dir=             # where the feature archives go
 exp_dir=              # training output dir
 train_overrides=""    # extra config overrides key.sub=value for training, space-separated (no spaces in values)
+train_threads=0       # torch threads per training process (0: the trainer's default, see the conf's training.num_threads)
 average_num=0         # > 0: evaluate the average of the last N epochs' weights instead of the last epoch
 checkpoints=""        # models to evaluate (default: init and latest, or init and avgN; then the fine-tuned one)
 pretrained=""         # a model dir to evaluate (and fine-tune from) instead of training one: see stage 2
@@ -44,6 +59,12 @@ finetune_conf=""      # YAML of a fine-tuning stage from the evaluated model (e.
 finetune_tag=lm       # its name: exp_dir/<tag>, embeddings/<tag>, rows trained-<tag>
 finetune_overrides="" # extra config overrides of the fine-tuning training, space-separated
 train_mean_crop=200   # frames of the one centred crop per training utterance for the mean (0: whole utterances)
+extract_mode=""       # embeddings of the evaluation dirs: full or multicrop (default: the model config's)
+extract_vad=""        # true or false: drop unvoiced frames before embedding (default: the model config's)
+extract_num_crops=""  # crops per utterance in multicrop mode (default: the model config's)
+extract_crop_frames="" # frames per crop in multicrop mode (default: the model config's)
+extract_batch_size="" # utterances per batch (default: the model config's)
+extract_threads=0     # torch threads of embedding extraction (0: torch's default)
 backends="cosine asnorm qmf plda"  # back-ends to run: cosine asnorm snorm qmf plda (qmf needs asnorm)
 adapt_data=""         # in-domain data dir: its mean (cosine-adapt) and its cohort (asnorm-adapt) as extra rows
 adapt_cohort=auto     # cohort of --adapt-data: speaker (per-speaker means), utterance, or auto (utterance if unlabelled)
@@ -51,24 +72,29 @@ top_n=300             # AS-norm cohort scores per side
 calibration_trials=5000  # QMF calibration trials per duration condition (as many target as non-target)
 plda_dim=200          # LDA dimension before PLDA (capped at the embedding dim and speakers - 1)
 p_targets="0.01 0.05" # target priors of the minDCF / actDCF columns (add 0.001 for Kaldi's third)
-report=true           # write exp_dir/report.html at the end
-help_message="Usage: $0 --conf C --train-data D --test-data D --trials 'T ...' --feat-dir F --exp-dir E [options]"
+threshold_set=""      # the set whose trained cosine EER threshold the CLI uses (default: the last --trials, else the first set)
+report=true           # write exp_dir/report.html at the end (its embedding plots: of threshold_set's test dir)
+help_message=$(recipe_help "${BASH_SOURCE[0]}" "relative paths are taken from where you run it")
+. "$_tools_dir/parse_options.sh"
+[ $# -eq 0 ] || { echo "$0: unexpected argument '$1' (options are --name value; see --help)" >&2; exit 1; }
 
-. "$(dirname "${BASH_SOURCE[0]}")/recipe_lib.sh"
-. parse_options.sh
-
-required="train_data test_data trials feat_dir exp_dir"
-[ -n "$pretrained" ] || required="conf $required"
-for var in $required; do
-  [ -n "${!var}" ] || { echo "$0: --${var//_/-} is required" >&2; echo "$help_message" >&2; exit 1; }
+# runs_any N...: some stage N is in [stage, stop_stage].
+runs_any() { local n; for n in "$@"; do [ "$stage" -le "$n" ] && [ "$stop_stage" -ge "$n" ] && return 0; done; return 1; }
+need() {  # need VAR WHY: VAR must be set
+  [ -n "${!1}" ] || { echo "$0: --${1//_/-} is required $2 (see --help)" >&2; exit 1; }
+}
+for var in stage stop_stage; do
+  case "${!var}" in ''|*[!0-9]*) echo "$0: --${var//_/-} must be a stage number, got '${!var}'" >&2; exit 1 ;; esac
 done
+runs_any 1 && need feat_dir "for stage 1 (features)"
+runs_any 2 && [ -z "$pretrained" ] && need conf "for stage 2 (training)"
+if runs_any 2 3 4 5 6 7 8 9; then need train_data "for stages 2-9"; need exp_dir "for stages 2-9"; fi
 if [ -n "$pretrained" ]; then
   [ -f "$pretrained/config.yaml" ] && [ -f "$pretrained/checkpoints/latest" ] || {
     echo "$0: --pretrained $pretrained is not a model dir (config.yaml, checkpoints/latest): make one with" \
       "python -m speakernet.bin.import_model" >&2; exit 1; }
   [ "$average_num" -eq 0 ] || { echo "$0: --average-num applies to a training, not to --pretrained" >&2; exit 1; }
 fi
-enroll_data=${enroll_data:-$test_data}
 if [ -z "$checkpoints" ]; then
   if [ "$average_num" -gt 0 ]; then checkpoints="init avg$average_num"; else checkpoints="init latest"; fi
   [ -z "$finetune_conf" ] || checkpoints="$checkpoints $finetune_tag"
@@ -94,31 +120,146 @@ case "$top_n" in ''|*[!0-9]*|0|1) echo "$0: --top-n must be an integer of at lea
 case "$adapt_cohort" in auto|speaker|utterance) ;; *)
   echo "$0: --adapt-cohort must be auto, speaker or utterance, got '$adapt_cohort'" >&2; exit 1 ;;
 esac
+case "$extract_vad" in ''|true|false) ;; *) echo "$0: --extract-vad must be true or false, got '$extract_vad'" >&2; exit 1 ;; esac
+case "$extract_mode" in ''|full|multicrop) ;; *)
+  echo "$0: --extract-mode must be full or multicrop, got '$extract_mode'" >&2; exit 1 ;;
+esac
+for var in train_threads extract_threads extract_num_crops extract_crop_frames extract_batch_size; do
+  case "${!var}" in *[!0-9]*) echo "$0: --${var//_/-} must be a whole number, got '${!var}'" >&2; exit 1 ;; esac
+done
 for var in train_data test_data enroll_data adapt_data; do
   [ -z "${!var}" ] || [ -d "${!var}" ] || { echo "$0: --${var//_/-} ${!var} is not a directory" >&2; exit 1; }
 done
-# The same dir given twice (e.g. --adapt-data = --test-data, one path relative, one absolute) is one dir.
-eval_dirs=$(for data in "$train_data" "$enroll_data" "$test_data" $adapt_data; do
-  printf '%s %s\n' "$(cd "$data" && pwd -P)" "$data"; done | awk '!seen[$1]++ {print $2}')
-same_dir() { [ "$(cd "$1" && pwd -P)" = "$(cd "$2" && pwd -P)" ]; }
-[ -z "$adapt_data" ] || ! same_dir "$adapt_data" "$test_data" || adapt_data=$test_data
-[ -z "$adapt_data" ] || ! same_dir "$adapt_data" "$train_data" || {
-  echo "$0: --adapt-data is the training dir; its mean and cohort are the default back-ends already" >&2; exit 1; }
-# Embeddings live in embeddings/<checkpoint>/<basename>: two different dirs must not share one.
-dup=$(for data in $eval_dirs; do basename "$data"; done | sort | uniq -d | head -1)
-[ -z "$dup" ] || { echo "$0: two data dirs are both called '$dup'; give them different names" >&2; exit 1; }
-train_name=$(basename "$train_data"); test_name=$(basename "$test_data"); enroll_name=$(basename "$enroll_data")
+
+# Data dirs by key: each distinct dir (by its real path) has one key, under which its features
+# (feat_dir/KEY) and embeddings (embeddings/<model>/KEY) live.
+declare -A key_of_dir=() dir_of_key=()
+dir_keys=()
+# register_dir DIR KEY: gives DIR the key KEY unless it has one already; sets $key_given to its key.
+register_dir() {
+  local real; real=$(cd "$1" && pwd -P)
+  if [ -n "${key_of_dir[$real]-}" ]; then key_given=${key_of_dir[$real]}; return; fi
+  [ "$2" != calibration ] || { echo "$0: a data dir may not be called 'calibration' (the QMF calibration" \
+    "set's embeddings have that name): $1" >&2; exit 1; }
+  if [ -n "${dir_of_key[$2]-}" ]; then
+    echo "$0: two data dirs would both be called '$2' (${dir_of_key[$2]} and $1): give them different" \
+      "names (set names, and the basenames of --train-data, --adapt-data, --test-data, --enroll-data)" >&2
+    exit 1
+  fi
+  key_of_dir[$real]=$2; dir_of_key[$2]=$1; key_given=$2
+}
+# Evaluation sets by name.
+declare -A set_test=() set_enroll=() set_trials=() set_table=() set_test_key=() set_enroll_key=()
+set_names=()
+# add_set NAME TEST ENROLL TRIALS TABLE TEST_KEY ENROLL_KEY
+add_set() {
+  case "$1" in ''|calibration|*[!A-Za-z0-9._-]*|[._-]*)
+    echo "$0: evaluation set name '$1' must be letters, digits, '.', '_' or '-' (not starting with one of" \
+      "the last three) and not 'calibration'" >&2; exit 1 ;;
+  esac
+  [ -z "${set_test[$1]-}" ] || { echo "$0: two evaluation sets are called '$1'" >&2; exit 1; }
+  local dir
+  for dir in "$2" "$3"; do [ -d "$dir" ] || { echo "$0: evaluation set '$1': $dir is not a directory" >&2; exit 1; }; done
+  case "$5" in auto|xvector|spk_xvector) ;; *)
+    echo "$0: evaluation set '$1': enroll_table must be auto, xvector or spk_xvector, got '$5'" >&2; exit 1 ;;
+  esac
+  set_names+=("$1"); set_test[$1]=$2; set_enroll[$1]=$3; set_trials[$1]=$4; set_table[$1]=$5
+  set_test_key[$1]=$6; set_enroll_key[$1]=$7
+}
+
+# The training dir, then the sets' dirs, then the adapt dir, in that order of keys.
+[ -z "$train_data" ] || { register_dir "$train_data" "$(basename "$train_data")"; train_name=$key_given; dir_keys+=("$train_name"); }
+if [ -n "$test_data" ]; then
+  [ -n "$trials" ] || { echo "$0: --test-data needs --trials (or use --eval-sets)" >&2; exit 1; }
+  enroll_data=${enroll_data:-$test_data}
+  register_dir "$test_data" "$(basename "$test_data")"; test_key=$key_given
+  register_dir "$enroll_data" "$(basename "$enroll_data")"; enroll_key=$key_given
+  for trial_list in $trials; do
+    add_set "$(basename "$trial_list")" "$test_data" "$enroll_data" "$trial_list" "$enroll_table" "$test_key" "$enroll_key"
+  done
+elif [ -n "$trials$enroll_data" ]; then
+  echo "$0: --trials and --enroll-data describe the sets of --test-data, which is not given" >&2; exit 1
+fi
+for spec in $eval_sets; do
+  name=${spec%%=*}
+  [ "$name" != "$spec" ] || { echo "$0: --eval-sets: '$spec' is not NAME=TEST_DIR[,enroll=DIR][,trials=FILE]" >&2; exit 1; }
+  IFS=, read -r -a fields <<< "${spec#*=}"
+  test=${fields[0]-}; enroll=; set_trial_list=; table=auto
+  [ -n "$test" ] || { echo "$0: --eval-sets: set '$name' has no test dir" >&2; exit 1; }
+  for field in "${fields[@]:1}"; do
+    case "$field" in
+      enroll=*) enroll=${field#*=} ;;
+      trials=*) set_trial_list=${field#*=} ;;
+      enroll_table=*) table=${field#*=} ;;
+      *) echo "$0: --eval-sets: set '$name': unknown field '$field' (enroll=, trials=, enroll_table=)" >&2; exit 1 ;;
+    esac
+  done
+  [ -d "$test" ] || { echo "$0: evaluation set '$name': $test is not a directory" >&2; exit 1; }
+  register_dir "$test" "$name"; test_key=$key_given
+  enroll=${enroll:-$test}
+  [ -d "$enroll" ] || { echo "$0: evaluation set '$name': enroll=$enroll is not a directory" >&2; exit 1; }
+  register_dir "$enroll" "${name}_enroll"; enroll_key=$key_given
+  add_set "$name" "$test" "$enroll" "${set_trial_list:-$test/trials}" "$table" "$test_key" "$enroll_key"
+done
+for name in ${set_names[@]+"${set_names[@]}"}; do
+  for key in "${set_enroll_key[$name]}" "${set_test_key[$name]}"; do
+    [[ " ${dir_keys[*]-} " == *" $key "* ]] || dir_keys+=("$key")
+  done
+done
+if [ -n "$adapt_data" ]; then
+  adapt_real=$(cd "$adapt_data" && pwd -P)
+  [ -z "$train_data" ] || [ "$adapt_real" != "$(cd "$train_data" && pwd -P)" ] || {
+    echo "$0: --adapt-data is the training dir; its mean and cohort are the default back-ends already" >&2; exit 1; }
+  register_dir "$adapt_data" "$(basename "$adapt_data")"; adapt_name=$key_given
+  adapt_data=${dir_of_key[$adapt_name]}  # the same dir given twice (once relative) is one dir
+  [[ " ${dir_keys[*]-} " == *" $adapt_name "* ]] || dir_keys+=("$adapt_name")
+fi
+if runs_any 4 5 6 7 8 9 && [ ${#set_names[@]} -eq 0 ]; then
+  echo "$0: stages 4-9 score evaluation sets: give --eval-sets (or --test-data with --trials)" >&2; exit 1
+fi
+if runs_any 1 && [ ${#dir_keys[@]} -eq 0 ]; then
+  echo "$0: stage 1 has no data dir to make features for (--train-data, --eval-sets, ...)" >&2; exit 1
+fi
+if [ -z "$threshold_set" ] && [ ${#set_names[@]} -gt 0 ]; then
+  threshold_set=${set_names[0]}
+  [ -z "$trials" ] || threshold_set=$(basename "$(echo $trials | awk '{print $NF}')")
+fi
+[ -z "$threshold_set" ] || [ -n "${set_test[$threshold_set]-}" ] || {
+  echo "$0: --threshold-set '$threshold_set' is not an evaluation set (${set_names[*]-})" >&2; exit 1; }
 trained_name=trained; [ -z "$pretrained" ] || trained_name=pretrained
 model_name() { case "$1" in init) echo untrained ;; latest) echo "$trained_name" ;; *) echo "trained-$1" ;; esac; }
 
+# enrol_table SET: the embedding table the set's trial list enrols with (xvector or spk_xvector).
+enrol_table() {
+  local table=${set_table[$1]}
+  if [ "$table" = auto ]; then
+    local first; first=$(awk 'NF {print $1; exit}' "${set_trials[$1]}")
+    table=xvector
+    if ! awk -v id="$first" '$1 == id {found = 1; exit} END {exit !found}' "${set_enroll[$1]}/utt2spk" && \
+      awk -v id="$first" '$1 == id {found = 1; exit} END {exit !found}' "${set_enroll[$1]}/spk2utt"; then
+      table=spk_xvector
+    fi
+  fi
+  echo "$table"
+}
+check_trials() {  # check_trials: every set's trial list exists (stages 4-9 score them)
+  local name
+  for name in "${set_names[@]}"; do
+    [ -f "${set_trials[$name]}" ] || {
+      echo "$0: evaluation set '$name': trial list ${set_trials[$name]} does not exist (give trials=FILE, or make one" \
+        "with python -m speakernet.bin.make_trials)" >&2; exit 1; }
+  done
+}
+runs_any 4 5 6 7 8 9 && check_trials
+
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
-  log "Stage 1: features (fbank + VAD) for: $(echo $eval_dirs)"
+  log "Stage 1: features (fbank + VAD) for: ${dir_keys[*]}"
   frontend=(); [ -z "$pretrained" ] || frontend=(--frontend-from "$pretrained")
-  for data in $eval_dirs; do
-    name=$(basename "$data")
-    [ -f "$data/feats.scp" ] || rm -f "$feat_dir/$name/.done"  # e.g. a regenerated data dir
-    run_unless_newer "$feat_dir/$name/.done" "$data/wav.scp $data/segments $data/utt2spk $data/feats.scp" \
-      python -m speakernet.bin.make_features --data-dir "$data" --feat-dir "$feat_dir/$name" --nj "$nj" \
+  for key in "${dir_keys[@]}"; do
+    data=${dir_of_key[$key]}
+    [ -f "$data/feats.scp" ] || rm -f "$feat_dir/$key/.done"  # e.g. a regenerated data dir
+    run_unless_newer "$feat_dir/$key/.done" "$data/wav.scp $data/segments $data/utt2spk $data/feats.scp" \
+      python -m speakernet.bin.make_features --data-dir "$data" --feat-dir "$feat_dir/$key" --nj "$nj" \
         ${frontend[@]+"${frontend[@]}"}
   done
 fi
@@ -130,12 +271,13 @@ train_into() {
     local resume=()
     [ -f "$exp/checkpoints/latest" ] && resume=(--resume latest) && log "  continuing from the latest checkpoint of $exp"
     mkdir -p "$exp/log"
-    local launcher=(python)
+    local launcher=(python) threads_override=()
+    [ "$train_threads" -eq 0 ] || threads_override=("training.num_threads=$train_threads")
     [ "$nproc" -gt 1 ] && launcher=(python -m torch.distributed.run --standalone --nproc_per_node="$nproc")
     # shellcheck disable=SC2086  # overrides are deliberately word-split
     run_logged "$exp/log/train.$(date +%Y%m%d-%H%M%S).log" \
       "${launcher[@]}" -m speakernet.bin.train --conf "$conf_file" --data-dir "$train_data" --exp-dir "$exp" \
-      ${resume[@]+"${resume[@]}"} "$@" $overrides
+      ${resume[@]+"${resume[@]}"} "$@" $overrides ${threads_override[@]+"${threads_override[@]}"}
     touch "$exp/.train.done"
   else
     log "  skip: $exp is trained (remove $exp/.train.done to train further)"
@@ -176,7 +318,8 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
     calibration_data="$exp_dir/calibration/data"
     run_unless_fresh "$exp_dir/calibration/.done" "$train_data/utt2spk $train_data/utt2num_frames" \
       run_logged "$exp_dir/log/calibration_trials.log" \
-      python -m speakernet.bin.qmf trials --train-data "$train_data" --exclude-data $enroll_data $test_data \
+      python -m speakernet.bin.qmf trials --train-data "$train_data" --exclude-data $(for key in "${dir_keys[@]}"; do
+          [ "$key" = "$train_name" ] || [ "$key" = "${adapt_name-}" ] || printf '%q ' "${dir_of_key[$key]}"; done) \
         --num-per-condition "$calibration_trials" --out-dir "$exp_dir/calibration"
   fi
   # One extraction process runs every (checkpoint, mode) group that is not done, each group with all
@@ -197,15 +340,19 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
       # enough and batches well (WeSpeaker also embeds one 200-frame crop of vox2_dev for them).
       [ "$group" = train ] && [ "$train_mean_crop" -gt 0 ] && \
         mode=(--mode multicrop --num-crops 1 --crop-frames "$train_mean_crop" --batch-size 128)
+      # The evaluation dirs are embedded as chosen (by default as the model config says).
+      [ "$group" = eval ] && mode=(${extract_mode:+--mode "$extract_mode"} ${extract_vad:+--use-vad "$extract_vad"} \
+        ${extract_num_crops:+--num-crops "$extract_num_crops"} ${extract_crop_frames:+--crop-frames "$extract_crop_frames"} \
+        ${extract_batch_size:+--batch-size "$extract_batch_size"})
+      [ "$extract_threads" -eq 0 ] || mode+=(--num-threads "$extract_threads")
       options=(--exp-dir "$source_exp" --checkpoint "$source_name" ${mode[@]+"${mode[@]}"})
       command=(python -m speakernet.bin.extract "${options[@]}")
       data_dirs=(); out_dirs=()
-      for data in $eval_dirs $calibration_data; do
-        if [ "$data" = "$train_data" ] && [ "$train_mean_crop" -gt 0 ]; then this=train; else this=eval; fi
+      for key in "${dir_keys[@]}" ${calibration_data:+calibration}; do
+        if [ "$key" = "${train_name-}" ] && [ "$train_mean_crop" -gt 0 ]; then this=train; else this=eval; fi
         [ "$this" = "$group" ] || continue
-        name=$(basename "$data")
-        [ "$data" = "$calibration_data" ] && name=calibration
-        out="$exp_dir/embeddings/$checkpoint/$name"
+        data=${dir_of_key[$key]-$calibration_data}
+        out="$exp_dir/embeddings/$checkpoint/$key"
         signature=$(printf '%q ' "${command[@]}" --data-dir "$data" --out-dir "$out")
         is_fresh "$out/.done" "$model_file $data/feats.scp" "$signature" && continue
         data_dirs+=("$data"); out_dirs+=("$out"); markers+=("$out/.done"); signatures+=("$signature")
@@ -223,42 +370,48 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   fi
 fi
 
-# score_stage BACKEND CHECKPOINT TRIALS INPUTS COMMAND...: runs one scoring command into
-# scores/CHECKPOINT/BACKEND/TRIALS.score (its path is appended to COMMAND as --out), with a log and
-# a .done marker that INPUTS newer than it invalidate.
+# score_stage BACKEND CHECKPOINT SET INPUTS COMMAND...: runs one scoring command of evaluation set SET into
+# scores/CHECKPOINT/BACKEND/SET.score (its path is appended to COMMAND as --out), with a log and
+# a .done marker that INPUTS (and the set's trial list) newer than it invalidate.
 score_stage() {
-  local backend=$1 checkpoint=$2 trial_list=$3 inputs=$4; shift 4
-  local name; name=$(basename "$trial_list")
+  local backend=$1 checkpoint=$2 name=$3 inputs=$4; shift 4
   local out="$exp_dir/scores/$checkpoint/$backend/$name.score"
   mkdir -p "$(dirname "$out")"
-  run_unless_fresh "$exp_dir/scores/$checkpoint/$backend/.$name.done" "$trial_list $inputs" \
+  run_unless_fresh "$exp_dir/scores/$checkpoint/$backend/.$name.done" "${set_trials[$name]} $inputs" \
     run_logged "$exp_dir/log/score.$backend.$checkpoint.$name.log" "$@" --out "$out"
 }
 embeddings_of() { echo "$exp_dir/embeddings/$1"; }
+# set_args CHECKPOINT SET: the trial list and the enrol and test tables of SET.
+set_args() {
+  local emb; emb=$(embeddings_of "$1")
+  echo --trials "${set_trials[$2]}" --enroll-scp "$emb/${set_enroll_key[$2]}/$(enrol_table "$2").scp" \
+    --test-scp "$emb/${set_test_key[$2]}/xvector.scp"
+}
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ] && uses cosine; then
   log "Stage 4: cosine scoring (train-mean subtraction${adapt_data:+; and the mean of $adapt_data})"
   for checkpoint in $checkpoints; do
     emb=$(embeddings_of "$checkpoint")
-    for trial_list in $trials; do
-      score_stage cosine "$checkpoint" "$trial_list" "$emb/$test_name/.done $emb/$train_name/.done" \
-        python -m speakernet.bin.score --trials "$trial_list" --enroll-scp "$emb/$enroll_name/$enroll_table.scp" \
-          --test-scp "$emb/$test_name/xvector.scp" --mean-vec "$emb/$train_name/mean.vec"
+    for name in "${set_names[@]}"; do
+      inputs="$emb/${set_test_key[$name]}/.done $emb/${set_enroll_key[$name]}/.done"
+      # shellcheck disable=SC2046  # set_args' words are options
+      score_stage cosine "$checkpoint" "$name" "$inputs $emb/$train_name/.done" \
+        python -m speakernet.bin.score $(set_args "$checkpoint" "$name") --mean-vec "$emb/$train_name/mean.vec"
       if [ -n "$adapt_data" ]; then
-        score_stage cosine-adapt "$checkpoint" "$trial_list" "$emb/$test_name/.done $emb/$(basename "$adapt_data")/.done" \
-          python -m speakernet.bin.score --trials "$trial_list" --enroll-scp "$emb/$enroll_name/$enroll_table.scp" \
-            --test-scp "$emb/$test_name/xvector.scp" --mean-vec "$emb/$(basename "$adapt_data")/mean.vec"
+        # shellcheck disable=SC2046
+        score_stage cosine-adapt "$checkpoint" "$name" "$inputs $emb/$adapt_name/.done" \
+          python -m speakernet.bin.score $(set_args "$checkpoint" "$name") --mean-vec "$emb/$adapt_name/mean.vec"
       fi
     done
   done
 fi
 
-# asnorm_args CHECKPOINT COHORT_DIR: score_norm's embedding, cohort, mean and duration options.
+# asnorm_args CHECKPOINT SET COHORT_KEY: score_norm's embedding, cohort, mean and duration options.
 asnorm_args() {
   local emb; emb=$(embeddings_of "$1")
-  local cohort=$2 cohort_name; cohort_name=$(basename "$2")
+  local cohort_key=$3 cohort=${dir_of_key[$3]}
   local labelled=(--cohort-utt2spk "$cohort/utt2spk")
-  if [ "$cohort" = "$adapt_data" ]; then
+  if [ "$cohort_key" = "${adapt_name-}" ]; then
     local kind=$adapt_cohort
     if [ "$kind" = auto ]; then
       kind=speaker
@@ -266,25 +419,24 @@ asnorm_args() {
     fi
     [ "$kind" = utterance ] && labelled=()
   fi
-  echo --enroll-scp "$emb/$enroll_name/$enroll_table.scp" --test-scp "$emb/$test_name/xvector.scp" \
-    --cohort-scp "$emb/$cohort_name/xvector.scp" ${labelled[@]+"${labelled[@]}"} \
-    --mean-vec "$emb/$cohort_name/mean.vec" --enroll-data "$enroll_data" --test-data "$test_data"
+  echo $(set_args "$1" "$2") --cohort-scp "$emb/$cohort_key/xvector.scp" ${labelled[@]+"${labelled[@]}"} \
+    --mean-vec "$emb/$cohort_key/mean.vec" --enroll-data "${set_enroll[$2]}" --test-data "${set_test[$2]}"
 }
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ] && { uses asnorm || uses snorm; }; then
   log "Stage 5: score normalisation (top $top_n of the training speakers${adapt_data:+, and of $adapt_data})"
   for checkpoint in $checkpoints; do
     emb=$(embeddings_of "$checkpoint")
-    for trial_list in $trials; do
-      for cohort in "$train_data" $adapt_data; do
-        suffix=; [ "$cohort" = "$adapt_data" ] && suffix=-adapt
-        inputs="$emb/$test_name/.done $emb/$(basename "$cohort")/.done"
+    for name in "${set_names[@]}"; do
+      for cohort in "$train_name" ${adapt_name-}; do
+        suffix=; [ "$cohort" = "${adapt_name-}" ] && suffix=-adapt
+        inputs="$emb/${set_test_key[$name]}/.done $emb/${set_enroll_key[$name]}/.done $emb/$cohort/.done"
         # shellcheck disable=SC2046  # asnorm_args' words are options
-        uses asnorm && score_stage "asnorm$suffix" "$checkpoint" "$trial_list" "$inputs" \
-          python -m speakernet.bin.score_norm --trials "$trial_list" --top-n "$top_n" $(asnorm_args "$checkpoint" "$cohort")
+        uses asnorm && score_stage "asnorm$suffix" "$checkpoint" "$name" "$inputs" \
+          python -m speakernet.bin.score_norm --top-n "$top_n" $(asnorm_args "$checkpoint" "$name" "$cohort")
         # shellcheck disable=SC2046
-        uses snorm && score_stage "snorm$suffix" "$checkpoint" "$trial_list" "$inputs" \
-          python -m speakernet.bin.score_norm --trials "$trial_list" --top-n 0 $(asnorm_args "$checkpoint" "$cohort")
+        uses snorm && score_stage "snorm$suffix" "$checkpoint" "$name" "$inputs" \
+          python -m speakernet.bin.score_norm --top-n 0 $(asnorm_args "$checkpoint" "$name" "$cohort")
       done
     done
   done
@@ -308,9 +460,9 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ] && uses qmf; then
     run_unless_fresh "$cal/.qmf.$checkpoint.done" "$cal/.asnorm.$checkpoint.done" \
       run_logged "$exp_dir/log/qmf.train.$checkpoint.log" \
       python -m speakernet.bin.qmf train --scores "$cal/asnorm.$checkpoint.score" --out "$cal/qmf.$checkpoint.json"
-    for trial_list in $trials; do
-      asnorm_scores="$exp_dir/scores/$checkpoint/asnorm/$(basename "$trial_list").score"
-      score_stage asnorm+qmf "$checkpoint" "$trial_list" "$asnorm_scores $cal/.qmf.$checkpoint.done" \
+    for name in "${set_names[@]}"; do
+      asnorm_scores="$exp_dir/scores/$checkpoint/asnorm/$name.score"
+      score_stage asnorm+qmf "$checkpoint" "$name" "$asnorm_scores $cal/.qmf.$checkpoint.done" \
         python -m speakernet.bin.qmf apply --model "$cal/qmf.$checkpoint.json" --scores "$asnorm_scores"
     done
   done
@@ -326,12 +478,14 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ] && uses plda; then
       run_logged "$exp_dir/log/plda.train.$checkpoint.log" \
       python -m speakernet.bin.train_plda --scp "$emb/$train_name/xvector.scp" --utt2spk "$train_data/utt2spk" \
         --mean-vec "$emb/$train_name/mean.vec" --lda-dim "$plda_dim" --out "$model"
-    counts=()
-    [ "$enroll_table" = spk_xvector ] && counts=(--enroll-spk2utt "$enroll_data/spk2utt")
-    for trial_list in $trials; do
-      score_stage plda "$checkpoint" "$trial_list" "$emb/$test_name/.done $exp_dir/plda/.$checkpoint.done" \
-        python -m speakernet.bin.score_plda --trials "$trial_list" --enroll-scp "$emb/$enroll_name/$enroll_table.scp" \
-          --test-scp "$emb/$test_name/xvector.scp" --model "$model" ${counts[@]+"${counts[@]}"}
+    for name in "${set_names[@]}"; do
+      counts=()
+      [ "$(enrol_table "$name")" = spk_xvector ] && counts=(--enroll-spk2utt "${set_enroll[$name]}/spk2utt")
+      # shellcheck disable=SC2046  # set_args' words are options
+      score_stage plda "$checkpoint" "$name" \
+        "$emb/${set_test_key[$name]}/.done $emb/${set_enroll_key[$name]}/.done $exp_dir/plda/.$checkpoint.done" \
+        python -m speakernet.bin.score_plda $(set_args "$checkpoint" "$name") --model "$model" \
+          ${counts[@]+"${counts[@]}"}
     done
   done
 fi
@@ -340,13 +494,13 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
   log "Stage 8: metrics of every back-end"
   score_files=(); names=(); llr=()
   rows_of() {  # rows_of BACKEND: the score files of one back-end, if it ran
-    local checkpoint trial_list file
+    local checkpoint name file
     for checkpoint in $checkpoints; do
-      for trial_list in $trials; do
-        file="$exp_dir/scores/$checkpoint/$1/$(basename "$trial_list").score"
+      for name in "${set_names[@]}"; do
+        file="$exp_dir/scores/$checkpoint/$1/$name.score"
         # Only finished steps count: a score file whose step failed or was redone is not reported.
-        [ -f "$exp_dir/scores/$checkpoint/$1/.$(basename "$trial_list").done" ] || continue
-        score_files+=("$file"); names+=("$(model_name "$checkpoint"):$1:$(basename "$trial_list")")
+        [ -f "$exp_dir/scores/$checkpoint/$1/.$name.done" ] || continue
+        score_files+=("$file"); names+=("$(model_name "$checkpoint"):$1:$name")
         case "$1" in *qmf*|plda) llr+=("${names[-1]}") ;; esac
       done
     done
@@ -362,7 +516,7 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
   last=$main_last
   threshold=()
   uses cosine && threshold=(--threshold-out "$exp_dir/threshold" \
-    --threshold-of "$(model_name "$last"):cosine:$(basename "$(echo $trials | awk '{print $NF}')")")
+    --threshold-of "$(model_name "$last"):cosine:$threshold_set")
   log "results in $exp_dir/results ('untrained' is the model before its first training step):"
   # shellcheck disable=SC2086  # p_targets is a list
   run_logged "$exp_dir/log/compute_metrics.log" \
@@ -389,7 +543,7 @@ if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ] && [ "$report" = true ]; then
   log "Stage 9: report"
   last=$main_last
   run_logged "$exp_dir/log/report.log" \
-    python -m speakernet.bin.report --exp-dir "$exp_dir" --data-dir "$test_data" --checkpoint "$last" \
-      --out "$exp_dir/report.html"
+    python -m speakernet.bin.report --exp-dir "$exp_dir" --data-dir "${set_test[$threshold_set]}" \
+      --embeddings-name "${set_test_key[$threshold_set]}" --checkpoint "$last" --out "$exp_dir/report.html"
   log "report: $exp_dir/report.html"
 fi

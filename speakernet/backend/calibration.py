@@ -23,9 +23,12 @@ to scores of another model, checkpoint, mean or cohort is refused.
 
 from __future__ import annotations
 
+import filecmp
 import json
 import logging
 import math
+import os
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -226,9 +229,25 @@ def make_calibration_set(
     )
     used = sorted({utt for trial in trials for utt in trial[:2]})
     out_dir.mkdir(parents=True, exist_ok=True)
-    subset_data_dir(train_data, out_dir / "data", utt_list=used)
-    write_trials(out_dir / "trials", trials)
-    logger.info("calibration set: %d trials over %d utterances in %s", len(trials), len(used), out_dir)
+    # Written aside, then only the files whose bytes changed replace the old ones: a re-run that draws
+    # the same set (e.g. one more evaluation set of other speakers) leaves every file, and so every
+    # embedding and fit made from them, as it was.
+    with tempfile.TemporaryDirectory(prefix=".calibration.", dir=out_dir) as tmp:
+        fresh = Path(tmp)
+        subset_data_dir(train_data, fresh / "data", utt_list=used)
+        write_trials(fresh / "trials", trials)
+        (out_dir / "data").mkdir(exist_ok=True)
+        names = [Path("trials")] + [Path("data") / path.name
+                                    for path in sorted((fresh / "data").iterdir()) if path.is_file()]
+        for stale in (out_dir / "data").iterdir():
+            if stale.is_file() and not (fresh / "data" / stale.name).exists():
+                stale.unlink()
+        changed = [str(name) for name in names
+                   if not ((out_dir / name).is_file() and filecmp.cmp(fresh / name, out_dir / name, shallow=False))]
+        for name in changed:
+            os.replace(fresh / name, out_dir / name)
+    logger.info("calibration set: %d trials over %d utterances in %s (%s)", len(trials), len(used), out_dir,
+                f"rewrote {', '.join(changed)}" if changed else "unchanged")
     return trials
 
 

@@ -62,6 +62,7 @@ class _Context:
     work_dir: Path
     seed: int
     max_points: int
+    embeddings_name: str | None = None
     results: dict[str, Any] | None = None
     score_cache: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
@@ -228,7 +229,7 @@ def _section_histograms(ctx: _Context) -> str:
 def _embedding_dir(ctx: _Context) -> Path:
     if ctx.data_dir is None:
         raise SectionMissing("no test data dir given (--data-dir)")
-    return ctx.exp_dir / "embeddings" / ctx.checkpoint / ctx.data_dir.name
+    return ctx.exp_dir / "embeddings" / ctx.checkpoint / (ctx.embeddings_name or ctx.data_dir.name)
 
 
 def _utt2spk(ctx: _Context) -> dict[str, str]:
@@ -402,6 +403,7 @@ def build_report(
     out: PathLike | None = None,
     seed: int = 0,
     max_points: int = plots.MAX_HISTOGRAM_POINTS,
+    embeddings_name: str | None = None,
 ) -> Path:
     """Writes the HTML report of an experiment dir (atomically).
 
@@ -410,11 +412,13 @@ def build_report(
             ``checkpoints/``, ``embeddings/``, ``log/``); any of them may be missing.
         data_dir: Test data dir (``utt2spk``, ``feats.scp``, ``vad.scp``) for the embedding and
             attention sections; their embeddings are read from
-            ``exp_dir/embeddings/<checkpoint>/<basename of data_dir>/``.
+            ``exp_dir/embeddings/<checkpoint>/<embeddings_name>/``.
         checkpoint: Checkpoint for the attention plot and the embeddings dir name.
         out: Output page; default ``exp_dir/report.html``.
         seed: Seed of t-SNE and of histogram subsampling.
         max_points: Histograms of longer trial lists use this many randomly chosen trials.
+        embeddings_name: Name of the data dir's embeddings (default: the basename of ``data_dir``;
+            ``sv_stages.sh`` names them by evaluation set).
 
     Returns:
         Path of the page.
@@ -430,7 +434,7 @@ def build_report(
     bodies, notes = [], []
     with tempfile.TemporaryDirectory(prefix="report-") as work_dir:
         ctx = _Context(exp_dir, Path(data_dir) if data_dir is not None else None, checkpoint, Path(work_dir),
-                       seed, max_points)
+                       seed, max_points, embeddings_name)
         for anchor, title, builder in SECTIONS:
             section_started = time.perf_counter()
             try:

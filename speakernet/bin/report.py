@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exp-dir", required=True, help="experiment dir (results.json, config.yaml, ...)")
     parser.add_argument("--data-dir", default=None,
                         help="test data dir (utt2spk, feats.scp, vad.scp) for the embedding and attention plots")
+    parser.add_argument("--embeddings-name", default=None,
+                        help="embeddings/<checkpoint>/<NAME>/ of the test dir (default: the data dir's basename)")
     parser.add_argument("--checkpoint", default="latest",
                         help="checkpoint for the attention plot and embeddings/<checkpoint>/ (default: latest)")
     parser.add_argument("--out", default=None, help="output page (default: <exp-dir>/report.html)")
@@ -32,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from speakernet.backend.report import build_report
 
-    return run_stage(lambda: build_report(args.exp_dir, args.data_dir, args.checkpoint, args.out, seed=args.seed))
+    return run_stage(lambda: build_report(args.exp_dir, args.data_dir, args.checkpoint, args.out, seed=args.seed,
+                                          embeddings_name=args.embeddings_name))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import itertools
 import json
 from collections import Counter
@@ -263,6 +265,21 @@ def test_calibration_set_writes_trials_and_their_data_dir(tmp_path):
     used = {utt for trial in trials for utt in trial[:2]}
     kept = set((tmp_path / "cal" / "data" / "utt2spk").read_text().split()[::2])
     assert kept == used and not any(utt.startswith("spk03") for utt in kept)
+    # Drawn again with one more (disjoint) evaluation dir: the same set, and not one file rewritten.
+    other = tmp_path / "other"
+    other.mkdir()
+    write_scp(other / "utt2spk", {"x-1": "x"})
+    files = sorted((tmp_path / "cal").rglob("*"))
+    stamps = {path: path.stat().st_mtime_ns for path in files if path.is_file()}
+    for path in stamps:
+        os.utime(path, ns=(1, 1))
+    assert make_calibration_set(train, tmp_path / "cal", exclude_data=[test, other], num_per_condition=10) == trials
+    assert all(path.stat().st_mtime_ns == 1 for path in stamps)
+    # Without the exclusion spk03 may be drawn: the changed files are replaced, and only they.
+    changed = make_calibration_set(train, tmp_path / "cal", num_per_condition=10) != trials
+    assert changed == ((tmp_path / "cal" / "trials").stat().st_mtime_ns != 1)
+    fresh = make_calibration_set(train, tmp_path / "cal2", num_per_condition=10)
+    assert read_trials(tmp_path / "cal" / "trials") == fresh
 
 
 def test_equal_durations_give_one_class_and_still_trials():
