@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,3 +24,71 @@ def test_pooled_trial_lists_are_found_without_a_plain_trials_list(tmp_path: Path
     (tmp_path / "test" / "trials_librispeech").unlink()
     result = _pooled(tmp_path)
     assert result.returncode == 1 and f"no trial list in {tmp_path}/test (trials, trials_*)" in result.stderr
+
+
+SV_STAGES = ROOT / "tools" / "sv_stages.sh"
+
+
+def _sv_stages(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    # A PATH without tools/: the script must find its own helpers (parse_options.sh, path.sh).
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(cwd)}
+    return subprocess.run([str(SV_STAGES), *args], cwd=cwd, capture_output=True, text=True, timeout=60, env=env)
+
+
+def _data_dir(path: Path, speakers: str = "a b") -> Path:
+    path.mkdir(parents=True)
+    utts = [f"{spk}-{i}" for spk in speakers.split() for i in (1, 2)]
+    (path / "wav.scp").write_text("".join(f"{utt} /nowhere/{utt}.wav\n" for utt in utts))
+    (path / "utt2spk").write_text("".join(f"{utt} {utt.split('-')[0]}\n" for utt in utts))
+    (path / "spk2utt").write_text("".join(f"{spk} {spk}-1 {spk}-2\n" for spk in speakers.split()))
+    (path / "trials").write_text(f"{utts[0]} {utts[1]} target\n")
+    return path
+
+
+def test_sv_stages_help_lists_every_option_with_its_default_from_anywhere(tmp_path: Path) -> None:
+    result = _sv_stages(tmp_path, "--help")
+    assert result.returncode == 0, result.stderr
+    options = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("  --")]
+    # every `name=default` line above help_message is listed, nothing else
+    script = SV_STAGES.read_text().split("help_message=")[0]
+    names = [line.split("=")[0] for line in script.splitlines() if line[:1].isalpha() and "=" in line.split()[0]]
+    assert options == [f"--{name.replace('_', '-')}" for name in names] and "--eval-sets" in options
+    line = next(line for line in result.stdout.splitlines() if line.startswith("  --top-n "))
+    assert line.split()[1] == "300"
+
+
+def test_sv_stages_asks_each_stage_only_for_its_inputs(tmp_path: Path) -> None:
+    train = _data_dir(tmp_path / "train")
+    # features only: no test set, no conf, no exp dir needed (it gets to make_features, which fails on the
+    # missing audio: past every option check)
+    result = _sv_stages(tmp_path, "--stop-stage", "1", "--train-data", str(train), "--feat-dir", str(tmp_path / "f"))
+    assert "is required" not in result.stderr and "Stage 1: features (fbank + VAD) for: train" in result.stderr
+    assert result.returncode == 1 and "/nowhere/a-1.wav" in result.stderr  # make_features' own error
+    result = _sv_stages(tmp_path, "--stage", "2", "--stop-stage", "2", "--train-data", str(train))
+    assert result.returncode == 1 and "--conf is required for stage 2 (training)" in result.stderr
+    result = _sv_stages(tmp_path, "--stage", "4", "--train-data", str(train), "--exp-dir", str(tmp_path / "e"))
+    assert result.returncode == 1 and "stages 4-9 score evaluation sets" in result.stderr
+
+
+def test_sv_stages_rejects_bad_evaluation_sets(tmp_path: Path) -> None:
+    train = _data_dir(tmp_path / "train")
+    dev = _data_dir(tmp_path / "x" / "dev", "c d")
+    other = _data_dir(tmp_path / "y" / "dev", "e f")
+    base = ["--stage", "4", "--stop-stage", "4", "--train-data", str(train), "--exp-dir", str(tmp_path / "e")]
+    cases = {
+        f"dev={dev} dev={other}": "two evaluation sets are called 'dev'",
+        f"dev:{dev}": "is not NAME=TEST_DIR",
+        f"dev={dev},trial={dev}/trials": "unknown field 'trial=",
+        f"dev={tmp_path}/none": f"{tmp_path}/none is not a directory",
+        f"calibration={dev}": "'calibration'",
+        f"train={dev}": "would both be called 'train'",
+        f"dev={dev},trials={dev}/missing": f"trial list {dev}/missing does not exist",
+        f"dev={dev},enroll_table=mean": "enroll_table must be auto, xvector or spk_xvector",
+    }
+    for spec, message in cases.items():
+        result = _sv_stages(tmp_path, *base, "--eval-sets", spec)
+        assert result.returncode == 1 and message in result.stderr, (spec, result.stderr)
+    # two sets of one dir share its key (the first set's name); two dirs of one basename are two keys
+    result = _sv_stages(tmp_path, *base, "--stop-stage", "1", "--stage", "1", "--feat-dir", str(tmp_path / "f"),
+                        "--eval-sets", f"dev={dev} dev2={dev},trials={dev}/trials other={other}")
+    assert "Stage 1: features (fbank + VAD) for: train dev other" in result.stderr, result.stderr

@@ -195,6 +195,7 @@ for spec in $eval_sets; do
     esac
   done
   [ -d "$test" ] || { echo "$0: evaluation set '$name': $test is not a directory" >&2; exit 1; }
+  [ -z "${set_test[$name]-}" ] || { echo "$0: two evaluation sets are called '$name'" >&2; exit 1; }
   register_dir "$test" "$name"; test_key=$key_given
   enroll=${enroll:-$test}
   [ -d "$enroll" ] || { echo "$0: evaluation set '$name': enroll=$enroll is not a directory" >&2; exit 1; }
