@@ -79,16 +79,15 @@ def _targets(spk2idx: list[list[int]], num_targets: int | None, rng: np.random.G
 def _nontargets(groups: list[_Group], num_nontargets: int, rng: np.random.Generator) -> list[tuple[int, int]]:
     """Draws ``num_nontargets`` distinct pairs ``(a, b)``, ``a < b`` (utterance indices), of different speakers."""
     total = sum(group.num_nontargets for group in groups)
+    members = [(group.utts.tolist(), group.speakers.tolist()) for group in groups]
     if num_nontargets > _ENUMERATE_ABOVE_FRACTION * total:
-        every = [(int(group.utts[a]), int(group.utts[b])) for group in groups
-                 for a in range(len(group.utts)) for b in range(a + 1, len(group.utts))
-                 if group.speakers[a] != group.speakers[b]]
+        every = [(utts[a], utts[b]) for utts, speakers in members
+                 for a in range(len(utts)) for b in range(a + 1, len(utts)) if speakers[a] != speakers[b]]
         return [every[index] for index in sorted(rng.choice(len(every), size=num_nontargets, replace=False).tolist())]
     # A group is drawn with probability proportional to its non-target pairs, then a uniform pair in
     # it: every non-target pair is equally likely, and rejecting repeats makes it without replacement.
     weights = np.array([group.num_nontargets for group in groups], dtype=np.float64) / total
     sizes = np.array([len(group.utts) for group in groups], dtype=np.int64)
-    members = [(group.utts.tolist(), group.speakers.tolist()) for group in groups]
     chosen: set[tuple[int, int]] = set()
     while len(chosen) < num_nontargets:
         batch = min(max(_MIN_BATCH, 2 * (num_nontargets - len(chosen))), _MAX_BATCH)
