@@ -21,7 +21,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import soundfile
 
-from speakernet.data.kaldi_dir import DataDirError, read_scp
+from speakernet.data.kaldi_dir import DataDirError, read_scp, read_segments
 from speakernet.utils.fileio import PathLike
 
 logger = logging.getLogger(__name__)
@@ -179,48 +179,6 @@ def load_audio(spec: str, sample_rate: int | None = 16000) -> tuple[np.ndarray, 
         waveform = resample(waveform, int(file_rate), int(sample_rate))
         file_rate = sample_rate
     return waveform, int(file_rate)
-
-
-def read_segments(path: PathLike) -> dict[str, tuple[str, float, float]]:
-    """Reads a Kaldi ``segments`` file ``<utt> <recording> <start_s> <end_s>``.
-
-    Args:
-        path: The segments file.
-
-    Returns:
-        Mapping from utterance to ``(recording, start, end)`` in seconds, in file order;
-        ``end`` is ``-1.0`` for "to the end of the recording".
-
-    Raises:
-        DataDirError: on a line without four fields, unparsable or negative times, an end not
-            after the start, or a duplicate utterance (naming file, line and key).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataDirError(path, "file does not exist")
-    segments: dict[str, tuple[str, float, float]] = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            key = parts[0]
-            if len(parts) != 4:
-                raise DataDirError(path, f"expected '<utt> <recording> <start> <end>', got {len(parts)} fields",
-                                   number, key)
-            try:
-                start, end = float(parts[2]), float(parts[3])
-            except ValueError:
-                raise DataDirError(path, f"start/end are not numbers: '{parts[2]}' '{parts[3]}'", number, key) from None
-            if not (math.isfinite(start) and math.isfinite(end)) or start < 0:
-                raise DataDirError(path, f"bad start time {parts[2]}", number, key)
-            if end != -1 and end <= start:
-                raise DataDirError(path, f"end {parts[3]} is not after start {parts[2]} (use -1 for 'to the end')",
-                                   number, key)
-            if key in segments:
-                raise DataDirError(path, "duplicate key", number, key)
-            segments[key] = (parts[1], start, end)
-    return segments
 
 
 def _cut_segment(waveform: np.ndarray, rate: int, start: float, end: float, spec: str) -> np.ndarray:

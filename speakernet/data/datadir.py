@@ -16,6 +16,7 @@ from speakernet.data.kaldi_dir import (
     c_sort_key,
     read_feats_scp,
     read_segments,
+    read_spk2gender,
     read_spk2utt,
     read_trials,
     read_utt2dur,
@@ -40,6 +41,7 @@ T = TypeVar("T")
 #: Files :class:`KaldiDataDir` reads and writes; anything else in a data dir is left alone.
 DATA_DIR_FILES = (
     "wav.scp", "segments", "utt2spk", "spk2utt", "utt2num_frames", "utt2dur", "feats.scp", "vad.scp", "trials",
+    "spk2gender",
 )
 
 #: Optional per-utterance files, by :class:`KaldiDataDir` attribute name and file name.
@@ -61,6 +63,7 @@ class KaldiDataDir:
         utt2num_frames: Utterance -> frames; None if absent.
         utt2dur: Utterance -> seconds; None if absent.
         trials: ``(enroll, test, label)`` in file order; None if absent.
+        spk2gender: Speaker -> ``"m"`` or ``"f"``; None if absent.
     """
 
     utt2spk: dict[str, str] = field(default_factory=dict)
@@ -71,6 +74,7 @@ class KaldiDataDir:
     utt2num_frames: dict[str, int] | None = None
     utt2dur: dict[str, float] | None = None
     trials: list[tuple[str, str, str]] | None = None
+    spk2gender: dict[str, str] | None = None
 
     @classmethod
     def load(cls, path: PathLike) -> KaldiDataDir:
@@ -111,6 +115,7 @@ class KaldiDataDir:
             utt2num_frames=optional("utt2num_frames", read_utt2num_frames),
             utt2dur=optional("utt2dur", read_utt2dur),
             trials=optional("trials", read_trials),
+            spk2gender=optional("spk2gender", read_spk2gender),
         )
 
     def save(self, path: PathLike) -> None:
@@ -139,6 +144,8 @@ class KaldiDataDir:
             write_utt2dur(path / "utt2dur", self.utt2dur)
         if self.trials is not None:
             write_trials(path / "trials", self.trials)
+        if self.spk2gender is not None:
+            write_scp(path / "spk2gender", self.spk2gender)
 
     @property
     def spk2utt(self) -> dict[str, list[str]]:
@@ -158,7 +165,8 @@ class KaldiDataDir:
     def present_files(self) -> list[str]:
         """Names of the files this object would write."""
         names = ["utt2spk", "spk2utt"]
-        names += [name for attr, name in (("wav_scp", "wav.scp"), ("segments", "segments"), ("trials", "trials"))
+        names += [name for attr, name in (("wav_scp", "wav.scp"), ("segments", "segments"), ("trials", "trials"),
+                                                       ("spk2gender", "spk2gender"))
                   if getattr(self, attr) is not None]
         names += [name for attr, name in PER_UTT_FILES.items() if getattr(self, attr) is not None]
         return sorted(names)
@@ -166,7 +174,8 @@ class KaldiDataDir:
     def subset(self, utts: Iterable[str], keep_trials: bool = False) -> KaldiDataDir:
         """A copy holding only ``utts`` (unknown ids are ignored).
 
-        ``wav.scp`` keeps only the recordings the kept utterances use.
+        ``wav.scp`` keeps only the recordings the kept utterances use, ``spk2gender`` only the
+        speakers left.
 
         Args:
             utts: Utterances to keep.
@@ -202,4 +211,6 @@ class KaldiDataDir:
             utt2num_frames=restrict(self.utt2num_frames),
             utt2dur=restrict(self.utt2dur),
             trials=trials,
+            spk2gender=None if self.spk2gender is None else {
+                spk: self.spk2gender[spk] for spk in set(utt2spk.values()) if spk in self.spk2gender},
         )

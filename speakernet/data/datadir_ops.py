@@ -206,13 +206,14 @@ def subset_data_dir(
     per_spk: int | None = None,
     first: bool = False,
     seed: int = 0,
+    keep_trials: bool = True,
 ) -> KaldiDataDir:
     """Writes a subset of a data directory, like Kaldi's ``utils/subset_data_dir.sh``.
 
     ``utt_list`` and ``spk_list`` narrow the candidates; then ``num_utts`` picks that many of
     them, or ``per_spk`` picks up to that many per speaker: the first ones in C order if
     ``first``, otherwise a random choice seeded by ``seed`` (the same seed gives the same subset).
-    Trials referring to a dropped utterance or speaker are dropped.
+    Trials referring to a dropped utterance or speaker are dropped (all trials, without ``keep_trials``).
 
     Args:
         src: Source data directory.
@@ -223,6 +224,7 @@ def subset_data_dir(
         per_spk: Number of utterances to keep per speaker (all if a speaker has fewer).
         first: Take the first utterances instead of a random choice.
         seed: Seed of the random choice.
+        keep_trials: Keep the trials whose utterances and speakers the subset keeps; if False, write none.
 
     Returns:
         The subset that was written.
@@ -269,7 +271,7 @@ def subset_data_dir(
     if not candidates:
         raise ValueError(f"the subset of {src} is empty")
 
-    subset = data.subset(candidates, keep_trials=True)
+    subset = data.subset(candidates, keep_trials=keep_trials)
     with atomic_dir(dst) as tmp:
         subset.save(tmp)
         _carry_records([Path(src)], tmp)
@@ -284,8 +286,8 @@ def combine_data(dst: PathLike, srcs: Sequence[PathLike]) -> KaldiDataDir:
     Utterance ids must be unique across sources; a recording id may repeat only with the same
     ``wav.scp`` value. If some sources have ``segments`` and others not, the latter get
     whole-recording segments (``<utt> <utt> 0 -1``). An optional per-utterance file
-    (feats.scp, vad.scp, utt2num_frames, utt2dur) is combined only if every source has it;
-    trial lists are not combined.
+    (feats.scp, vad.scp, utt2num_frames, utt2dur), like ``spk2gender``, is combined only if
+    every source has it; trial lists are not combined.
 
     Args:
         dst: Destination (replaced atomically if it exists; must not be a source).
@@ -349,6 +351,16 @@ def combine_data(dst: PathLike, srcs: Sequence[PathLike]) -> KaldiDataDir:
         elif any(table is not None for table in tables):
             logger.warning("not combining %s: missing in %s", name,
                            " ".join(str(src) for src, table in zip(sources, tables) if table is None))
+    if all(data.spk2gender is not None for data in loaded):
+        combined.spk2gender = {}
+        for src, data in zip(sources, loaded):
+            for spk, gender in data.spk2gender.items():
+                if combined.spk2gender.setdefault(spk, gender) != gender:
+                    raise DataDirError(src / "spk2gender", f"speaker has gender '{combined.spk2gender[spk]}' in "
+                                       "another source dir", _line_of(src / "spk2gender", spk), spk)
+    elif any(data.spk2gender is not None for data in loaded):
+        logger.warning("not combining spk2gender: missing in %s",
+                       " ".join(str(src) for src, data in zip(sources, loaded) if data.spk2gender is None))
     if any(data.trials is not None for data in loaded):
         logger.info("combine_data: trial lists of the sources are not combined")
 

@@ -10,6 +10,7 @@ Files of a data directory (all ``<key> <value>`` per line, C-sorted by key):
 - ``segments``: ``<utt> <rec> <start_s> <end_s>``; ``end_s == -1`` means "to the end of the recording".
 - ``utt2spk`` / ``spk2utt``: speaker of each utterance and its inverse.
 - ``utt2num_frames`` (int frames > 0), ``utt2dur`` (float seconds > 0).
+- ``spk2gender``: ``<spk> m|f``.
 - ``feats.scp`` / ``vad.scp``: ``<utt> <ark>:<offset>`` rxspecifiers.
 - ``trials``: ``<enroll> <test> target|nontarget`` (not sorted; kept in file order).
 """
@@ -27,6 +28,7 @@ from speakernet.data.kaldi_lines import (
     Reporter,
     Segment,
     _as_duration,
+    _as_gender,
     _as_num_frames,
     _as_segment,
     _as_text,
@@ -157,6 +159,21 @@ def read_segments(path: PathLike) -> dict[str, Segment]:
             ``end <= start`` (other than ``end == -1``) or a duplicate utterance.
     """
     return _read(path, _as_segment)
+
+
+def read_spk2gender(path: PathLike) -> dict[str, str]:
+    """Reads ``spk2gender`` (``<spk> m|f``).
+
+    Args:
+        path: File to read.
+
+    Returns:
+        Mapping from speaker to ``"m"`` or ``"f"``, in file order.
+
+    Raises:
+        DataDirError: on a missing file, a value other than ``m`` or ``f``, or a duplicate speaker.
+    """
+    return _read(path, _as_gender)
 
 
 def read_utt2num_frames(path: PathLike) -> dict[str, int]:

@@ -227,6 +227,16 @@ def _as_duration(value: str) -> float:
     return seconds
 
 
+GENDERS = ("m", "f")
+
+
+def _as_gender(value: str) -> str:
+    gender = _as_token(value)
+    if gender not in GENDERS:
+        raise ValueError(f"gender must be one of {GENDERS}, got '{gender}'")
+    return gender
+
+
 # Value parsers with a fast path for two-column files: None keeps the text, else a converter of
 # all values at once that raises ValueError where the parser would (see _read_two_fields).
 _FAST_VALUES: dict[Callable, Callable[[list[str]], list] | None] = {

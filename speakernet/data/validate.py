@@ -18,6 +18,7 @@ from speakernet.data.kaldi_dir import DataDirValidationError, _parse_trials, c_s
 from speakernet.data.kaldi_lines import (
     DataDirError,
     _as_duration,
+    _as_gender,
     _as_num_frames,
     _as_segment,
     _as_text,
@@ -201,7 +202,8 @@ def validate_data_dir(
     ways; every utterance has audio (through ``segments`` when present, whose recordings must be
     in ``wav.scp``); ``feats.scp``, ``utt2dur`` cover exactly the utterances; ``utt2num_frames``
     and ``vad.scp`` cover exactly the ``feats.scp`` keys (or the utterances without features);
-    ``trials`` parse. All problems are collected and raised together.
+    ``trials`` parse; ``spk2gender`` (``m``/``f``) names exactly the speakers of ``spk2utt``. All
+    problems are collected and raised together.
 
     Args:
         path: Data directory.
@@ -233,6 +235,7 @@ def validate_data_dir(
     vad = check.load("vad.scp", _as_text, required="need_vad" if need_vad else None)
     num_frames = check.load("utt2num_frames", _as_num_frames)
     utt2dur = check.load("utt2dur", _as_duration)
+    spk2gender = check.load("spk2gender", _as_gender)
     if wav is None and feats is None:
         check.report(DataDirError(data_dir / "wav.scp", "neither wav.scp nor feats.scp exists"))
 
@@ -253,6 +256,8 @@ def validate_data_dir(
             check.check_keys_match(vad, frames_reference, "utterance")
         if utt2dur is not None:
             check.check_keys_match(utt2dur, utt2spk, "utterance")
+    if spk2gender is not None and spk2utt is not None:
+        check.check_keys_match(spk2gender, spk2utt, "speaker")
 
     if check_files_exist:
         if wav is not None:

@@ -178,6 +178,9 @@ def test_cnceleb_enroll_lst_missing_file_and_dev_list_speaker(tmp_path: Path) ->
     root = make_cnceleb(tmp_path / "b", dev_lst="id00001\nid00003\n")
     with pytest.raises(DataDirError, match=r"dev.lst \(key 'id00003'\)"):
         prepare_cnceleb(root, tmp_path / "data")
+    root = make_cnceleb(tmp_path / "c", dev_lst="id00001\nid00002\nid00001\n")
+    with pytest.raises(DataDirError, match=r"dev.lst:3 \(key 'id00001'\): id repeated \(first on line 1\)"):
+        prepare_cnceleb(root, tmp_path / "data")
 
 
 def test_prepare_cnceleb_entry_point(tmp_path: Path) -> None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -39,8 +41,13 @@ class ScannedFile(NamedTuple):
     path: str
 
 
-def scan_audio_tree(base: PathLike, depth: int, extensions: Sequence[str] = AUDIO_EXTENSIONS) -> list[ScannedFile]:
-    """Lists the audio files exactly ``depth`` directory levels below ``base``.
+def scan_audio_tree(
+    base: PathLike,
+    depth: int | None,
+    extensions: Sequence[str] = AUDIO_EXTENSIONS,
+    skipped: Counter[str] | None = None,
+) -> list[ScannedFile]:
+    """Lists the audio files exactly ``depth`` directory levels below ``base`` (any depth if None).
 
     ``os.scandir`` is used level by level (its directory entries carry the file type, so no
     per-file ``stat`` call is made): VoxCeleb2's 1 M files are listed in seconds, where
@@ -48,8 +55,11 @@ def scan_audio_tree(base: PathLike, depth: int, extensions: Sequence[str] = AUDI
 
     Args:
         base: Directory to scan.
-        depth: Number of directory levels between ``base`` and the files (0: files directly in it).
+        depth: Number of directory levels between ``base`` and the files (0: files directly in it),
+            or None for files at every depth (a directory reached twice through links is read once).
         extensions: Accepted extensions, lower case with the dot; matched case-insensitively.
+        skipped: If given, counts what the scan passes over at the depths it reads: other files by
+            lower-cased extension (``""`` when there is none) and hidden entries under ``"hidden"``.
 
     Returns:
         The files, sorted by (dirs, stem, suffix).
@@ -62,20 +72,33 @@ def scan_audio_tree(base: PathLike, depth: int, extensions: Sequence[str] = AUDI
         raise FileNotFoundError(f"{base}: corpus directory does not exist")
     wanted = tuple(ext.lower() for ext in extensions)
     found: list[ScannedFile] = []
+    visited: set[tuple[int, int]] = set()
     started = time.perf_counter()
 
     def visit(directory: str, dirs: tuple[str, ...]) -> None:
+        if depth is None:
+            info = os.stat(directory)
+            if (info.st_dev, info.st_ino) in visited:
+                return
+            visited.add((info.st_dev, info.st_ino))
         with os.scandir(directory) as entries:
             for entry in entries:
                 if entry.name.startswith("."):
+                    if skipped is not None:
+                        skipped["hidden"] += 1
                     continue
-                if len(dirs) < depth:
+                if depth is None or len(dirs) < depth:
                     if entry.is_dir():
                         visit(entry.path, dirs + (entry.name,))
-                elif entry.is_file():
+                        continue
+                    if depth is not None:
+                        continue
+                if entry.is_file():
                     stem, suffix = os.path.splitext(entry.name)
                     if suffix.lower() in wanted:
                         found.append(ScannedFile(dirs, stem, suffix.lower(), entry.path))
+                    elif skipped is not None:
+                        skipped[suffix.lower()] += 1
 
     visit(str(base), ())
     found.sort()
@@ -83,6 +106,11 @@ def scan_audio_tree(base: PathLike, depth: int, extensions: Sequence[str] = AUDI
     logger.info("Scanned %s: %d %s files in %.2f s (%.0f files/s)", base, len(found), "/".join(wanted), elapsed,
                 len(found) / elapsed)
     return found
+
+
+def id_token(text: str) -> str:
+    """Makes a folder or file name usable inside a Kaldi id (no whitespace): ``zoom in`` -> ``zoom_in``."""
+    return re.sub(r"\s+", "_", text.strip())
 
 
 def unique_by_key(files: Iterable[tuple[str, ScannedFile]], preference: Sequence[str]) -> dict[str, ScannedFile]:

@@ -30,7 +30,7 @@ import logging
 import re
 from pathlib import Path
 
-from speakernet.data.kaldi_dir import DataDirError
+from speakernet.data.kaldi_dir import DataDirError, read_id_list
 from speakernet.data.prepare import (
     AUDIO_EXTENSIONS,
     ScannedFile,
@@ -50,18 +50,6 @@ EXTENSION_PREFERENCE = (".wav", ".flac")
 _TRIED = "/".join(EXTENSION_PREFERENCE)
 FIRST_EVAL_SPEAKER = 800
 _SPEAKER_ID = re.compile(r"^id(\d+)$")
-
-
-def _read_id_list(path: Path) -> list[str]:
-    """Reads a one-id-per-line list (``dev.lst``, ``spk.lst``)."""
-    ids: list[str] = []
-    seen: set[str] = set()
-    for number, (speaker,) in iter_list_fields(path, 1, "one speaker id per line"):
-        if speaker in seen:
-            raise DataDirError(path, "duplicate speaker id", number, speaker)
-        seen.add(speaker)
-        ids.append(speaker)
-    return ids
 
 
 def resolve_audio(path: Path) -> Path | None:
@@ -95,7 +83,7 @@ def _speaker_files(data_dir: Path, speakers: list[str] | None, list_path: Path |
 def _cnceleb1_dev_speakers(root: Path) -> tuple[list[str] | None, Path | None]:
     dev_list = root / "dev" / "dev.lst"
     if dev_list.is_file():
-        speakers = _read_id_list(dev_list)
+        speakers = read_id_list(dev_list)
         logger.info("CN-Celeb1 dev speakers from %s: %d", dev_list, len(speakers))
         return speakers, dev_list
     speakers = []
@@ -217,7 +205,7 @@ def prepare_cnceleb(
     if cnceleb2_root is not None:
         root2 = Path(cnceleb2_root).resolve()
         spk_list = root2 / "spk.lst"
-        speakers2 = _read_id_list(spk_list) if spk_list.is_file() else None
+        speakers2 = read_id_list(spk_list) if spk_list.is_file() else None
         if speakers2 is None:
             logger.warning("%s not found; taking every speaker directory under %s", spk_list, root2 / "data")
         train2 = _speaker_files(root2 / "data", speakers2, spk_list if speakers2 is not None else None)

@@ -34,7 +34,15 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from speakernet.data.prepare import AUDIO_EXTENSIONS, ScannedFile, scan_audio_tree, scp_path, write_data_dir
+from speakernet.data.prepare import (
+    AUDIO_EXTENSIONS,
+    ScannedFile,
+    id_token,
+    scan_audio_tree,
+    scp_path,
+    write_data_dir,
+)
+from speakernet.data.split import choose_speakers, count_for_fraction
 from speakernet.utils.fileio import PathLike
 
 logger = logging.getLogger(__name__)
@@ -96,11 +104,6 @@ def _duration_ms(path: str) -> float:
     return math.floor(info.frames * 1000 / info.samplerate) / 1000
 
 
-def _token(text: str) -> str:
-    """Makes a folder name usable inside a Kaldi id (no whitespace): ``zoom in`` -> ``zoom_in``."""
-    return re.sub(r"\s+", "_", text.strip())
-
-
 def _bad_name(scanned: ScannedFile, expected: str) -> ValueError:
     return ValueError(f"{scanned.path}: file name does not match the corpus layout '{expected}'")
 
@@ -129,7 +132,7 @@ def _word_ids(prefix: str) -> IdBuilder:
 
     def ids(match: re.Match[str], scanned: ScannedFile) -> tuple[str, str, str]:
         speaker, number = match.groups()
-        word = _token(scanned.dirs[0])
+        word = id_token(scanned.dirs[0])
         return f"{prefix}-{speaker}", word, f"{prefix}-{speaker}-{word}-{number}"
 
     return ids
@@ -162,7 +165,7 @@ def collect_librispeech(root: PathLike, segment_seconds: float = 3.0) -> list[Po
     utts = []
     prefix = CORPUS_PREFIXES["librispeech"]
     for scanned in scan_audio_tree(root, depth=2, extensions=AUDIO_EXTENSIONS):
-        speaker, chapter = (_token(name) for name in scanned.dirs)
+        speaker, chapter = (id_token(name) for name in scanned.dirs)
         if not scanned.stem.startswith(f"{speaker}-{chapter}-"):
             raise _bad_name(scanned, "<spk>/<chapter>/<spk>-<chapter>-<utt>.flac")
         recording = f"{prefix}-{scanned.stem}"
@@ -243,12 +246,8 @@ def split_speakers(speakers: Sequence[str], test_fraction: float, seed: int, cor
     """
     if not 0.0 <= test_fraction <= 1.0:
         raise ValueError(f"test_fraction must be in [0, 1], got {test_fraction}")
-    ordered = sorted(speakers)
-    num_test = round(len(ordered) * test_fraction)
-    if 0.0 < test_fraction < 1.0 and len(ordered) >= 2:
-        num_test = min(max(num_test, 1), len(ordered) - 1)
     rng = np.random.default_rng([seed, zlib.crc32(corpus.encode("utf-8"))])
-    return {ordered[index] for index in rng.permutation(len(ordered))[:num_test]}
+    return choose_speakers(speakers, count_for_fraction(len(speakers), test_fraction), rng)
 
 
 def make_pooled_trials(
