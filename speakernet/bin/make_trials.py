@@ -40,9 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", required=True, help="data directory whose utt2spk (and spk2gender) is read")
     parser.add_argument("--out", required=True, help="trial file to write (atomically)")
-    parser.add_argument("--num-targets", type=_count_or_all, default=None, metavar="N|all",
-                        help="target trials: N drawn without replacement, or all same-speaker pairs "
-                        "(default all); more than exist is an error")
+    targets = parser.add_mutually_exclusive_group()
+    targets.add_argument("--num-targets", type=_count_or_all, default=None, metavar="N|all",
+                         help="target trials: N drawn without replacement, or all same-speaker pairs "
+                         "(default all); more than exist is an error")
+    targets.add_argument("--max-targets", type=_count, default=None, metavar="N",
+                         help="at most N target trials: N drawn, or all of them when there are no more")
     parser.add_argument("--num-nontargets", type=_count, default=None, metavar="N",
                         help="non-target trials drawn without replacement (default: as many as the targets, "
                         "i.e. balanced, like VoxCeleb1-O; capped with a warning at the pairs that exist); "
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     return run_stage(lambda: make_trials_file(args.data_dir, args.out, num_targets=args.num_targets,
                                               num_nontargets=args.num_nontargets, same_gender=args.same_gender,
-                                              seed=args.seed))
+                                              seed=args.seed, max_targets=args.max_targets))
 
 
 if __name__ == "__main__":

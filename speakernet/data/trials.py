@@ -114,6 +114,7 @@ def sample_trials(
     spk2gender: Mapping[str, str] | None = None,
     seed: int = 0,
     source: str = "utt2spk",
+    max_targets: int | None = None,
 ) -> list[Trial]:
     """Samples a trial list (see the module docstring).
 
@@ -126,6 +127,8 @@ def sample_trials(
             name every speaker.
         seed: Seed of the draws.
         source: What ``utt2spk`` is, for messages (e.g. the data directory).
+        max_targets: Instead of ``num_targets``: at most this many targets, all of them when there are
+            no more (a recipe's default for sets of any size).
 
     Returns:
         ``(enroll, test, "target"|"nontarget")``, C-sorted by (enroll, test), enroll C-smaller.
@@ -147,6 +150,12 @@ def sample_trials(
         spk2idx[speaker_index[utt2spk[utt]]].append(index)
 
     available_targets = sum(len(indices) * (len(indices) - 1) // 2 for indices in spk2idx)
+    if max_targets is not None:
+        if num_targets is not None:
+            raise ValueError("give num_targets or max_targets, not both")
+        if max_targets < 0:
+            raise ValueError(f"max_targets must be >= 0, got {max_targets}")
+        num_targets = max_targets if max_targets < available_targets else None
     if num_targets is not None and num_targets > available_targets:
         raise ValueError(f"asked for {num_targets} target trials but {source} has only {available_targets} "
                          "(pairs of different utterances of one speaker)")
@@ -190,6 +199,7 @@ def make_trials_file(
     num_nontargets: int | None = None,
     same_gender: bool = False,
     seed: int = 0,
+    max_targets: int | None = None,
 ) -> list[Trial]:
     """Samples trials over a data directory's ``utt2spk`` and writes them atomically to ``out``.
 
@@ -200,6 +210,7 @@ def make_trials_file(
         num_nontargets: See :func:`sample_trials` (None: as many as the targets).
         same_gender: Non-targets only between speakers of one gender (needs ``data_dir/spk2gender``).
         seed: Seed of the draws.
+        max_targets: See :func:`sample_trials`.
 
     Returns:
         The trials written.
@@ -217,7 +228,8 @@ def make_trials_file(
             raise FileNotFoundError(f"{gender_path}: not found; same-gender trials need spk2gender "
                                     "(lines '<speaker> m|f')")
         spk2gender = read_spk2gender(gender_path)
-    trials = sample_trials(utt2spk, num_targets, num_nontargets, spk2gender, seed, source=str(data_dir))
+    trials = sample_trials(utt2spk, num_targets, num_nontargets, spk2gender, seed, source=str(data_dir),
+                           max_targets=max_targets)
     write_trials(out, trials)
     num_target = sum(1 for trial in trials if trial[2] == "target")
     logger.info("Wrote %s: %d trials (%d target, %d %snon-target) over %d utterances of %d speakers, seed %d", out,

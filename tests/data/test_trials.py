@@ -147,3 +147,18 @@ def test_entry_point(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         make_trials_bin.main(["--data-dir", str(data), "--out", str(out), "--num-targets", "some"])
     assert "balanced, like VoxCeleb1-O" in " ".join(make_trials_bin.build_parser().format_help().split())
+
+
+def test_max_targets_takes_all_when_there_are_no_more(tmp_path: Path) -> None:
+    capped = sample_trials(UTT2SPK, seed=2, max_targets=NUM_TARGET_PAIRS + 100)
+    assert capped == sample_trials(UTT2SPK, seed=2)  # all of them, as with num_targets=None
+    fewer = sample_trials(UTT2SPK, seed=2, max_targets=9)
+    assert fewer == sample_trials(UTT2SPK, 9, seed=2)
+    with pytest.raises(ValueError, match="not both"):
+        sample_trials(UTT2SPK, 3, max_targets=4)
+    data = _write_dir(tmp_path / "data")
+    out = tmp_path / "trials"
+    assert make_trials_bin.main(["--data-dir", str(data), "--out", str(out), "--max-targets", "9999"]) == 0
+    assert sum(trial[2] == "target" for trial in read_trials(out)) == NUM_TARGET_PAIRS
+    with pytest.raises(SystemExit):
+        make_trials_bin.main(["--data-dir", str(data), "--out", str(out), "--max-targets", "3", "--num-targets", "3"])
