@@ -27,6 +27,7 @@ from speakernet.features.frontend import FRONTEND_CONFIG_NAME, load_frontend, sa
 from speakernet.training import checkpoint as ckpt
 from speakernet.training.finetune import apply_init, check_init_frontend, init_speakers, load_init
 from speakernet.training.distributed import DistributedContext, all_reduce_mean, barrier, cleanup, init_distributed
+from speakernet.utils.dropped import TRAIN_DROPPED_NAME, log_dropped, write_dropped
 from speakernet.utils.faults import fault_point
 from speakernet.utils.fileio import atomic_write, exclusive_lock
 from speakernet.utils.logging import format_duration
@@ -208,6 +209,9 @@ class Trainer:
         if self.context.is_main:
             save_config(config, self.exp_dir / "config.yaml")
             write_scp(self.exp_dir / "spk2label", {spk: str(i) for i, spk in enumerate(speakers)})
+            dropped = self.dataset.dropped
+            log_dropped(logger, f"{data_dir}: training", dropped, len(dropped) + len(self.dataset),
+                        write_dropped(self.exp_dir / TRAIN_DROPPED_NAME, dropped), "lower data.min_frames to keep them")
             self._record_frontend(Path(data_dir))
             # A line at the resumed step is a partial interval (forced by max_steps) when the
             # checkpoint holds an open interval; the resumed run logs that interval in full.

@@ -308,3 +308,33 @@ def test_cli_names_the_config_for_rejected_arguments_and_refuses_a_second_fresh_
     # an override right after --resume is an override, not a checkpoint name
     assert train_bin.main(args + ["--resume", "training.max_steps=4"]) == 0
     assert ckpt.load_checkpoint(ckpt.resolve_checkpoint(exp, "latest"))["step"] == 4
+
+
+def test_utterances_left_out_are_counted_and_listed_in_the_exp_dir(feature_dir: Path, tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    import kaldiio
+
+    from speakernet.data.kaldi_dir import read_scp
+    from speakernet.utils.dropped import TRAIN_DROPPED_NAME, read_dropped
+
+    voiced = {utt: int((kaldiio.load_mat(spec) > 0.5).sum()) for utt, spec in read_scp(feature_dir / "vad.scp").items()}
+    short = {utt: frames for utt, frames in voiced.items() if frames < 150}
+    assert 0 < len(short) < len(voiced)
+    exp = tmp_path / "exp"
+    with caplog.at_level(logging.INFO, logger="speakernet.training.trainer"):
+        train(load_config(None, TINY_OVERRIDES + ["data.min_frames=150", "training.max_steps=1"]), feature_dir, exp)
+    path = exp / TRAIN_DROPPED_NAME
+    assert read_dropped(path) == {utt: f"too_few_voiced_frames {frames}<150" for utt, frames in sorted(short.items())}
+    assert all(line.count("\t") == 1 for line in path.read_text().splitlines())
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "left out" in r.getMessage()]
+    assert len(warnings) == 1
+    assert f"{len(short)} of {len(voiced)} utterances left out ({len(short)} too_few_voiced_frames)" in warnings[0]
+    assert str(path) in warnings[0] and "lower data.min_frames" in warnings[0]
+
+    # nothing left out: the list is there, empty, and no warning
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="speakernet.training.trainer"):
+        train(load_config(None, TINY_OVERRIDES + ["training.max_steps=1"]), feature_dir, exp, overwrite=True)
+    assert path.read_text() == ""
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "left out" in r.getMessage()]
+
