@@ -111,6 +111,39 @@ def truncate_train_metrics(path: Path, step: int, keep_at_step: bool = True) -> 
     return seconds
 
 
+def training_threads(num_threads: int, world_size: int = 1) -> int:
+    """Torch intra-op threads of each training process, for ``training.num_threads``.
+
+    ``num_threads`` > 0 is taken as it is. 0 means ``OMP_NUM_THREADS`` when it is set (a job
+    scheduler's share, the user's, or ``torchrun``'s 1 for several processes), else the CPUs
+    shared out among the processes, at least 1. On 2 otherwise idle cores, 2 threads trained the
+    mini recipe's ECAPA-TDNN 1.3-1.4x faster than 1 (``benches/bench_train_threads.py``); with
+    another CPU-bound job on the machine 2 threads fell to 0.3-0.6x of 1 thread's speed, so a shared
+    machine wants ``training.num_threads=1`` (or ``OMP_NUM_THREADS=1``). The rule stays fixed rather
+    than following the load, so that a re-run computes the same.
+
+    Args:
+        num_threads: The config's ``training.num_threads``.
+        world_size: Training processes on this machine (DDP).
+
+    Raises:
+        ValueError: on an ``OMP_NUM_THREADS`` that is not a positive integer.
+    """
+    if num_threads > 0:
+        return num_threads
+    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if omp:
+        try:
+            value = int(omp)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ValueError(f"OMP_NUM_THREADS={omp!r} is not a positive thread count (training.num_threads is 0, "
+                             "so it sets the training's threads); set it to a number or unset it")
+        return value
+    return max(1, (os.cpu_count() or 1) // world_size)
+
+
 class Trainer:
     """Trains an embedding model on the features of a data dir.
 
@@ -135,7 +168,7 @@ class Trainer:
         self.exp_dir = Path(exp_dir)
         self.context: DistributedContext = init_distributed(device)
         train_cfg, data_cfg = config["training"], config["data"]
-        threads = train_cfg["num_threads"] or max(1, (os.cpu_count() or 1) // self.context.world_size)
+        threads = training_threads(train_cfg["num_threads"], self.context.world_size)
         torch.set_num_threads(threads)
 
         resume_state = None
@@ -528,5 +561,5 @@ def train(config: dict[str, Any], data_dir: str | Path, exp_dir: str | Path, res
         return Trainer(config, data_dir, exp_dir, resume=resume, device=device).train()
 
 
-__all__ = ["Trainer", "train", "previous_training", "margin_at", "truncate_train_metrics", "EmbeddingTrainingModel",
-           "METRICS_NAME"]
+__all__ = ["Trainer", "train", "training_threads", "previous_training", "margin_at", "truncate_train_metrics",
+           "EmbeddingTrainingModel", "METRICS_NAME"]

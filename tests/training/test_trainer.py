@@ -338,3 +338,19 @@ def test_utterances_left_out_are_counted_and_listed_in_the_exp_dir(feature_dir: 
     assert path.read_text() == ""
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "left out" in r.getMessage()]
 
+
+def test_training_threads_take_the_config_then_omp_num_threads_then_the_cpus(monkeypatch) -> None:
+    import os
+
+    from speakernet.training.trainer import training_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert training_threads(5) == 5  # training.num_threads wins
+    assert training_threads(0) == 3 and training_threads(0, world_size=2) == 3  # 0: OMP_NUM_THREADS, per process
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert training_threads(0) == max(1, os.cpu_count() or 1)
+    assert training_threads(0, world_size=64) == 1
+    for bad in ("0", "two"):
+        monkeypatch.setenv("OMP_NUM_THREADS", bad)
+        with pytest.raises(ValueError, match=f"OMP_NUM_THREADS='{bad}' is not a positive thread count"):
+            training_threads(0)
