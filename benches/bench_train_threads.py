@@ -13,6 +13,12 @@ Usage (a small corpus and its features first):
     python benches/bench_train_threads.py --data-dir /tmp/c/data/train \
         --conf egs/mini/v1/conf/ecapa_mini.yaml egs/pooled/v1/conf/ecapa_small.yaml --threads 1 2
 
+Measured on the 2-core development machine (data.num_workers 0, 40 steps a block, 3 rounds,
+medians): with nothing else running (load average 1.3-1.9, the bench itself), 2 threads ran
+ecapa_mini.yaml at 1.71x and ecapa_small.yaml at 1.59x the steps/s of 1 thread; beside other
+agents' test suites and trainings (load 2.3-4.8), 2 threads ran at 0.92x and 0.21x (mini) and
+0.53x (small): oversubscribed cores cost 2 threads far more than an idle core costs 1.
+
 Prints steps/s per conf, thread count and round (with the 1-minute load average after it: this
 process counts about as many as its threads), the median, and each median's ratio to the first
 candidate's.

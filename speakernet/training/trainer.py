@@ -117,10 +117,10 @@ def training_threads(num_threads: int, world_size: int = 1) -> int:
     ``num_threads`` > 0 is taken as it is. 0 means ``OMP_NUM_THREADS`` when it is set (a job
     scheduler's share, the user's, or ``torchrun``'s 1 for several processes), else the CPUs
     shared out among the processes, at least 1. On 2 otherwise idle cores, 2 threads trained the
-    mini recipe's ECAPA-TDNN 1.3-1.4x faster than 1 (``benches/bench_train_threads.py``); with
-    another CPU-bound job on the machine 2 threads fell to 0.3-0.6x of 1 thread's speed, so a shared
-    machine wants ``training.num_threads=1`` (or ``OMP_NUM_THREADS=1``). The rule stays fixed rather
-    than following the load, so that a re-run computes the same.
+    mini and pooled recipes' ECAPA-TDNNs 1.6-1.7x faster than 1 (``benches/bench_train_threads.py``);
+    beside another CPU-bound job 2 threads fell to 0.2-0.9x of 1 thread's speed, so a shared machine
+    wants ``training.num_threads=1`` (or ``OMP_NUM_THREADS=1``). The rule stays fixed rather than
+    following the load, so that a re-run computes the same.
 
     Args:
         num_threads: The config's ``training.num_threads``.
