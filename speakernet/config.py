@@ -59,7 +59,7 @@ DEFAULTS: dict[str, Any] = {
         "log_interval": 20,  # steps between log lines
         "checkpoint_interval": 0,  # steps between mid-epoch checkpoints (0: once per epoch)
         "keep_checkpoints": 5,  # newest epoch checkpoints to keep (0: all)
-        "num_threads": 0,  # torch intra-op threads per process (0: torch default)
+        "num_threads": 0,  # torch intra-op threads per process (0: OMP_NUM_THREADS if set, else CPUs / processes)
         # Start from another training's weights (a checkpoint file, or an exp dir for its latest):
         # large-margin fine-tuning, or a second stage such as triplet fine-tuning (see Trainer)
         "init_from": "",

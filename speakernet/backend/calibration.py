@@ -30,7 +30,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +42,7 @@ from speakernet.backend.normalization import SIDE_COLUMNS, read_durations, read_
 from speakernet.backend.score_files import read_scored_trials, trial_labels, write_scores
 from speakernet.data.datadir_ops import subset_data_dir
 from speakernet.data.kaldi_dir import DataDirError, read_utt2spk, write_trials
+from speakernet.utils.dropped import DROPPED_NAME, log_dropped, write_dropped
 from speakernet.utils.fileio import PathLike, atomic_write
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,26 @@ FEATURE_NAMES = ("score",) + tuple(
     f"{quality}_{stat}" for quality in ("duration", "norm", "cohort_mean")
     for stat in ("min", "max", "range", "ratio")
 )
+
+
+def calibration_left_out(utt2spk: Mapping[str, str], durations: Mapping[str, float], min_duration: float,
+                         exclude_speakers: Collection[str]) -> dict[str, str]:
+    """The utterances calibration trials may not use, each with its reason (:mod:`speakernet.utils.dropped`).
+
+    ``evaluation_speaker <spk>`` (a speaker of an evaluation set), ``no_duration`` (none in the
+    data dir), ``too_short <dur><<min>s``. The per-speaker draw of :func:`make_calibration_trials`
+    leaves out more, by design: those are not listed.
+    """
+    left_out = {}
+    for utt, spk in utt2spk.items():
+        duration = durations.get(utt)
+        if spk in exclude_speakers:
+            left_out[utt] = f"evaluation_speaker {spk}"
+        elif duration is None:
+            left_out[utt] = "no_duration"
+        elif duration < min_duration:
+            left_out[utt] = f"too_short {duration:.2f}<{min_duration:.2f}s"
+    return left_out
 
 
 def make_calibration_trials(
@@ -98,12 +119,12 @@ def make_calibration_trials(
     """
     rng = np.random.default_rng(seed)
     excluded = set(exclude_speakers)
-    dropped = sorted({spk for spk in utt2spk.values() if spk in excluded})
-    if dropped:
+    dropped_speakers = sorted({spk for spk in utt2spk.values() if spk in excluded})
+    if dropped_speakers:
         logger.warning("calibration trials: %d training speakers also appear in an evaluation set and are not "
-                       "used (e.g. %s)", len(dropped), dropped[0])
-    utts = sorted(utt for utt, spk in utt2spk.items()
-                  if spk not in excluded and durations.get(utt, -1.0) >= min_duration)
+                       "used (e.g. %s)", len(dropped_speakers), dropped_speakers[0])
+    left_out = calibration_left_out(utt2spk, durations, min_duration, excluded)
+    utts = sorted(utt for utt in utt2spk if utt not in left_out)
     if not utts:
         raise ValueError("no utterance with a known duration is left for calibration trials")
     lengths = np.array([durations[utt] for utt in utts])
@@ -223,8 +244,9 @@ def make_calibration_set(
     exclude: set[str] = set()
     for data in exclude_data:
         exclude.update(read_utt2spk(Path(data) / "utt2spk").values())
+    durations = read_durations(train_data)
     trials, _ = make_calibration_trials(
-        utt2spk, read_durations(train_data), num_per_condition, seed, boundary, min_duration, sorted(exclude),
+        utt2spk, durations, num_per_condition, seed, boundary, min_duration, sorted(exclude),
         max_utts_per_class,
     )
     used = sorted({utt for trial in trials for utt in trial[:2]})
@@ -248,6 +270,11 @@ def make_calibration_set(
             os.replace(fresh / name, out_dir / name)
     logger.info("calibration set: %d trials over %d utterances in %s (%s)", len(trials), len(used), out_dir,
                 f"rewrote {', '.join(changed)}" if changed else "unchanged")
+    left_out = calibration_left_out(utt2spk, durations, min_duration, exclude)
+    log_dropped(logger, f"{train_data}: calibration candidates", left_out, len(utt2spk),
+                write_dropped(out_dir / DROPPED_NAME, left_out),
+                "evaluation speakers are never used; give the data dir utt2dur or utt2num_frames, or lower "
+                "--min-duration, to keep the others")
     return trials
 
 

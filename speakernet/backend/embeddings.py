@@ -18,6 +18,7 @@ import kaldiio
 import numpy as np
 
 from speakernet.data.kaldi_dir import DataDirError, read_scp
+from speakernet.utils.dropped import DROPPED_NAME, log_dropped, write_dropped
 from speakernet.utils.fileio import PathLike, atomic_write
 
 logger = logging.getLogger(__name__)
@@ -300,6 +301,12 @@ def speaker_means(
     return [str(key) for key in spk_keys], means
 
 
+def without_embedding(utt2spk: Mapping[str, str], keys: Sequence[str]) -> dict[str, str]:
+    """The utterances of ``utt2spk`` that ``keys`` (an embedding table's) lacks, each with reason ``no_embedding``."""
+    embedded = set(keys)
+    return {utt: "no_embedding" for utt in utt2spk if utt not in embedded}
+
+
 def compute_mean_files(
     scp: PathLike,
     mean_out: PathLike | None = None,
@@ -313,7 +320,8 @@ def compute_mean_files(
         mean_out: Where to write the global mean as a Kaldi vector (``mean.vec``), or None.
         utt2spk_path: utt2spk of the utterances, required with ``spk_out_dir``.
         spk_out_dir: Directory for ``spk_xvector.ark/.scp``, or None. Utterances of utt2spk with
-            no embedding are skipped with a warning, as Kaldi's ``ivector-mean`` does.
+            no embedding are skipped with a warning, as Kaldi's ``ivector-mean`` does, and listed
+            in ``spk_out_dir/dropped.tsv`` (:mod:`speakernet.utils.dropped`; written even when empty).
 
     Raises:
         ValueError: if neither output is requested, or ``spk_out_dir`` comes without utt2spk.
@@ -329,11 +337,12 @@ def compute_mean_files(
         logger.info("Wrote the mean of %d embeddings to %s", len(keys), mean_out)
     if spk_out_dir is not None:
         utt2spk = read_scp(utt2spk_path)
-        missing = len(set(utt2spk) - set(keys))
-        if missing:
-            logger.warning("%d utterances of %s have no embedding in %s; skipped", missing, utt2spk_path, scp)
         spk_keys, means = speaker_means(keys, matrix, utt2spk, utt2spk_path)
         spk_out_dir = Path(spk_out_dir)
         spk_out_dir.mkdir(parents=True, exist_ok=True)
         write_embeddings(spk_out_dir / "spk_xvector.ark", spk_out_dir / "spk_xvector.scp", spk_keys, means)
+        dropped = without_embedding(utt2spk, keys)
+        log_dropped(logger, f"{utt2spk_path}: speaker means", dropped, len(utt2spk),
+                    write_dropped(spk_out_dir / DROPPED_NAME, dropped),
+                    f"extract their embeddings into {scp} to keep them")
         logger.info("Wrote mean embeddings of %d speakers to %s", len(spk_keys), spk_out_dir)

@@ -217,6 +217,10 @@ def extract_embeddings(
         max_frames: In ``full`` mode, longer utterances are embedded in chunks of at most this many
             frames, their embeddings averaged (:func:`full_windows`; 0: never).
 
+    Every utterance of ``feats.scp`` gets an embedding: none is left out. One whose VAD keeps no
+    frame is embedded from all its frames (counted in the summary and ``unvoiced_utterances``),
+    one shorter than ``min_frames`` is repeat-padded.
+
     Returns:
         Counts and throughput figures.
 
@@ -246,6 +250,7 @@ def extract_embeddings(
     audio_seconds = 0.0
     started = time.perf_counter()
     long_utts = long_windows = 0
+    unvoiced: list[str] = []  # VAD on, but no frame voiced: embedded from all frames, not left out
     progress = Progress(len(utts), f"extracting {data_dir}", "utts", log=logger)
     for first in range(0, len(utts), chunk_utts):
         items = []
@@ -255,6 +260,7 @@ def extract_embeddings(
             vad = kaldiio.load_mat(vad_scp[utt]) if use_vad else None
             if vad is not None and not np.any(vad > 0.5):
                 logger.warning("%s: VAD marks no frame voiced; using all %d frames", utt, len(feats))
+                unvoiced.append(utt)
             prepared = prepare_features(np.asarray(feats), vad, min_frames, overwrite=True)  # feats is ours
             del feats
             chunks = full_windows(prepared, max_frames) if mode == "full" else []
@@ -291,11 +297,17 @@ def extract_embeddings(
         "real_time_factor": audio_seconds / max(elapsed, 1e-9),
         "chunked_utterances": long_utts,
         "chunked_windows": long_windows,
+        "unvoiced_utterances": len(unvoiced),
     }
     logger.info(
-        "extracted %d embeddings (%s mode) from %s in %.1f s: %.1f utts/s, %.1fx real time",
-        len(keys), mode, data_dir, elapsed, stats["utts_per_second"], stats["real_time_factor"],
+        "extracted %d embeddings (%s mode, VAD %s) from %s in %.1f s: %.1f utts/s, %.1fx real time",
+        len(keys), mode, "on" if use_vad else "off", data_dir, elapsed, stats["utts_per_second"],
+        stats["real_time_factor"],
     )
+    if unvoiced:  # none is left out, but these embeddings include silence
+        logger.warning("%d of %d utterances have no voiced frame and were embedded from all their frames (e.g. %s); "
+                       "check their audio, or lower the VAD threshold of the features", len(unvoiced), len(keys),
+                       unvoiced[0])
     if long_utts:
         logger.info("%d utterances longer than %d frames were embedded in %d windows, averaged per utterance",
                     long_utts, max_frames, long_windows)

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from speakernet.backend.embeddings import load_embeddings, read_vector, speaker_means
+from speakernet.backend.embeddings import load_embeddings, read_vector, speaker_means, without_embedding
 from speakernet.backend.topn import SELECTION_THREADS, top_values_slice
 from speakernet.backend.score_files import IndexedColumn, Trial, trial_labels, write_scores
 from speakernet.backend.scoring import compact_rows, load_trial_tables, trial_rows, unit_rows
@@ -48,6 +48,7 @@ from speakernet.data.kaldi_dir import (
     read_utt2num_frames,
     read_utt2spk,
 )
+from speakernet.utils.dropped import dropped_path_for, log_dropped, write_dropped
 from speakernet.utils.fileio import PathLike, atomic_write, file_sha256
 from speakernet.utils.logging import Progress
 
@@ -453,7 +454,9 @@ def as_norm_files(
         out: Score file: ``<enroll> <test> <score> <label>`` then :data:`SIDE_COLUMNS`.
         mean_vec: Vector subtracted from every embedding (``mean.vec``), or None.
         cohort_utt2spk: utt2spk of the cohort dir for a speaker cohort; None for an utterance
-            cohort (an unlabelled in-domain dir).
+            cohort (an unlabelled in-domain dir). Its utterances without an embedding in
+            ``cohort_scp`` are left out of the speaker means with a warning, and listed in
+            ``<out>.dropped.tsv`` (:mod:`speakernet.utils.dropped`; written, empty, for an utterance cohort too).
         top_n: Top cohort scores per side (0 or more than the cohort: all, i.e. S-norm).
         enroll_data: Enrolment data dir for durations (``utt2dur``/``utt2num_frames``), or None.
         test_data: Test data dir for durations, or None.
@@ -473,6 +476,7 @@ def as_norm_files(
         missing = [key for key in cohort_keys if key not in utt2spk]
         if missing:
             raise DataDirError(cohort_utt2spk, f"{len(missing)} cohort utterances have no speaker", key=missing[0])
+    dropped = without_embedding(utt2spk, cohort_keys) if utt2spk is not None else {}
     cohort = build_cohort(cohort_keys, cohort_matrix, mean, utt2spk, str(cohort_scp), cohort_utt2spk or "utt2spk")
     enroll_durations = read_durations(enroll_data) if enroll_data is not None else None
     if test_data is not None and enroll_data is not None and Path(test_data).resolve() == Path(enroll_data).resolve():
@@ -493,6 +497,10 @@ def as_norm_files(
         test_durations, trials_path, str(enroll_scp), str(test_scp), exact=exact,
     )
     write_scores(out, trials, result.scores, result.columns)
+    total = len(utt2spk) if utt2spk is not None else len(cohort_keys)
+    log_dropped(logger, f"{cohort_utt2spk or cohort_scp}: AS-norm cohort", dropped, total,
+                write_dropped(dropped_path_for(out), dropped),
+                f"extract their embeddings into {cohort_scp} to keep them")
     write_provenance(out, {
         "mean_sha256": file_sha256(mean_vec) if mean_vec is not None else None,
         "cohort": str(Path(cohort_scp).resolve()), "cohort_kind": cohort.kind,

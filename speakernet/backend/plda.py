@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import scipy.linalg
 
-from speakernet.backend.embeddings import load_embeddings, read_vector
+from speakernet.backend.embeddings import load_embeddings, read_vector, without_embedding
 from speakernet.backend.lda import class_stats, symmetrize, ZeroRowError, compute_lda, length_normalize
 from speakernet.backend.score_files import Trial, write_scores
 from speakernet.backend.scoring import EmbeddingTable, _as_table, trial_rows, compact_rows, load_trial_tables
 from speakernet.data.kaldi_dir import DataDirError, read_utt2spk
+from speakernet.utils.dropped import dropped_path_for, log_dropped, write_dropped
 from speakernet.utils.fileio import PathLike, atomic_write
 
 logger = logging.getLogger(__name__)
@@ -383,7 +384,8 @@ def train_plda_files(
 
     Args:
         scp: Training utterance embeddings (``xvector.scp``); out: the ``.npz`` model written.
-        utt2spk: Speaker labels; utterances listed without an embedding are skipped with a warning.
+        utt2spk: Speaker labels; utterances listed without an embedding are skipped with a warning
+            and listed in ``<out>.dropped.tsv`` (:mod:`speakernet.utils.dropped`; written even when empty).
         lda_dim, num_iters: See :func:`train_plda_backend`.
         mean_vec: Kaldi vector subtracted first (``mean.vec``); default the training set's own mean.
 
@@ -400,15 +402,15 @@ def train_plda_files(
     missing = next((key for key in keys if key not in speakers), None)
     if missing is not None:
         raise DataDirError(utt2spk, f"utterance has an embedding in {scp} but no speaker", key=missing)
-    if len(speakers) > len(keys):
-        logger.warning("%d utterances of %s have no embedding in %s; skipped", len(speakers) - len(keys), utt2spk,
-                       scp)
+    dropped = without_embedding(speakers, keys)
     mean = read_vector(mean_vec) if mean_vec is not None else None
     try:
         backend = train_plda_backend(matrix, [speakers[key] for key in keys], lda_dim, num_iters, mean)
     except ValueError as error:
         raise DataDirError(scp, str(error)) from error
     backend.save(out)
+    log_dropped(logger, f"{utt2spk}: PLDA training", dropped, len(speakers),
+                write_dropped(dropped_path_for(out), dropped), f"extract their embeddings into {scp} to keep them")
     elapsed = max(time.perf_counter() - start, 1e-9)
     logger.info("Trained the PLDA back-end on %d embeddings in %.2f s (%.0f embeddings/s)", len(keys), elapsed,
                 len(keys) / elapsed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 from typing import Callable, Mapping
 
@@ -15,6 +16,15 @@ STAGE_ERRORS: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError, 
 
 #: Exit status after an interrupt (Ctrl-C): 128 + SIGINT, what a shell reports.
 INTERRUPTED_STATUS = 130
+
+
+def parse_bool(text: str) -> bool:
+    """An argparse ``type`` for ``true|false`` options (also ``1|0``, ``yes|no``)."""
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
 
 
 def run_stage(

@@ -19,7 +19,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from speakernet.bin import run_stage
+from speakernet.bin import parse_bool, run_stage
 from speakernet.utils.logging import setup_logging
 
 
@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-frames", type=int, default=None,
                         help="full mode: longer utterances are embedded in chunks of at most this many frames, "
                         "averaged (0: whole; default: the config's extract.max_frames)")
+    parser.add_argument("--use-vad", type=parse_bool, default=None, metavar="true|false",
+                        help="drop the frames vad.scp marks unvoiced first (default: the model config's data.use_vad)")
     parser.add_argument("--num-threads", type=int, default=0, help="torch threads (0: torch default)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--jobs", default=None,
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                     data_dir,
                     out_dir,
                     mode=job.mode or extract_cfg["mode"],
-                    use_vad=config["data"]["use_vad"],
+                    use_vad=config["data"]["use_vad"] if job.use_vad is None else job.use_vad,
                     num_crops=extract_cfg["num_crops"] if job.num_crops is None else job.num_crops,
                     crop_frames=extract_cfg["crop_frames"] if job.crop_frames is None else job.crop_frames,
                     batch_size=extract_cfg["batch_size"] if job.batch_size is None else job.batch_size,

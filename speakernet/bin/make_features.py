@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from speakernet.bin import run_stage
+from speakernet.bin import parse_bool, run_stage
 from speakernet.utils.logging import setup_logging
 
 
@@ -42,9 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--window-type", choices=WINDOW_TYPES, default=fbank.window_type)
     group.add_argument("--low-freq", type=float, default=fbank.low_freq)
     group.add_argument("--high-freq", type=float, default=fbank.high_freq, help="<= 0: Nyquist plus this value")
-    group.add_argument("--snip-edges", type=_parse_bool, default=fbank.snip_edges, metavar="true|false")
+    group.add_argument("--snip-edges", type=parse_bool, default=fbank.snip_edges, metavar="true|false")
     group.add_argument("--preemphasis", type=float, default=fbank.preemphasis)
-    group.add_argument("--remove-dc-offset", type=_parse_bool, default=fbank.remove_dc_offset, metavar="true|false")
+    group.add_argument("--remove-dc-offset", type=parse_bool, default=fbank.remove_dc_offset, metavar="true|false")
     group = parser.add_argument_group("energy VAD (Kaldi compute-vad)")
     group.add_argument("--vad-energy-threshold", type=float, default=vad.energy_threshold)
     group.add_argument("--vad-energy-mean-scale", type=float, default=vad.energy_mean_scale)
@@ -52,14 +52,6 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--vad-proportion-threshold", type=float, default=vad.proportion_threshold)
     parser.add_argument("--job", type=int, help=argparse.SUPPRESS)
     return parser
-
-
-def _parse_bool(text: str) -> bool:
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,7 @@ from speakernet.features.frontend import FRONTEND_CONFIG_NAME, load_frontend, sa
 from speakernet.training import checkpoint as ckpt
 from speakernet.training.finetune import apply_init, check_init_frontend, init_speakers, load_init
 from speakernet.training.distributed import DistributedContext, all_reduce_mean, barrier, cleanup, init_distributed
+from speakernet.utils.dropped import TRAIN_DROPPED_NAME, log_dropped, write_dropped
 from speakernet.utils.faults import fault_point
 from speakernet.utils.fileio import atomic_write, exclusive_lock
 from speakernet.utils.logging import format_duration
@@ -110,6 +111,39 @@ def truncate_train_metrics(path: Path, step: int, keep_at_step: bool = True) -> 
     return seconds
 
 
+def training_threads(num_threads: int, world_size: int = 1) -> int:
+    """Torch intra-op threads of each training process, for ``training.num_threads``.
+
+    ``num_threads`` > 0 is taken as it is. 0 means ``OMP_NUM_THREADS`` when it is set (a job
+    scheduler's share, the user's, or ``torchrun``'s 1 for several processes), else the CPUs
+    shared out among the processes, at least 1. On 2 otherwise idle cores, 2 threads trained the
+    mini and pooled recipes' ECAPA-TDNNs 1.6-1.7x faster than 1 (``benches/bench_train_threads.py``);
+    beside another CPU-bound job 2 threads fell to 0.2-0.9x of 1 thread's speed, so a shared machine
+    wants ``training.num_threads=1`` (or ``OMP_NUM_THREADS=1``). The rule stays fixed rather than
+    following the load, so that a re-run computes the same.
+
+    Args:
+        num_threads: The config's ``training.num_threads``.
+        world_size: Training processes on this machine (DDP).
+
+    Raises:
+        ValueError: on an ``OMP_NUM_THREADS`` that is not a positive integer.
+    """
+    if num_threads > 0:
+        return num_threads
+    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if omp:
+        try:
+            value = int(omp)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ValueError(f"OMP_NUM_THREADS={omp!r} is not a positive thread count (training.num_threads is 0, "
+                             "so it sets the training's threads); set it to a number or unset it")
+        return value
+    return max(1, (os.cpu_count() or 1) // world_size)
+
+
 class Trainer:
     """Trains an embedding model on the features of a data dir.
 
@@ -134,7 +168,7 @@ class Trainer:
         self.exp_dir = Path(exp_dir)
         self.context: DistributedContext = init_distributed(device)
         train_cfg, data_cfg = config["training"], config["data"]
-        threads = train_cfg["num_threads"] or max(1, (os.cpu_count() or 1) // self.context.world_size)
+        threads = training_threads(train_cfg["num_threads"], self.context.world_size)
         torch.set_num_threads(threads)
 
         resume_state = None
@@ -208,6 +242,9 @@ class Trainer:
         if self.context.is_main:
             save_config(config, self.exp_dir / "config.yaml")
             write_scp(self.exp_dir / "spk2label", {spk: str(i) for i, spk in enumerate(speakers)})
+            dropped = self.dataset.dropped
+            log_dropped(logger, f"{data_dir}: training", dropped, len(dropped) + len(self.dataset),
+                        write_dropped(self.exp_dir / TRAIN_DROPPED_NAME, dropped), "lower data.min_frames to keep them")
             self._record_frontend(Path(data_dir))
             # A line at the resumed step is a partial interval (forced by max_steps) when the
             # checkpoint holds an open interval; the resumed run logs that interval in full.
@@ -524,5 +561,5 @@ def train(config: dict[str, Any], data_dir: str | Path, exp_dir: str | Path, res
         return Trainer(config, data_dir, exp_dir, resume=resume, device=device).train()
 
 
-__all__ = ["Trainer", "train", "previous_training", "margin_at", "truncate_train_metrics", "EmbeddingTrainingModel",
-           "METRICS_NAME"]
+__all__ = ["Trainer", "train", "training_threads", "previous_training", "margin_at", "truncate_train_metrics",
+           "EmbeddingTrainingModel", "METRICS_NAME"]

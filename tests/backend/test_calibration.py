@@ -23,10 +23,11 @@ from speakernet.backend.calibration import (
     train_qmf_files,
 )
 from speakernet.backend.metrics import compute_cllr
-from speakernet.backend.normalization import SIDE_COLUMNS, write_provenance
+from speakernet.backend.normalization import SIDE_COLUMNS, read_durations, write_provenance
 from speakernet.backend.score_files import read_scores, write_scores
 from speakernet.bin import qmf as qmf_bin
 from speakernet.data.kaldi_dir import DataDirError, read_trials, write_scp
+from speakernet.utils.dropped import read_dropped
 
 
 def _corpus(num_speakers: int = 30, utts: int = 8, seed: int = 0):
@@ -256,29 +257,41 @@ def test_calibration_set_writes_trials_and_their_data_dir(tmp_path):
         spk2utt.setdefault(spk, []).append(utt)
     write_scp(train / "spk2utt", {spk: " ".join(utts) for spk, utts in spk2utt.items()})
     write_scp(train / "wav.scp", {utt: f"/nonexistent/{utt}.wav" for utt in utt2spk})
-    write_scp(train / "utt2num_frames", {utt: str(round(d * 100)) for utt, d in durations.items()})
+    no_duration = sorted(utt2spk)[0]
+    write_scp(train / "utt2num_frames",
+              {utt: str(round(d * 100)) for utt, d in durations.items() if utt != no_duration})
     test = tmp_path / "test"
     test.mkdir()
     write_scp(test / "utt2spk", {"spk03-00": "spk03"})
-    trials = make_calibration_set(train, tmp_path / "cal", exclude_data=[test], num_per_condition=10)
+    trials = make_calibration_set(train, tmp_path / "cal", exclude_data=[test], num_per_condition=10,
+                                  min_duration=3.0)
     assert read_trials(tmp_path / "cal" / "trials") == trials
     used = {utt for trial in trials for utt in trial[:2]}
     kept = set((tmp_path / "cal" / "data" / "utt2spk").read_text().split()[::2])
     assert kept == used and not any(utt.startswith("spk03") for utt in kept)
+    # what the trials could not use, with the reason: evaluation speakers, no duration, too short
+    short = {utt: d for utt, d in read_durations(train).items() if d < 3.0 and utt2spk[utt] != "spk03"}
+    assert short
+    expected = {utt: f"evaluation_speaker {spk}" for utt, spk in utt2spk.items() if spk == "spk03"}
+    expected.setdefault(no_duration, "no_duration")
+    expected.update({utt: f"too_short {d:.2f}<3.00s" for utt, d in short.items()})
+    assert read_dropped(tmp_path / "cal" / "dropped.tsv") == dict(sorted(expected.items()))
+    assert not used & set(expected)
     # Drawn again with one more (disjoint) evaluation dir: the same set, and not one file rewritten.
     other = tmp_path / "other"
     other.mkdir()
     write_scp(other / "utt2spk", {"x-1": "x"})
     files = sorted((tmp_path / "cal").rglob("*"))
-    stamps = {path: path.stat().st_mtime_ns for path in files if path.is_file()}
+    stamps = {path: path.stat().st_mtime_ns for path in files if path.is_file() and path.name != "dropped.tsv"}
     for path in stamps:
         os.utime(path, ns=(1, 1))
-    assert make_calibration_set(train, tmp_path / "cal", exclude_data=[test, other], num_per_condition=10) == trials
+    assert make_calibration_set(train, tmp_path / "cal", exclude_data=[test, other], num_per_condition=10,
+                                min_duration=3.0) == trials
     assert all(path.stat().st_mtime_ns == 1 for path in stamps)
     # Without the exclusion spk03 may be drawn: the changed files are replaced, and only they.
-    changed = make_calibration_set(train, tmp_path / "cal", num_per_condition=10) != trials
-    assert changed == ((tmp_path / "cal" / "trials").stat().st_mtime_ns != 1)
-    fresh = make_calibration_set(train, tmp_path / "cal2", num_per_condition=10)
+    changed = make_calibration_set(train, tmp_path / "cal", num_per_condition=10, min_duration=3.0) != trials
+    assert changed and (tmp_path / "cal" / "trials").stat().st_mtime_ns != 1
+    fresh = make_calibration_set(train, tmp_path / "cal2", num_per_condition=10, min_duration=3.0)
     assert read_trials(tmp_path / "cal" / "trials") == fresh
 
 

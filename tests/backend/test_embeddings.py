@@ -156,6 +156,7 @@ def test_compute_mean_files_and_command(tmp_path):
     speakers, means = load_embeddings(tmp_path / "spk" / "spk_xvector.scp")
     assert speakers == ["spk0", "spk1"]
     np.testing.assert_allclose(means, [matrix[0::2].mean(axis=0), matrix[1::2].mean(axis=0)], rtol=1e-6)
+    assert (tmp_path / "spk" / "dropped.tsv").read_text() == "spk1-utt9\tno_embedding\n"
 
     with pytest.raises(ValueError, match="nothing to do"):
         compute_mean_files(scp)

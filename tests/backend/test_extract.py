@@ -293,3 +293,51 @@ def test_long_utterances_are_embedded_in_equal_chunks_and_averaged(tmp_path: Pat
     assert not np.allclose(chunked[0], whole[0], atol=1e-4)  # the chunking took effect
     with pytest.raises(ValueError, match="max_frames must be >= 0, got -1"):
         extract_embeddings(tiny_model, data, tmp_path / "bad", max_frames=-1)
+
+
+def test_extract_stage_use_vad_switch_and_the_count_of_unvoiced_utterances(
+        tmp_path: Path, tiny_model: torch.nn.Module, capsys: pytest.CaptureFixture[str]) -> None:
+    from speakernet.bin.extract import main as extract_main
+    from speakernet.data.kaldi_dir import read_scp, write_scp
+    from speakernet.features.fbank import FbankConfig
+    from speakernet.features.frontend import save_frontend
+    from speakernet.features.vad import VadConfig
+
+    frontend = (FbankConfig(num_mel_bins=20), VadConfig())
+    exp = _tiny_exp_dir(tmp_path / "exp", tiny_model, frontend)  # data.use_vad: true (the default)
+    data = make_feature_dir(tmp_path / "corpus", num_speakers=2, utts_per_speaker=2)  # 10 unvoiced frames each
+    save_frontend(data, *frontend)
+    # one utterance with no voiced frame: embedded from all its frames, counted, not left out
+    silent = sorted(read_scp(data / "vad.scp"))[0]
+    frames = kaldiio.load_mat(read_scp(data / "feats.scp")[silent]).shape[0]
+    vad_scp = read_scp(data / "vad.scp")
+    kaldiio.save_ark(str(tmp_path / "silent.ark"), {silent: np.zeros(frames, np.float32)},
+                     scp=str(tmp_path / "silent.scp"))
+    vad_scp[silent] = read_scp(tmp_path / "silent.scp")[silent]
+    write_scp(data / "vad.scp", vad_scp)
+
+    common = ["--exp-dir", str(exp), "--device", "cpu", "--data-dir", str(data), "--out-dir"]
+    embedded = {}
+    for name, extra in (("default", []), ("on", ["--use-vad", "true"]), ("off", ["--use-vad", "false"])):
+        capsys.readouterr()
+        assert extract_main(common + [str(tmp_path / name)] + extra) == 0  # the stage sets up its own logging
+        log = capsys.readouterr().err
+        keys, matrix = load_embeddings(tmp_path / name / "xvector.scp")
+        assert len(keys) == 4  # none left out
+        embedded[name] = dict(zip(keys, matrix))
+        summary = [line for line in log.splitlines() if "utterances have no voiced frame" in line]
+        if name == "off":
+            assert not summary and "(full mode, VAD off)" in log
+        else:
+            assert len(summary) == 1 and " WARNING " in summary[0]
+            assert f"1 of 4 utterances have no voiced frame and were embedded from all their frames (e.g. {silent})" \
+                in summary[0]
+            assert "(full mode, VAD on)" in log
+    for utt in embedded["default"]:
+        assert np.array_equal(embedded["default"][utt], embedded["on"][utt])
+        if utt == silent:  # all frames either way
+            np.testing.assert_allclose(embedded["off"][utt], embedded["on"][utt], rtol=1e-5, atol=1e-6)
+        else:  # the 10 unvoiced frames are embedded too
+            assert not np.allclose(embedded["off"][utt], embedded["on"][utt], atol=1e-4)
+    with pytest.raises(SystemExit):
+        extract_main(common + [str(tmp_path / "bad"), "--use-vad", "maybe"])

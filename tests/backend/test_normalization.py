@@ -217,6 +217,13 @@ def test_stage_writes_documented_columns_and_reports_bad_input(tmp_path, embeddi
     provenance = json.loads((tmp_path / "asnorm.score.json").read_text())
     assert provenance == {"mean_sha256": hashlib.sha256((tmp_path / "mean.vec").read_bytes()).hexdigest(),
                           "cohort": str((tmp_path / "cohort.scp").resolve()), "cohort_kind": "utterance", "top_n": 5}
+    assert (tmp_path / "asnorm.score.dropped.tsv").read_text() == ""  # an utterance cohort: nothing to leave out
+    # a speaker cohort whose utt2spk lists an utterance without an embedding: left out, listed
+    cohort_keys = embeddings[2]
+    write_scp(tmp_path / "cohort_utt2spk", {**{key: f"s{index % 3}" for index, key in enumerate(cohort_keys)},
+                                            "ghost-1": "s0"})
+    assert score_norm_bin.main(args + ["--cohort-utt2spk", str(tmp_path / "cohort_utt2spk")]) == 0
+    assert (tmp_path / "asnorm.score.dropped.tsv").read_text() == "ghost-1\tno_embedding\n"
     # A trial key missing from the embeddings: one line naming the trial file, line and key.
     with open(tmp_path / "trials", "a") as handle:
         handle.write("u00 nobody nontarget\n")

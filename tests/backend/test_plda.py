@@ -297,6 +297,16 @@ def test_train_and_score_commands_end_to_end(tmp_path, capsys):
                                 str(tmp_path / "given_mean.npz"), "--mean-vec", str(tmp_path / "mean.vec")]) == 0
     given = PLDABackend.load(tmp_path / "given_mean.npz")
     assert np.array_equal(given.mean, np.full(16, 0.25)) and given.lda.shape == (16, 16)  # 200 capped at dim
+    assert (tmp_path / "plda.npz.dropped.tsv").read_text() == ""  # every utterance used: an empty list
+    # utterances of utt2spk without an embedding: skipped, counted in a warning and listed
+    write_scp(tmp_path / "more_utt2spk", {**dict(zip(train_keys, train_labels)), "zz-1": "zz", "zz-2": "zz"})
+    capsys.readouterr()
+    assert train_plda_bin.main(["--scp", train_scp, "--utt2spk", str(tmp_path / "more_utt2spk"), "--out",
+                                str(tmp_path / "more.npz"), "--lda-dim", "6", "--num-iters", "4"]) == 0
+    assert (tmp_path / "more.npz.dropped.tsv").read_text() == "zz-1\tno_embedding\nzz-2\tno_embedding\n"
+    lines = [line for line in capsys.readouterr().err.splitlines() if "left out" in line]
+    assert len(lines) == 1 and "WARNING [plda.py:" in lines[0]  # the stage's own file:line, not the helper's
+    assert f"PLDA training: 2 of {len(train_keys) + 2} utterances left out (2 no_embedding), listed in " in lines[0]
 
     test, test_labels, _ = draw(rng, mu, between, within, 8, 4)
     test_keys = [f"{label}-t{index}" for index, label in enumerate(test_labels)]

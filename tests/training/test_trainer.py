@@ -308,3 +308,49 @@ def test_cli_names_the_config_for_rejected_arguments_and_refuses_a_second_fresh_
     # an override right after --resume is an override, not a checkpoint name
     assert train_bin.main(args + ["--resume", "training.max_steps=4"]) == 0
     assert ckpt.load_checkpoint(ckpt.resolve_checkpoint(exp, "latest"))["step"] == 4
+
+
+def test_utterances_left_out_are_counted_and_listed_in_the_exp_dir(feature_dir: Path, tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    import kaldiio
+
+    from speakernet.data.kaldi_dir import read_scp
+    from speakernet.utils.dropped import TRAIN_DROPPED_NAME, read_dropped
+
+    voiced = {utt: int((kaldiio.load_mat(spec) > 0.5).sum()) for utt, spec in read_scp(feature_dir / "vad.scp").items()}
+    short = {utt: frames for utt, frames in voiced.items() if frames < 150}
+    assert 0 < len(short) < len(voiced)
+    exp = tmp_path / "exp"
+    with caplog.at_level(logging.INFO, logger="speakernet.training.trainer"):
+        train(load_config(None, TINY_OVERRIDES + ["data.min_frames=150", "training.max_steps=1"]), feature_dir, exp)
+    path = exp / TRAIN_DROPPED_NAME
+    assert read_dropped(path) == {utt: f"too_few_voiced_frames {frames}<150" for utt, frames in sorted(short.items())}
+    assert all(line.count("\t") == 1 for line in path.read_text().splitlines())
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "left out" in r.getMessage()]
+    assert len(warnings) == 1
+    assert f"{len(short)} of {len(voiced)} utterances left out ({len(short)} too_few_voiced_frames)" in warnings[0]
+    assert str(path) in warnings[0] and "lower data.min_frames" in warnings[0]
+
+    # nothing left out: the list is there, empty, and no warning
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="speakernet.training.trainer"):
+        train(load_config(None, TINY_OVERRIDES + ["training.max_steps=1"]), feature_dir, exp, overwrite=True)
+    assert path.read_text() == ""
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "left out" in r.getMessage()]
+
+
+def test_training_threads_take_the_config_then_omp_num_threads_then_the_cpus(monkeypatch) -> None:
+    import os
+
+    from speakernet.training.trainer import training_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert training_threads(5) == 5  # training.num_threads wins
+    assert training_threads(0) == 3 and training_threads(0, world_size=2) == 3  # 0: OMP_NUM_THREADS, per process
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert training_threads(0) == max(1, os.cpu_count() or 1)
+    assert training_threads(0, world_size=64) == 1
+    for bad in ("0", "two"):
+        monkeypatch.setenv("OMP_NUM_THREADS", bad)
+        with pytest.raises(ValueError, match=f"OMP_NUM_THREADS='{bad}' is not a positive thread count"):
+            training_threads(0)
