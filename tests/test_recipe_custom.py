@@ -140,3 +140,18 @@ def test_custom_recipe_reports_bad_evaluation_specs(user: dict[str, Path], tmp_p
         assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr, spec
     result = _run("--train-root", str(user["train"]), "--data", str(tmp_path / "d"))
     assert result.returncode == 1 and "no evaluation set" in result.stderr
+
+
+def test_heldout_speakers_become_an_evaluation_set(user: dict[str, Path], tmp_path: Path) -> None:
+    mine = _snapshot(user["work"] / "mine")
+    result = _run("--train-root", str(user["train"]), "--heldout-speakers", "2", "--stop-stage", "0",
+                  "--data", str(tmp_path / "d"), "--num-targets", "all")
+    assert result.returncode == 0, result.stderr[-3000:]
+    train = set(read_utt2spk(tmp_path / "d" / "train" / "utt2spk").values())
+    heldout = read_utt2spk(tmp_path / "d" / "heldout" / "utt2spk")
+    assert len(train) == 6 and len(set(heldout.values())) == 2 and not train & set(heldout.values())
+    trials = read_trials(tmp_path / "d" / "heldout" / "trials")
+    # every pair of one speaker's 4 utterances (2 x 6), as many non-targets, all of held-out utterances
+    assert [label for *_, label in trials].count("target") == 12 and len(trials) == 24
+    assert {utt for trial in trials for utt in trial[:2]} <= set(heldout)
+    assert _snapshot(user["work"] / "mine") == mine

@@ -14,6 +14,7 @@ import soundfile
 from speakernet.bin import prepare_folder as prepare_folder_bin
 from speakernet.data.audio import load_audio
 from speakernet.data.kaldi_dir import read_scp, read_utt2dur, read_utt2spk
+from speakernet.utils.dropped import read_dropped
 from speakernet.data.prepare.folder import parse_extensions, prepare_folder
 from speakernet.data.validate import validate_data_dir
 
@@ -137,6 +138,10 @@ def test_unreadable_file_is_left_out_and_counted(tmp_path: Path) -> None:
     summary = prepare_folder(root, tmp_path / "data")
     assert summary.unreadable == ["fay/broken.flac"] and summary.num_utts == 2
     assert set(read_utt2spk(tmp_path / "data" / "utt2spk")) == {"fay-good", "fay-other"}
+    assert read_dropped(tmp_path / "data" / "dropped.tsv") == {"fay-broken": "unreadable_audio fay/broken.flac"}
+    (root / "fay" / "broken.flac").unlink()
+    prepare_folder(root, tmp_path / "data")
+    assert (tmp_path / "data" / "dropped.tsv").read_text() == ""  # nothing left out: an empty list
 
 
 def test_out_dir_must_not_replace_the_corpus(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ from speakernet.data.kaldi_dir import c_sort_key
 from speakernet.data.prepare import ScannedFile, ffmpeg_pipe, id_token, scan_audio_tree, scp_path, write_data_dir
 from speakernet.data.validate import validate_data_dir
 from speakernet.utils.fileio import PathLike
+from speakernet.utils.dropped import DROPPED_NAME, write_dropped
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +145,8 @@ def prepare_folder(
     Args:
         root: Tree root; each folder directly under it is a speaker.
         out_dir: Data directory to (re)create (``wav.scp``, ``utt2spk``, ``spk2utt``, and ``utt2dur``
-            when every file has a soundfile header), replaced as a whole.
+            when every file has a soundfile header), replaced as a whole; ``dropped.tsv`` lists the
+            audio files left out (``<utt>\tunreadable_audio <path>``), empty when none.
         extensions: Audio extensions to take (lower case with the dot, see :func:`parse_extensions`).
         sample_rate: Rate in Hz of the ffmpeg pipes (m4a etc.); files read directly keep their rate
             (the feature stage resamples).
@@ -207,12 +209,14 @@ def prepare_folder(
     wav_scp: dict[str, str] = {}
     utt2dur: dict[str, str] = {}
     rates: Counter[int] = Counter()
+    left_out: dict[str, str] = {}
     piped = 0
     for utt, scanned in by_utt.items():
         if scanned.suffix in SOUNDFILE_EXTENSIONS:
             header = _header(scanned.path)
             if header is None:
                 summary.unreadable.append(os.path.relpath(scanned.path, root))
+                left_out[utt] = f"unreadable_audio {summary.unreadable[-1]}"
                 del utt2spk[utt]
                 continue
             utt2dur[utt] = _format_seconds(header[0])
@@ -234,6 +238,8 @@ def prepare_folder(
     tables = {"utt2dur": utt2dur} if summary.has_utt2dur else {}
     write_data_dir(out_dir, wav_scp, utt2spk, tables=tables)
     validate_data_dir(out_dir)
+    # The files left out, one line each with the reason (the summary above counts them).
+    write_dropped(out_dir / DROPPED_NAME, left_out)
     summary.num_utts = len(utt2spk)
     summary.num_speakers = len(set(utt2spk.values()))
     logger.info("Prepared %s from %s: %d speakers, %d utterances (%s)%s", out_dir, root, summary.num_speakers,
