@@ -22,9 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("src", help="source data directory (never modified)")
     parser.add_argument("dst", help="the copy (replaced atomically)")
     parser.add_argument("--trials", default=None, help="a trial list to copy in as DST/trials")
+    parser.add_argument("--relative-to", default=None, metavar="DIR",
+                        help="make relative wav.scp paths absolute, taken from DIR (default: copy them as they are)")
     args = parser.parse_args(argv)
     setup_logging()
-    return run_stage(lambda: copy_data_dir(args.src, args.dst, args.trials))
+    return run_stage(lambda: copy_data_dir(args.src, args.dst, args.trials, args.relative_to))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from speakernet.data.kaldi_dir import read_trials
+from speakernet.data.kaldi_dir import is_pipe, read_trials, read_wav_scp, write_scp
 from speakernet.data.validate import validate_data_dir
 from speakernet.utils.fileio import PathLike, atomic_dir
 
@@ -21,13 +21,17 @@ logger = logging.getLogger(__name__)
 FEATURE_FILES = ("feats.scp", "vad.scp", "cmvn.scp", "utt2num_frames", "frame_shift")
 
 
-def copy_data_dir(src: PathLike, dst: PathLike, trials: PathLike | None = None) -> list[str]:
+def copy_data_dir(src: PathLike, dst: PathLike, trials: PathLike | None = None,
+                  relative_to: PathLike | None = None) -> list[str]:
     """Validates ``src`` and copies its top-level files, except :data:`FEATURE_FILES`, to ``dst``.
 
     Args:
         src: A Kaldi data dir (``wav.scp``, ``utt2spk``, ...).
         dst: The copy (replaced atomically if it exists); must not be ``src`` or inside it.
         trials: A trial list to copy in as ``dst/trials`` (replacing one ``src`` has).
+        relative_to: The directory relative ``wav.scp`` paths are relative to (where the user runs
+            their tools, Kaldi's convention); they become absolute in the copy, which is read from
+            another directory. None: copied as they are.
 
     Returns:
         The names of the files copied.
@@ -59,7 +63,10 @@ def copy_data_dir(src: PathLike, dst: PathLike, trials: PathLike | None = None) 
                 continue
             if path.name == "trials" and trials is not None:
                 continue
-            shutil.copyfile(path, tmp / path.name)
+            if path.name == "wav.scp" and relative_to is not None:
+                _absolute_wav_scp(path, tmp / path.name, Path(relative_to))
+            else:
+                shutil.copyfile(path, tmp / path.name)
             copied.append(path.name)
         if trials is not None:
             shutil.copyfile(trials, tmp / "trials")
@@ -67,3 +74,18 @@ def copy_data_dir(src: PathLike, dst: PathLike, trials: PathLike | None = None) 
     logger.info("copied data dir %s -> %s: %s%s", src, dst, " ".join(sorted(copied)),
                 f" (not copied, the recipe makes its own features: {' '.join(skipped)})" if skipped else "")
     return sorted(copied)
+
+
+def _absolute_wav_scp(src: Path, dst: Path, base: Path) -> None:
+    """Copies ``wav.scp`` with its relative file paths made absolute from ``base`` (pipes as they are)."""
+    wav_scp = read_wav_scp(src)
+    changed = 0
+    for key, value in wav_scp.items():
+        if not is_pipe(value) and not Path(value).is_absolute():
+            wav_scp[key] = str((base / value).resolve())
+            changed += 1
+    if changed:
+        logger.info("%s: %d relative audio paths taken from %s", src, changed, base)
+        write_scp(dst, wav_scp, sort=False)
+    else:
+        shutil.copyfile(src, dst)

@@ -57,3 +57,14 @@ def test_bad_sources_are_one_line_errors(make_dir, tmp_path):
     result = subprocess.run([sys.executable, "-m", "speakernet.bin.copy_data_dir", str(tmp_path / "nowhere"),
                              str(tmp_path / "dst")], capture_output=True, text=True)
     assert result.returncode == 1 and "Traceback" not in result.stderr and "does not exist" in result.stderr
+
+
+def test_relative_audio_paths_become_absolute_from_the_users_directory(make_dir, tmp_path):
+    src = make_dir("src", wav_scp="spkA-u1 audio/a1.wav\nspkA-u2 /abs/a2.wav\nspkB-u1 sox b1.wav -t wav - |\n"
+                   "spkB-u2 audio/b2.wav\nspkC-u1 ../c1.wav\n")
+    copy_data_dir(src, tmp_path / "dst", relative_to=tmp_path / "work")
+    assert (tmp_path / "dst" / "wav.scp").read_text().splitlines() == [
+        f"spkA-u1 {tmp_path}/work/audio/a1.wav", "spkA-u2 /abs/a2.wav", "spkB-u1 sox b1.wav -t wav - |",
+        f"spkB-u2 {tmp_path}/work/audio/b2.wav", f"spkC-u1 {tmp_path}/c1.wav"]
+    copy_data_dir(src, tmp_path / "same")
+    assert (tmp_path / "same" / "wav.scp").read_bytes() == (src / "wav.scp").read_bytes()

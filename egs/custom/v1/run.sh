@@ -97,6 +97,7 @@ if [ "$heldout_speakers" -gt 0 ]; then
   eval_names+=(heldout)
 fi
 
+caller_dir=$PWD  # relative paths inside your wav.scp files are taken from here
 cd "$recipe_dir"
 feat_dir=${feat_dir:-$data/fbank}
 
@@ -105,7 +106,7 @@ prepare_dir() {
   local src=$1 dst=$2 trials=${3-}
   if [ -f "$src/utt2spk" ] || [ -f "$src/wav.scp" ]; then
     run_unless_fresh "$dst/.prepared" "$src/wav.scp $src/utt2spk $src/segments $src/trials $src/spk2gender $trials" \
-      python -m speakernet.bin.copy_data_dir "$src" "$dst" ${trials:+--trials "$trials"}
+      python -m speakernet.bin.copy_data_dir "$src" "$dst" --relative-to "$caller_dir" ${trials:+--trials "$trials"}
   else
     # A tree's files are not listed anywhere: it is scanned once (remove DST to scan it again).
     run_unless_fresh "$dst/.prepared" "$trials" \
