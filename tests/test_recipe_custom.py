@@ -77,11 +77,11 @@ def user(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
-def _recipe(user: dict[str, Path], sets: str) -> subprocess.CompletedProcess:
+def _recipe(user: dict[str, Path], sets: str, *args: str) -> subprocess.CompletedProcess:
     work = user["work"]
     return _run("--train-root", str(user["train"]), "--eval", sets, "--data", str(work / "data"),
                 "--exp", str(work / "exp"), "--conf", str(CONF), "--train-overrides", TRAIN_OVERRIDES,
-                "--top-n", "5", "--num-targets", "30")
+                "--top-n", "5", "--num-targets", "30", *args)
 
 
 def _rows(work: Path) -> list[str]:
@@ -114,9 +114,13 @@ def test_custom_recipe_on_a_tree_and_data_dirs_then_one_more_set(user: dict[str,
 
     scores = {name: _snapshot(work / "exp" / "scores" / "latest" / backend)
               for name, backend in (("cosine", "cosine"), ("plda", "plda"), ("qmf", "asnorm+qmf"))}
-    result = _recipe(user, f"a={user['a']} b={user['b']} c={user['c']}")
+    # one more set; and extraction threads, which change no embedding, so sets a and b stay as they are
+    result = _recipe(user, f"a={user['a']} b={user['b']} c={user['c']}", "--extract-threads", "1")
     assert result.returncode == 0, result.stderr[-4000:]
     assert "skip: " in result.stderr and "Stage 2: training" in result.stderr
+    jobs = (work / "exp" / "log" / "extract.jobs").read_text().splitlines()
+    assert jobs and all("--num-threads 1 " in line and "/data/c " in line + " " for line in jobs), jobs
+    assert not any("/data/a " in line + " " or "/data/b " in line + " " for line in jobs), jobs
     rows = _rows(work)
     assert len(rows) == 24 and "trained:plda:c" in rows and "untrained:asnorm+qmf:c" in rows
     for name, backend in (("cosine", "cosine"), ("plda", "plda"), ("qmf", "asnorm+qmf")):

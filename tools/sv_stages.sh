@@ -345,7 +345,6 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
       [ "$group" = eval ] && mode=(${extract_mode:+--mode "$extract_mode"} ${extract_vad:+--use-vad "$extract_vad"} \
         ${extract_num_crops:+--num-crops "$extract_num_crops"} ${extract_crop_frames:+--crop-frames "$extract_crop_frames"} \
         ${extract_batch_size:+--batch-size "$extract_batch_size"})
-      [ "$extract_threads" -eq 0 ] || mode+=(--num-threads "$extract_threads")
       options=(--exp-dir "$source_exp" --checkpoint "$source_name" ${mode[@]+"${mode[@]}"})
       command=(python -m speakernet.bin.extract "${options[@]}")
       data_dirs=(); out_dirs=()
@@ -359,7 +358,10 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
         data_dirs+=("$data"); out_dirs+=("$out"); markers+=("$out/.done"); signatures+=("$signature")
       done
       [ ${#data_dirs[@]} -gt 0 ] || continue
-      printf '%q ' "${options[@]}" --data-dir "${data_dirs[@]}" --out-dir "${out_dirs[@]}" >> "$jobs_file"
+      # Threads change the speed, not the embeddings: they are not part of a dir's signature.
+      threads=(); [ "$extract_threads" -eq 0 ] || threads=(--num-threads "$extract_threads")
+      printf '%q ' "${options[@]}" ${threads[@]+"${threads[@]}"} --data-dir "${data_dirs[@]}" --out-dir "${out_dirs[@]}" \
+        >> "$jobs_file"
       echo >> "$jobs_file"
       [[ " ${checkpoints_run[*]} " == *" $checkpoint "* ]] || checkpoints_run+=("$checkpoint")
     done
