@@ -56,22 +56,25 @@ class SpeakerEmbedder:
     """
 
     def __init__(self, exp_dir: str | Path, checkpoint: str = "latest", runtime: str | None = None):
-        info = read_export_info(exp_dir)
+        #: The dir of the model's weights and front-end: ``exp_dir``, or the model an evaluation of a
+        #: pretrained model scored (its exp dir holds the mean, threshold and calibration, not the model).
+        self.weights_dir = evaluated_model_dir(exp_dir)
+        info = read_export_info(self.weights_dir)
         if info is None:
-            self.model, self.config = load_model(exp_dir, checkpoint)
+            self.model, self.config = load_model(self.weights_dir, checkpoint)
             #: The file the weights came from (what a speaker store records, see backend.speaker_store).
-            self.model_file = resolve_checkpoint(exp_dir, checkpoint)
+            self.model_file = resolve_checkpoint(self.weights_dir, checkpoint)
         else:
             formats = info["formats"]
             runtime = runtime or ("onnx" if "onnx" in formats else next(iter(formats)))
             if runtime not in formats:
                 raise ValueError(f"{exp_dir} holds no {runtime} export (it has: {', '.join(formats)})")
-            self.model_file = Path(exp_dir) / formats[runtime]["file"]
+            self.model_file = self.weights_dir / formats[runtime]["file"]
             self.model = load_exported(self.model_file, runtime)
             self.config = {"model": info["model"], "data": {"feat_dim": info["feat_dim"], "use_vad": info["use_vad"]},
                            "extract": {"max_frames": info.get("max_frames", MAX_FULL_FRAMES)}}
             logger.info("using the %s export of %s (from %s)", runtime, info["model"], info["source"])
-        frontend = load_frontend(exp_dir)
+        frontend = load_frontend(self.weights_dir)
         if frontend is None:  # an exp dir trained on features without a record: the stage defaults
             frontend = FbankConfig(num_mel_bins=self.config["data"]["feat_dim"]), VadConfig()
         self.fbank_config, self.vad_config = frontend
@@ -280,6 +283,33 @@ def decide(score: float, speech: dict[str, float], calibration: ScoreCalibration
     return verdict
 
 
+#: In the exp dir of a pretrained model's evaluation (``sv_stages.sh --pretrained DIR``): the path of DIR.
+MODEL_POINTER_NAME = "model_dir"
+
+
+def evaluated_model_dir(exp_dir: str | os.PathLike) -> Path:
+    """``exp_dir``, or the model dir that its ``model_dir`` file names (an evaluation without a training).
+
+    Args:
+        exp_dir: A training's exp dir, an export dir, or an evaluation's exp dir.
+
+    Returns:
+        Where the weights and the front-end are.
+
+    Raises:
+        FileNotFoundError: if ``model_dir`` names a dir that does not exist.
+    """
+    exp_dir = Path(exp_dir)
+    pointer = exp_dir / MODEL_POINTER_NAME
+    if (exp_dir / "config.yaml").is_file() or not pointer.is_file():
+        return exp_dir
+    target = Path(pointer.read_text(encoding="utf-8").strip())
+    target = target if target.is_absolute() else exp_dir / target
+    if not target.is_dir():
+        raise FileNotFoundError(f"{pointer}: the evaluated model dir {target} does not exist")
+    return target
+
+
 def load(model_dir: str | os.PathLike, checkpoint: str = "latest", runtime: str | None = None) -> SpeakerEmbedder:
     """The model of an exp dir or an export dir, ready to embed and verify audio.
 
@@ -290,7 +320,8 @@ def load(model_dir: str | os.PathLike, checkpoint: str = "latest", runtime: str 
         model.verify("a.wav", "b.wav")   # {"score": ..., "same_speaker": ..., ...}
 
     Args:
-        model_dir: Training output dir, or an export dir (:mod:`speakernet.export`).
+        model_dir: Training output dir, an export dir (:mod:`speakernet.export`), or the exp dir of a
+            pretrained model's evaluation (its ``model_dir`` file names the model).
         checkpoint: ``latest``, ``init``, ``avgN`` or a checkpoint file (exp dirs only).
         runtime: For an export dir, ``onnx`` (default) or ``torchscript``.
     """

@@ -186,6 +186,20 @@ def test_a_pretrained_model_is_evaluated_and_fine_tuned_without_a_training(recip
     assert f"init_from: {recipe['exp']}/checkpoints/{source}" in (exp / "lm" / "config.yaml").read_text()
     # the pretrained model dir is read, never written
     assert {path: path.stat().st_mtime_ns for path in recipe["exp"].rglob("*")} == before
+    # the evaluation's exp dir serves the CLI: the pretrained model (named in model_dir) with this run's
+    # mean, threshold and calibration, which equal the recipe's own (same model, same data)
+    assert (exp / "model_dir").read_text().strip() == str(recipe["exp"].resolve())
+    wav_scp = dict(line.split(maxsplit=1) for line in
+                   (recipe["corpus"] / "data" / "test" / "wav.scp").read_text().splitlines())
+    first, second = sorted(wav_scp)[:2]
+    verdicts = []
+    for model in (exp, recipe["exp"]):
+        result = _run(sys.executable, "-m", "speakernet.bin.cli", "verify", "--exp-dir", str(model),
+                      wav_scp[first], wav_scp[second], "--far", "0.05", "--json")
+        assert result.returncode == 0, result.stderr
+        verdicts.append(json.loads(result.stdout))
+    assert verdicts[0]["score"] == verdicts[1]["score"] and verdicts[0]["llr"] == verdicts[1]["llr"]
+    assert str(exp / "calibration" / "trials") in verdicts[0]["threshold_source"]
     result = _run(str(RUN), "--corpus", str(recipe["corpus"]), "--exp", str(tmp_path / "bad"), "--stage", "1",
                   "--pretrained", str(tmp_path))
     assert result.returncode == 1 and "is not a model dir (config.yaml, checkpoints/latest)" in result.stderr

@@ -525,7 +525,11 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
   run_logged "$exp_dir/log/compute_metrics.log" \
     python -m speakernet.bin.compute_metrics --scores "${score_files[@]}" --name "${names[@]}" \
       ${llr[@]+--llr "${llr[@]}"} --p-target $p_targets --out "$exp_dir/results" ${threshold[@]+"${threshold[@]}"}
-  # The CLI (speakernet compare) scores like the trained cosine row: same mean subtraction, same threshold.
+  # The CLI (speakernet compare) scores like the trained cosine row: same mean subtraction, same threshold;
+  # for a pretrained model, exp_dir/model_dir names it, so that `speakernet verify --exp-dir exp_dir` finds it.
+  if [ -n "$pretrained" ]; then
+    (cd "$pretrained" && pwd -P) > "$exp_dir/.model_dir.tmp" && mv "$exp_dir/.model_dir.tmp" "$exp_dir/model_dir"
+  fi
   cp "$exp_dir/embeddings/$last/$train_name/mean.vec" "$exp_dir/.mean.vec.tmp"
   mv "$exp_dir/.mean.vec.tmp" "$exp_dir/mean.vec"
   # ... and speakernet verify calibrates those scores: an affine score -> LLR fit on the same model's cosine
