@@ -16,6 +16,7 @@ import soundfile
 
 from speakernet.backend.embeddings import load_embeddings, read_vector
 from speakernet.bin import cli
+from speakernet.inference import evaluated_model_dir
 from speakernet.training import checkpoint as ckpt
 from speakernet.backend.metrics import compute_eer
 from speakernet.backend.score_files import read_scores, trial_labels
@@ -200,6 +201,11 @@ def test_a_pretrained_model_is_evaluated_and_fine_tuned_without_a_training(recip
         verdicts.append(json.loads(result.stdout))
     assert verdicts[0]["score"] == verdicts[1]["score"] and verdicts[0]["llr"] == verdicts[1]["llr"]
     assert str(exp / "calibration" / "trials") in verdicts[0]["threshold_source"]
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "moved" / "model_dir").write_text(f"{tmp_path}/nowhere\n")
+    with pytest.raises(FileNotFoundError, match=r"moved/model_dir: the evaluated model dir .*/nowhere does not exist"):
+        evaluated_model_dir(tmp_path / "moved")
+    assert evaluated_model_dir(recipe["exp"]) == recipe["exp"]  # a training's exp dir is its own model
     result = _run(str(RUN), "--corpus", str(recipe["corpus"]), "--exp", str(tmp_path / "bad"), "--stage", "1",
                   "--pretrained", str(tmp_path))
     assert result.returncode == 1 and "is not a model dir (config.yaml, checkpoints/latest)" in result.stderr
