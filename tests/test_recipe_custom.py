@@ -73,7 +73,13 @@ def user(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     utts = sorted(read_utt2spk(paths["a"] / "utt2spk").items())
     write_trials(paths["a"] / "trials", [(u, v, "target" if s == t else "nontarget")
                                          for i, (u, s) in enumerate(utts) for v, t in utts[i + 1:]])
-    paths["c"] = _tree(paths["c"], mine / "c_tree")  # set c is a tree
+    # set c is a tree with a trial list of its own (its ids are the tree's: <spk>-<folder>-<stem>)
+    c_utts = sorted(read_utt2spk(paths["c"] / "utt2spk").items())
+    ids = [(f"{spk}-session{index % 2}-{utt}", spk) for index, (utt, spk) in enumerate(c_utts)]
+    write_trials(mine / "c.trials", [(u, v, "target" if s == t else "nontarget")
+                                     for i, (u, s) in enumerate(sorted(ids)) for v, t in sorted(ids)[i + 1:]])
+    paths["c"] = _tree(paths["c"], mine / "c_tree")
+    paths["c_trials"] = mine / "c.trials"
     return paths
 
 
@@ -115,7 +121,8 @@ def test_custom_recipe_on_a_tree_and_data_dirs_then_one_more_set(user: dict[str,
     scores = {name: _snapshot(work / "exp" / "scores" / "latest" / backend)
               for name, backend in (("cosine", "cosine"), ("plda", "plda"), ("qmf", "asnorm+qmf"))}
     # one more set; and extraction threads, which change no embedding, so sets a and b stay as they are
-    result = _recipe(user, f"a={user['a']} b={user['b']} c={user['c']}", "--extract-threads", "1")
+    sets = f"a={user['a']} b={user['b']} c={user['c']},trials={user['c_trials']}"
+    result = _recipe(user, sets, "--extract-threads", "1")
     assert result.returncode == 0, result.stderr[-4000:]
     assert "skip: " in result.stderr and "Stage 2: training" in result.stderr
     jobs = (work / "exp" / "log" / "extract.jobs").read_text().splitlines()
@@ -129,6 +136,12 @@ def test_custom_recipe_on_a_tree_and_data_dirs_then_one_more_set(user: dict[str,
             assert after[key] == value, key
         assert any(key.startswith("c.") for key in after)
     assert _snapshot(work / "mine") == mine
+    assert read_trials(work / "data" / "c" / "trials") == read_trials(user["c_trials"])
+    # stage 0 again: every copy, prepared tree and trial list as it was, not even rewritten
+    data = _snapshot(work / "data")
+    result = _recipe(user, sets, "--stop-stage", "0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _snapshot(work / "data") == data
 
 
 def test_custom_recipe_reports_bad_evaluation_specs(user: dict[str, Path], tmp_path: Path) -> None:

@@ -111,11 +111,14 @@ prepare_dir() {
     # A tree's files are not listed anywhere: it is scanned once (remove DST to scan it again).
     run_unless_fresh "$dst/.prepared" "$trials" \
       python -m speakernet.bin.prepare_folder --root "$src" --out-dir "$dst" --extensions "$extensions"
-    if [ -n "$trials" ]; then cp "$trials" "$dst/.trials.tmp" && mv "$dst/.trials.tmp" "$dst/trials"; fi
+    # (a changed list replaces the copy; an unchanged one keeps its time, so no score is redone)
+    if [ -n "$trials" ] && ! cmp -s "$trials" "$dst/trials"; then
+      cp "$trials" "$dst/.trials.tmp" && mv "$dst/.trials.tmp" "$dst/trials"
+    fi
   fi
 }
 
-# draw_trials DIR [ENROLL]: DIR/trials, seeded, unless DIR has a trial list of the user's.
+# draw_trials DIR: DIR/trials, seeded, unless DIR has a trial list of the user's.
 draw_trials() {
   local dir=$1
   [ ! -f "$dir/trials" ] || [ -f "$dir/.trials.drawn" ] || return 0
