@@ -104,7 +104,7 @@ def test_custom_recipe_on_a_tree_and_data_dirs_then_one_more_set(user: dict[str,
         for backend in ("cosine", "asnorm", "asnorm+qmf", "plda"):
             for name in ("a", "b"):
                 assert f"{model}:{backend}:{name}" in rows, rows
-    assert len(rows) == 16
+    assert len(rows) == 16 and (work / "exp" / "report.html").is_file()
     # set a was scored on its own list, set b on one drawn from its speakers (30 targets at most, as many
     # non-targets), and the copies are the recipe's, not the user's
     assert read_trials(work / "data" / "a" / "trials") == read_trials(user["a"] / "trials")
@@ -122,7 +122,7 @@ def test_custom_recipe_on_a_tree_and_data_dirs_then_one_more_set(user: dict[str,
               for name, backend in (("cosine", "cosine"), ("plda", "plda"), ("qmf", "asnorm+qmf"))}
     # one more set; and extraction threads, which change no embedding, so sets a and b stay as they are
     sets = f"a={user['a']} b={user['b']} c={user['c']},trials={user['c_trials']}"
-    result = _recipe(user, sets, "--extract-threads", "1")
+    result = _recipe(user, sets, "--extract-threads", "1", "--stop-stage", "8")  # (the report: run 1)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "skip: " in result.stderr and "Stage 2: training" in result.stderr
     jobs = (work / "exp" / "log" / "extract.jobs").read_text().splitlines()
