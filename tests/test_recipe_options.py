@@ -41,7 +41,8 @@ def _data_dir(path: Path, speakers: str = "a b") -> Path:
     (path / "wav.scp").write_text("".join(f"{utt} /nowhere/{utt}.wav\n" for utt in utts))
     (path / "utt2spk").write_text("".join(f"{utt} {utt.split('-')[0]}\n" for utt in utts))
     (path / "spk2utt").write_text("".join(f"{spk} {spk}-1 {spk}-2\n" for spk in speakers.split()))
-    (path / "trials").write_text(f"{utts[0]} {utts[1]} target\n")
+    (path / "trials").write_text(f"{utts[0]} {utts[1]} target\n{utts[0]} {utts[2]} nontarget\n")
+    (path / "targets_only").write_text(f"{utts[0]} {utts[1]} target\n")
     return path
 
 
@@ -84,6 +85,7 @@ def test_sv_stages_rejects_bad_evaluation_sets(tmp_path: Path) -> None:
         f"train={dev}": "would both be called 'train'",
         f"dev={dev},trials={dev}/missing": f"trial list {dev}/missing does not exist",
         f"dev={dev},enroll_table=mean": "enroll_table must be auto, xvector or spk_xvector",
+        f"dev={dev},trials={dev}/targets_only": "targets_only has no nontarget trial; EER and minDCF need both",
     }
     for spec, message in cases.items():
         result = _sv_stages(tmp_path, *base, "--eval-sets", spec)

@@ -87,7 +87,10 @@ for var in stage stop_stage; do
   case "${!var}" in ''|*[!0-9]*) echo "$0: --${var//_/-} must be a stage number, got '${!var}'" >&2; exit 1 ;; esac
 done
 runs_any 1 && need feat_dir "for stage 1 (features)"
-runs_any 2 && [ -z "$pretrained" ] && need conf "for stage 2 (training)"
+if runs_any 2 && [ -z "$pretrained" ]; then
+  need conf "for stage 2 (training)"
+  [ -f "$conf" ] || { echo "$0: --conf $conf does not exist" >&2; exit 1; }
+fi
 if runs_any 2 3 4 5 6 7 8 9; then need train_data "for stages 2-9"; need exp_dir "for stages 2-9"; fi
 if [ -n "$pretrained" ]; then
   [ -f "$pretrained/config.yaml" ] && [ -f "$pretrained/checkpoints/latest" ] || {
@@ -249,6 +252,12 @@ check_trials() {  # check_trials: every set's trial list exists (stages 4-9 scor
     [ -f "${set_trials[$name]}" ] || {
       echo "$0: evaluation set '$name': trial list ${set_trials[$name]} does not exist (give trials=FILE, or make one" \
         "with python -m speakernet.bin.make_trials)" >&2; exit 1; }
+    # EER and minDCF need both kinds: found out now, not after the training.
+    local missing
+    missing=$(awk '$3 == "target" {t = 1} $3 == "nontarget" {n = 1} END {if (!t) print "target"; else if (!n) print "nontarget"}' \
+      "${set_trials[$name]}")
+    [ -z "$missing" ] || { echo "$0: evaluation set '$name': ${set_trials[$name]} has no $missing trial; EER and minDCF" \
+      "need both target and nontarget trials" >&2; exit 1; }
   done
 }
 runs_any 4 5 6 7 8 9 && check_trials
@@ -268,7 +277,19 @@ fi
 # train_into EXP CONF OVERRIDES [ARGS...]: trains (or continues training) into EXP unless it is done.
 train_into() {
   local exp=$1 conf_file=$2 overrides=$3; shift 3
+  # What the training is: the conf's content, the overrides (not the thread count: speed only), the data
+  # dir and the extra options. A finished or interrupted training under other settings is never taken
+  # for this one, nor continued with them.
+  local signature
+  signature="conf $(sha256sum < "$conf_file" | cut -d' ' -f1) overrides $overrides data $(cd "$train_data" && pwd -P) $*"
+  if [ -f "$exp/.train.settings" ] && [ "$(cat "$exp/.train.settings")" != "$signature" ]; then
+    echo "$0: $exp was trained (or started) with other settings than now: the conf, --train-overrides or the" \
+      "training data changed (was: $(cat "$exp/.train.settings"); now: $signature). Use a new --exp, or remove $exp" >&2
+    exit 1
+  fi
   if [ ! -f "$exp/.train.done" ]; then
+    mkdir -p "$exp"
+    printf '%s' "$signature" > "$exp/.train.settings"
     local resume=()
     [ -f "$exp/checkpoints/latest" ] && resume=(--resume latest) && log "  continuing from the latest checkpoint of $exp"
     mkdir -p "$exp/log"

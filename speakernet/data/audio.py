@@ -14,6 +14,9 @@ from __future__ import annotations
 import io
 import logging
 import math
+import os
+import shlex
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -134,6 +137,25 @@ def _check_wav_length(head: bytes, total: int, spec: str) -> None:
         offset += 8 + size + (size & 1)  # chunks are padded to an even size
 
 
+def ffmpeg_pipe(path: PathLike, sample_rate: int | None = 16000) -> str:
+    """Returns a ``wav.scp`` pipe decoding any ffmpeg-readable file to mono wav at ``sample_rate``.
+
+    Args:
+        path: Audio file (e.g. VoxCeleb2's ``.m4a``).
+        sample_rate: Output rate in Hz (None: the file's own).
+
+    Returns:
+        ``ffmpeg -nostdin -v error -i <quoted abs path> -ac 1 -ar <rate> -f wav - |``.
+    """
+    quoted = shlex.quote(os.path.abspath(os.fspath(path)))
+    rate = f" -ar {sample_rate}" if sample_rate is not None else ""
+    return f"ffmpeg -nostdin -v error -i {quoted} -ac 1{rate} -f wav - |"
+
+
+#: File types libsndfile reads itself: a failure to decode one is the file's fault, not a missing codec.
+_SOUNDFILE_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".caf", ".w64"})
+
+
 def load_audio(spec: str, sample_rate: int | None = 16000) -> tuple[np.ndarray, int]:
     """Reads one ``wav.scp`` value into a mono float32 waveform.
 
@@ -168,7 +190,12 @@ def load_audio(spec: str, sample_rate: int | None = 16000) -> tuple[np.ndarray, 
     try:
         data, file_rate = soundfile.read(source, dtype="float32", always_2d=True)
     except (RuntimeError, soundfile.LibsndfileError, ValueError, TypeError) as error:
-        raise AudioError(spec, f"cannot decode audio: {error}") from error
+        if source is not spec or Path(spec).suffix.lower() in _SOUNDFILE_SUFFIXES or shutil.which("ffmpeg") is None:
+            raise AudioError(spec, f"cannot decode audio: {error}"
+                             + ("" if source is not spec or shutil.which("ffmpeg") else
+                                " (for m4a and other formats libsndfile lacks, install ffmpeg)")) from error
+        # A format libsndfile does not read (m4a, aac, ...): decoded by ffmpeg, as the recipes' pipes do.
+        return load_audio(ffmpeg_pipe(spec, sample_rate), sample_rate)
     if data.shape[0] == 0:
         raise AudioError(spec, "audio is empty (0 samples)")
     waveform = np.ascontiguousarray(data[:, 0])

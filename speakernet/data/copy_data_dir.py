@@ -20,6 +20,9 @@ logger = logging.getLogger(__name__)
 #: recipe computes its own from ``wav.scp``.
 FEATURE_FILES = ("feats.scp", "vad.scp", "cmvn.scp", "utt2num_frames", "frame_shift")
 
+#: Relative wav.scp paths checked for existence (none of them there: the wrong base directory).
+MAX_CHECKED = 20
+
 
 def copy_data_dir(src: PathLike, dst: PathLike, trials: PathLike | None = None,
                   relative_to: PathLike | None = None) -> list[str]:
@@ -79,12 +82,19 @@ def copy_data_dir(src: PathLike, dst: PathLike, trials: PathLike | None = None,
 def _absolute_wav_scp(src: Path, dst: Path, base: Path) -> None:
     """Copies ``wav.scp`` with its relative file paths made absolute from ``base`` (pipes as they are)."""
     wav_scp = read_wav_scp(src)
+    read_value = dict(wav_scp).get
     changed = 0
     for key, value in wav_scp.items():
         if not is_pipe(value) and not Path(value).is_absolute():
             wav_scp[key] = str((base / value).resolve())
             changed += 1
     if changed:
+        relative = [key for key, value in wav_scp.items() if value != read_value(key)]
+        if not any(Path(wav_scp[key]).exists() for key in relative[:MAX_CHECKED]):
+            key = relative[0]
+            raise FileNotFoundError(
+                f"{src}: its relative audio paths are not there from {base} (e.g. '{read_value(key)}' of '{key}'); "
+                "run from the directory they are relative to, or make them absolute")
         logger.info("%s: %d relative audio paths taken from %s", src, changed, base)
         write_scp(dst, wav_scp, sort=False)
     else:

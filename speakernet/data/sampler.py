@@ -58,9 +58,12 @@ class BatchPlan:
             )
         self.num_batches = len(self.labels) // (self.batch_size * world_size)
         if self.num_batches == 0:
+            fits = max(1, len(self.labels) // world_size)
+            what = ("data.speakers_per_batch / data.utts_per_speaker" if sampler == "speaker_balanced"
+                    else f"data.batch_size (e.g. the override data.batch_size={fits})")
             raise ValueError(
                 f"{len(self.labels)} utterances cannot fill one batch of {self.batch_size} on {world_size} "
-                "process(es); lower data.batch_size (e.g. the override data.batch_size=8)"
+                f"process(es); lower {what}, or train on more data"
             )
 
     def _global_batches(self, epoch: int) -> np.ndarray:

@@ -159,6 +159,9 @@ def sample_trials(
     if num_targets is not None and num_targets > available_targets:
         raise ValueError(f"asked for {num_targets} target trials but {source} has only {available_targets} "
                          "(pairs of different utterances of one speaker)")
+    if available_targets == 0 and num_targets != 0:
+        raise ValueError(f"{source}: every speaker has one utterance, so there is no target trial (a pair of "
+                         "utterances of one speaker) to draw")
     targets = _targets(spk2idx, num_targets, rng)
 
     speaker_of = np.array([speaker_index[utt2spk[utt]] for utt in utts], dtype=np.int64)
@@ -173,6 +176,9 @@ def sample_trials(
         groups = [_Group(speaker_of, np.flatnonzero(genders == gender)) for gender in sorted(set(genders.tolist()))]
         kind = "same-gender non-target"
     available_nontargets = sum(group.num_nontargets for group in groups)
+    if available_nontargets == 0 and num_nontargets != 0:
+        raise ValueError(f"{source}: no two utterances of different speakers{' of one gender' if spk2gender else ''}, "
+                         f"so there is no non-target trial to draw ({len(speakers)} speaker(s))")
     if num_nontargets is None:
         num_nontargets = len(targets)
         if num_nontargets > available_nontargets:

@@ -85,7 +85,7 @@ class _Validator:
                 self.report(DataDirError(
                     path,
                     f"not sorted in C-locale order: '{entry.key}' comes after '{previous.key}' on line "
-                    f"{previous.number} (sort with LC_ALL=C sort, or run fix_data_dir)",
+                    f"{previous.number} (sort with LC_ALL=C sort, or run python -m speakernet.bin.fix_data_dir DIR)",
                     entry.number, entry.key,
                 ))
                 return
@@ -228,7 +228,8 @@ def validate_data_dir(
     check = _Validator(data_dir)
 
     utt2spk = check.load("utt2spk", _as_token, required="every data dir needs it")
-    spk2utt = check.load("spk2utt", _as_tokens, required="run fix_data_dir to regenerate it from utt2spk")
+    spk2utt = check.load("spk2utt", _as_tokens, required="make it from utt2spk with: "
+                         "python -m speakernet.bin.fix_data_dir DIR (or tools/fix_data_dir.sh DIR)")
     wav = check.load("wav.scp", _as_text)
     segments = check.load("segments", _as_segment, required="need_segments" if need_segments else None)
     feats = check.load("feats.scp", _as_text, required="need_feats" if need_feats else None)

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from speakernet.config import build_component, save_config
 from speakernet.data.dataset import FeatureCropDataset, collate_crops
-from speakernet.data.kaldi_dir import c_sort_key, read_scp, write_scp
+from speakernet.data.kaldi_dir import DataDirError, c_sort_key, read_scp, write_scp
 from speakernet.data.sampler import BatchPlan
 from speakernet.data.spec_augment import SpecAugment
 from speakernet.features.frontend import FRONTEND_CONFIG_NAME, load_frontend, save_frontend
@@ -194,6 +194,10 @@ class Trainer:
             data_dir, data_cfg["crop_frames"], data_cfg["min_frames"], data_cfg["use_vad"], spk2label,
             SpecAugment.from_config(data_cfg["spec_augment"]),
         )
+        if len(np.unique(self.dataset.labels)) < 2:
+            # One class gives a loss of 0 from the first step: nothing to learn a speaker space from.
+            raise DataDirError(Path(data_dir) / "utt2spk", f"training needs at least 2 speakers, got "
+                               f"{len(np.unique(self.dataset.labels))} (after leaving out utterances too short)")
         self.plan = BatchPlan(
             self.dataset.labels,
             batch_size=data_cfg["batch_size"],

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import numpy as np
 import pytest
 import soundfile
@@ -206,3 +209,23 @@ def test_truncated_header_inf_and_hot_floats(tmp_path) -> None:
     with pytest.raises(AudioError, match="cannot decode") as info:
         load_audio("echo not audio |")
     assert "echo not audio" in str(info.value)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
+def test_formats_libsndfile_lacks_are_decoded_by_ffmpeg(tmp_path) -> None:
+    rate = 16000
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)).astype(np.float32)
+    soundfile.write(tmp_path / "a.wav", tone, rate)
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(tmp_path / "a.wav"), str(tmp_path / "a.m4a")],
+                   check=True)
+    waveform, got_rate = load_audio(str(tmp_path / "a.m4a"))  # as the CLI reads a file it is given
+    assert got_rate == rate and abs(len(waveform) - rate) < 2048  # AAC pads with a priming frame
+    middle = waveform[4000:12000]  # the same tone: its frequency and level (AAC is lossy)
+    peak_hz = np.argmax(np.abs(np.fft.rfft(middle))) * rate / len(middle)
+    assert abs(peak_hz - 440) < 4 and np.sqrt(np.mean(middle ** 2)) == pytest.approx(0.3 / np.sqrt(2), rel=0.05)
+    (tmp_path / "bad.m4a").write_bytes(b"\x00not audio" * 50)
+    with pytest.raises(AudioError, match=r"ffmpeg .*bad\.m4a"):
+        load_audio(str(tmp_path / "bad.m4a"))
+    (tmp_path / "bad.wav").write_bytes(b"\x00not audio" * 50)  # a format libsndfile reads: its own error
+    with pytest.raises(AudioError, match=r"bad\.wav.*cannot decode audio"):
+        load_audio(str(tmp_path / "bad.wav"))

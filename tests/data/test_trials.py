@@ -129,8 +129,13 @@ def test_default_nontargets_are_capped(caplog: pytest.LogCaptureFixture) -> None
     assert sum(trial[2] == "target" for trial in trials) == 10
     assert sum(trial[2] == "nontarget" for trial in trials) == 5
     assert "only 5 non-target pairs, fewer than the 10 targets" in caplog.text
-    with pytest.raises(ValueError, match="no trials to write"):
+    with pytest.raises(ValueError, match="every speaker has one utterance, so there is no target trial"):
         sample_trials({"a-0": "a", "b-0": "b"}, num_nontargets=0)
+    with pytest.raises(ValueError, match="no trials to write"):
+        sample_trials({"a-0": "a", "b-0": "b"}, num_targets=0, num_nontargets=0)
+    # a list without non-targets (one speaker) cannot give an EER: an error before any training
+    with pytest.raises(ValueError, match=r"no two utterances of different speakers, .* \(1 speaker\(s\)\)"):
+        sample_trials({f"a-{i}": "a" for i in range(3)})
 
 
 def test_entry_point(tmp_path: Path) -> None:

@@ -222,6 +222,18 @@ def test_feat_dim_must_match_the_features(tmp_path: Path) -> None:
         train(config, other, tmp_path / "exp24")
 
 
+def test_one_speaker_or_too_few_utterances_are_refused_with_the_fix(tmp_path: Path) -> None:
+    one = make_feature_dir(tmp_path / "one", num_speakers=1, utts_per_speaker=4)
+    config = load_config(None, TINY_OVERRIDES + ["training.max_steps=1", "data.batch_size=2"])
+    with pytest.raises(ValueError, match=r"one/data/utt2spk: training needs at least 2 speakers, got 1"):
+        train(config, one, tmp_path / "exp1")
+    few = make_feature_dir(tmp_path / "few", num_speakers=2, utts_per_speaker=2)
+    config = load_config(None, TINY_OVERRIDES + ["training.max_steps=1", "data.batch_size=8"])
+    # the suggestion is a batch that fits (4 utterances), not the size that failed
+    with pytest.raises(ValueError, match=r"4 utterances cannot fill one batch of 8 .* data.batch_size=4\)"):
+        train(config, few, tmp_path / "exp2")
+
+
 def test_ddp_resume_is_exact(feature_dir: Path, tmp_path: Path) -> None:
     import torch.multiprocessing as mp
 

@@ -62,6 +62,10 @@ if [ -n "$train_data" ] && [ -n "$train_root" ]; then
   echo "$0: give --train-data (a data dir) or --train-root (a tree), not both" >&2; exit 1
 fi
 case "$heldout_speakers" in ''|*[!0-9]*) echo "$0: --heldout-speakers must be a whole number" >&2; exit 1 ;; esac
+# A wrong conf is found before the data preparation and the features, not at the training.
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && [ -z "$pretrained" ] && [ ! -f "$conf" ] && [ ! -f "$recipe_dir/$conf" ]; then
+  echo "$0: --conf $conf does not exist (the recipe's own: $(cd "$recipe_dir/conf" && echo *.yaml))" >&2; exit 1
+fi
 
 # The evaluation sets: name -> source, trial list, enrolment source (paths resolved like the other options).
 declare -A eval_src=() eval_trials=() eval_enroll=()
@@ -108,9 +112,15 @@ prepare_dir() {
     run_unless_fresh "$dst/.prepared" "$src/wav.scp $src/utt2spk $src/segments $src/trials $src/spk2gender $trials" \
       python -m speakernet.bin.copy_data_dir "$src" "$dst" --relative-to "$caller_dir" ${trials:+--trials "$trials"}
   else
-    # A tree's files are not listed anywhere: it is scanned once (remove DST to scan it again).
-    run_unless_fresh "$dst/.prepared" "$trials" \
-      python -m speakernet.bin.prepare_folder --root "$src" --out-dir "$dst" --extensions "$extensions"
+    # A tree lists its files nowhere: its listing (names, sizes, times) is part of the step's signature,
+    # so an added, removed or replaced file makes the next run prepare it again.
+    local command=(python -m speakernet.bin.prepare_folder --root "$src" --out-dir "$dst" --extensions "$extensions")
+    local signature
+    signature="$(printf '%q ' "${command[@]}") listing $(find -L "$src" -type f -printf '%P\t%s\t%T@\n' | sort | sha256sum)"
+    if ! is_fresh "$dst/.prepared" "$trials" "$signature"; then
+      "${command[@]}"
+      mark_done "$dst/.prepared" "$signature"
+    fi
     # (a changed list replaces the copy; an unchanged one keeps its time, so no score is redone)
     if [ -n "$trials" ] && ! cmp -s "$trials" "$dst/trials"; then
       cp "$trials" "$dst/.trials.tmp" && mv "$dst/.trials.tmp" "$dst/trials"

@@ -195,20 +195,6 @@ def scp_path(path: PathLike) -> str:
     return text
 
 
-def ffmpeg_pipe(path: PathLike, sample_rate: int = 16000) -> str:
-    """Returns a ``wav.scp`` pipe decoding any ffmpeg-readable file to mono wav at ``sample_rate``.
-
-    Args:
-        path: Audio file (e.g. VoxCeleb2's ``.m4a``).
-        sample_rate: Output rate in Hz.
-
-    Returns:
-        ``ffmpeg -nostdin -v error -i <quoted abs path> -ac 1 -ar <rate> -f wav - |``.
-    """
-    quoted = shlex.quote(os.path.abspath(os.fspath(path)))
-    return f"ffmpeg -nostdin -v error -i {quoted} -ac 1 -ar {sample_rate} -f wav - |"
-
-
 def write_data_dir(
     path: PathLike,
     wav_scp: Mapping[str, str],

@@ -32,7 +32,8 @@ from pathlib import Path
 import soundfile
 
 from speakernet.data.kaldi_dir import c_sort_key
-from speakernet.data.prepare import ScannedFile, ffmpeg_pipe, id_token, scan_audio_tree, scp_path, write_data_dir
+from speakernet.data.audio import ffmpeg_pipe
+from speakernet.data.prepare import ScannedFile, id_token, scan_audio_tree, scp_path, write_data_dir
 from speakernet.data.validate import validate_data_dir
 from speakernet.utils.fileio import PathLike
 from speakernet.utils.dropped import DROPPED_NAME, write_dropped

@@ -27,9 +27,9 @@ from collections.abc import Container, Iterator, Sequence
 from pathlib import Path
 
 from speakernet.data.kaldi_dir import DataDirError
+from speakernet.data.audio import ffmpeg_pipe
 from speakernet.data.prepare import (
     ScannedFile,
-    ffmpeg_pipe,
     iter_list_fields,
     scan_audio_tree,
     scp_path,
