@@ -67,10 +67,10 @@ def fit_length(noise: np.ndarray, length: int, rng: np.random.Generator, gap: in
 
 
 def scale_to_snr(speech: np.ndarray, added: np.ndarray, snr: float) -> np.ndarray:
-    """``added`` scaled so that ``snr_db(speech, result) == snr``; unchanged if either is silent."""
+    """``added`` scaled so that ``snr_db(speech, result) == snr``; zeros if either is silent (no SNR exists)."""
     speech_power, added_power = power(speech), power(added)
     if speech_power <= _TINY or added_power <= _TINY:
-        return np.asarray(added, dtype=np.float64)
+        return np.zeros(np.shape(added))
     return np.asarray(added, dtype=np.float64) * np.sqrt(speech_power / (added_power * 10.0 ** (snr / 10.0)))
 
 
