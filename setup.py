@@ -29,8 +29,10 @@ setup(
     extras_require={
         # ONNX export (torch's torch.export-based exporter needs onnx and onnxscript) and inference
         "export": ["onnx>=1.16", "onnxscript>=0.3", "onnxruntime>=1.18"],
+        # simulated room impulse responses (speakernet.data.augment.simulate, bin/simulate_rirs)
+        "augment": ["pyroomacoustics>=0.7"],
         "test": ["pytest>=7", "pytest-xdist>=3.5", "ruff>=0.4", "hypothesis>=6.100",
-                 "onnx>=1.16", "onnxscript>=0.3", "onnxruntime>=1.18"],
+                 "onnx>=1.16", "onnxscript>=0.3", "onnxruntime>=1.18", "pyroomacoustics>=0.7"],
     },
     entry_points={"console_scripts": ["speakernet=speakernet.bin.cli:main"]},
 )

