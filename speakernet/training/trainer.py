@@ -27,7 +27,8 @@ from speakernet.data.spec_augment import SpecAugment
 from speakernet.features.frontend import FRONTEND_CONFIG_NAME, load_frontend, save_frontend
 from speakernet.features.vad import VadConfig
 from speakernet.training import checkpoint as ckpt
-from speakernet.training.finetune import apply_init, check_init_frontend, init_speakers, load_init
+from speakernet.training.finetune import (apply_init, check_init_audio_frontend, check_init_frontend, init_speakers,
+                                         load_init)
 from speakernet.training.distributed import DistributedContext, all_reduce_mean, barrier, cleanup, init_distributed
 from speakernet.utils.dropped import TRAIN_DROPPED_NAME, log_dropped, write_dropped
 from speakernet.utils.faults import fault_point
@@ -189,7 +190,10 @@ class Trainer:
         else:
             speakers = sorted(set(read_scp(Path(data_dir) / "utt2spk").values()), key=c_sort_key)
             if init is not None:
-                check_init_frontend(init, Path(data_dir))
+                if data_cfg["source"] == "audio":
+                    check_init_audio_frontend(init, audio_frontend(data_cfg))
+                else:
+                    check_init_frontend(init, Path(data_dir))
                 speakers = init_speakers(init, speakers, init_head)
         self.dataset = self._build_dataset(Path(data_dir), speakers, resumed=resume_state is not None)
         speakers = self.dataset_classes

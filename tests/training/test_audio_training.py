@@ -199,3 +199,18 @@ def test_resume_of_an_audio_training_is_exact(audio_dir: Path, tmp_path: Path) -
     for part in ("model", "head"):
         for key in a[part]:
             assert torch.equal(a[part][key], b[part][key]), f"{part}.{key} differs after resume at step {stop_at}"
+
+
+def test_init_from_an_audio_training_keeps_its_classes_and_checks_the_frontend(audio_dir: Path,
+                                                                                tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    train(load_config(None, AUDIO_OVERRIDES + ["training.max_steps=1", "data.speed_perturb=true"]), audio_dir, first)
+    init = [f"training.init_from={first}", "training.max_steps=1"]
+    # speed perturbation on again, or off with the 3x head kept (WeSpeaker's large-margin fine-tuning)
+    for speed_perturb in ("true", "false"):
+        exp = tmp_path / f"second_{speed_perturb}"
+        train(load_config(None, AUDIO_OVERRIDES + init + [f"data.speed_perturb={speed_perturb}"]), audio_dir, exp)
+        assert list(read_scp(exp / "spk2label")) == list(read_scp(first / "spk2label"))
+    with pytest.raises(ValueError, match="low_freq"):
+        train(load_config(None, AUDIO_OVERRIDES + init + ["data.frontend={low_freq: 40}"]), audio_dir,
+              tmp_path / "other_frontend")
