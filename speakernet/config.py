@@ -46,7 +46,16 @@ DEFAULTS: dict[str, Any] = {
         "batch_size": 64,  # utterances per batch and process
         "speakers_per_batch": 16,  # P, for the speaker_balanced sampler
         "utts_per_speaker": 4,  # K, for the speaker_balanced sampler
-        "num_workers": 0,
+        "source": "features",  # features (feats.scp, made offline) | audio (wav.scp, fbank on the fly)
+        # data.source=audio: the front-end's options (speakernet.features.fbank.FbankConfig), the offline
+        # feature stage's defaults for those not given; num_mel_bins defaults to data.feat_dim
+        "frontend": {},
+        "speed_perturb": False,  # data.source=audio: speed 0.9/1.0/1.1 per item, each speed its own classes
+        # data.source=audio: online augmentation, the Augmenter's section (speakernet.data.augment.augmenter:
+        # probability, reverb_probability, reverb/noise/speech/babble/music with their source dirs); {}: off
+        "augment": {},
+        "num_workers": 0,  # DataLoader worker processes (the crops are the same with any number)
+        "prefetch_factor": 2,  # batches each worker loads ahead (with num_workers > 0)
         # SpecAugment on the normalised crops (speakernet.data.spec_augment); probability 0: off
         "spec_augment": {"probability": 0.0, "freq_masks": 1, "freq_width": 8, "time_masks": 1, "time_width": 10},
     },
@@ -77,6 +86,9 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 
+#: Mappings taken as a whole, their keys checked where they are used (:func:`validate_data`).
+FREE_MAPPINGS = {"data.frontend", "data.augment"}
+
 #: Sections whose keys are constructor arguments of the named component.
 COMPONENT_ARGS = {
     "model_args": "model",
@@ -92,7 +104,7 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any], where: str = "") -> 
         path = f"{where}{key}"
         if key not in base:
             raise ConfigError(f"unknown config key '{path}'; valid keys here: {', '.join(sorted(base))}")
-        if key in COMPONENT_ARGS:
+        if key in COMPONENT_ARGS or path in FREE_MAPPINGS:
             if not isinstance(value, Mapping):
                 raise ConfigError(f"config key '{path}' must be a mapping, got {value!r}")
             merged[key] = dict(value)  # a component's args replace the defaults as a whole
@@ -109,6 +121,7 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any], where: str = "") -> 
 CHOICES = {
     "extract.mode": ("full", "multicrop"),
     "data.sampler": ("random", "speaker_balanced"),
+    "data.source": ("features", "audio"),
 }
 
 
@@ -123,6 +136,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "data.speakers_per_batch": (1, None),
     "data.utts_per_speaker": (1, None),
     "data.num_workers": (0, None),
+    "data.prefetch_factor": (1, None),
     "data.spec_augment.probability": (0.0, 1.0),
     "data.spec_augment.freq_masks": (0, None),
     "data.spec_augment.freq_width": (0, None),
@@ -260,6 +274,7 @@ def load_config(path: PathLike | None, overrides: list[str] | None = None) -> di
     try:
         config = _merge(DEFAULTS, raw)
         validate_components(config)
+        validate_data(config)
     except ConfigError as error:
         source = str(path or "config") + (" + command-line overrides" if overrides else "")
         raise ConfigError(f"{source}: {error}") from None
@@ -344,6 +359,49 @@ def validate_components(config: Mapping[str, Any]) -> None:
                 )
             if arg in accepted:
                 _check_arg_type(value, accepted[arg], f"{args_key}.{arg}")
+
+
+def audio_frontend(data: Mapping[str, Any]) -> Any:
+    """The fbank options of a ``data`` section for training from audio (``data.frontend`` over the defaults).
+
+    Raises:
+        ConfigError: on an option the front-end does not take, a bad value, or mel bins other than
+            ``data.feat_dim``.
+    """
+    from speakernet.features.frontend import frontend_from_dict
+
+    options = {"num_mel_bins": data["feat_dim"], **data["frontend"]}
+    try:
+        frontend = frontend_from_dict(options)
+    except (KeyError, TypeError, ValueError) as error:
+        detail = " ".join(str(error.args[0] if isinstance(error, KeyError) else error).split())
+        raise ConfigError(f"config key 'data.frontend' ({dict(data['frontend'])}): {detail}") from None
+    if frontend.num_mel_bins != data["feat_dim"]:
+        raise ConfigError(f"config key 'data.frontend.num_mel_bins' is {frontend.num_mel_bins}, but data.feat_dim is "
+                          f"{data['feat_dim']}")
+    return frontend
+
+
+def validate_data(config: Mapping[str, Any]) -> None:
+    """Checks the ``data`` keys that depend on each other.
+
+    Raises:
+        ConfigError: for options of training from audio set with ``data.source: features``, VAD
+            with ``data.source: audio`` (there is no VAD on the fly), or a bad ``data.frontend``.
+    """
+    data = config["data"]
+    if data["source"] == "features":
+        for key, unset in (("frontend", {}), ("speed_perturb", False), ("augment", {})):
+            if data[key] != unset:
+                raise ConfigError(f"config key 'data.{key}' is for data.source: audio (data.source is features: the "
+                                  "features were made offline, with their own front-end)")
+        return
+    if data["use_vad"]:
+        raise ConfigError("data.source: audio computes the features on the fly without VAD: set data.use_vad: false")
+    audio_frontend(data)
+    if "speeds" in data["augment"]:
+        raise ConfigError("config key 'data.augment.speeds': speed perturbation is data.speed_perturb (true: 0.9, 1.0 "
+                          "and 1.1, each speed its own classes)")
 
 
 def save_config(config: Mapping[str, Any], path: PathLike) -> None:

@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m speakernet.bin.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--conf", required=True, help="recipe YAML config")
-    parser.add_argument("--data-dir", required=True, help="training data dir with feats.scp, utt2spk, vad.scp")
+    parser.add_argument("--data-dir", required=True, help="training data dir with feats.scp, utt2spk, vad.scp "
+                        "(data.source=audio: wav.scp, utt2spk)")
     parser.add_argument("--exp-dir", required=True, help="output dir for config.yaml and checkpoints/")
     parser.add_argument(
         "--resume", nargs="?", const="latest", default=None,

@@ -298,3 +298,54 @@ def iter_data_dir_audio(
                 fail(error.for_utt(utt))
                 continue
             yield utt, piece, rate
+
+
+def audio_num_samples(spec: str, sample_rate: int) -> int:
+    """Length of one ``wav.scp`` file in samples at ``sample_rate``, from its header (nothing decoded).
+
+    Raises:
+        AudioError: for a pipe (no header to read without running it) or an unreadable file.
+    """
+    spec = spec.strip()
+    if spec.endswith("|"):
+        raise AudioError(spec, "a pipe has no header to take the length from; add utt2dur to the data dir")
+    try:
+        info = soundfile.info(spec)
+    except (RuntimeError, soundfile.LibsndfileError, ValueError, TypeError) as error:
+        raise AudioError(spec, f"cannot read the audio header: {error}") from error
+    return int(math.ceil(info.frames * sample_rate / info.samplerate)) if info.samplerate != sample_rate \
+        else int(info.frames)
+
+
+def load_audio_range(spec: str, start: int, num_samples: int, sample_rate: int = 16000) -> np.ndarray:
+    """Samples ``[start, start + num_samples)`` (at ``sample_rate``) of one ``wav.scp`` value.
+
+    A file at ``sample_rate`` is read from ``start`` to ``start + num_samples`` only
+    (``soundfile.read(start=, stop=)``); a pipe or a file at another rate is read whole (and
+    resampled) first. Fewer samples come back when the audio ends before the range does.
+
+    Raises:
+        AudioError: as :func:`load_audio`, and for a range that starts past the end.
+    """
+    spec = spec.strip()
+    if not spec.endswith("|"):
+        try:
+            file_rate = soundfile.info(spec).samplerate
+        except (RuntimeError, soundfile.LibsndfileError, ValueError, TypeError) as error:
+            raise AudioError(spec, f"cannot read the audio header: {error}") from error
+        if file_rate == sample_rate:
+            try:
+                data, _ = soundfile.read(spec, start=start, stop=start + num_samples, dtype="float32",
+                                         always_2d=True)
+            except (RuntimeError, soundfile.LibsndfileError, ValueError, TypeError) as error:
+                raise AudioError(spec, f"cannot decode audio: {error}") from error
+            waveform = np.ascontiguousarray(data[:, 0])
+            if waveform.shape[0] == 0:
+                raise AudioError(spec, f"no samples from {start} on (sample {start} is past the end)")
+            if not np.isfinite(waveform).all():
+                raise AudioError(spec, f"audio has {int(np.count_nonzero(~np.isfinite(waveform)))} NaN/Inf samples")
+            return waveform
+    waveform, _ = load_audio(spec, sample_rate)
+    if start >= waveform.shape[0]:
+        raise AudioError(spec, f"no samples from {start} on (the audio has {waveform.shape[0]})")
+    return waveform[start:start + num_samples]

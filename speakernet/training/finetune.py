@@ -124,6 +124,28 @@ def check_init_frontend(init: InitState, data_dir: Path) -> None:
         raise ValueError(f"training.init_from: {error} (make_features --frontend-from {model_dir})") from None
 
 
+def check_init_audio_frontend(init: InitState, frontend: Any) -> None:
+    """For training from audio: checks the config's front-end against the one the starting model was trained on.
+
+    A starting model without a record is accepted, as :func:`check_init_frontend` does.
+
+    Raises:
+        ValueError: naming the model's ``frontend.json`` and the first differing option.
+    """
+    from speakernet.features.frontend import FRONTEND_CONFIG_NAME, frontend_to_dict, read_frontend_record
+
+    model_dir = init.path.parent.parent if init.path.parent.name == ckpt.CHECKPOINT_DIR else init.path.parent
+    record = read_frontend_record(model_dir)
+    if record is None:
+        return
+    ours = frontend_to_dict(frontend)
+    for key in sorted(set(ours) | set(record["fbank"]), key=lambda k: (k != "kind", k)):
+        if ours.get(key) != record["fbank"].get(key):
+            raise ValueError(f"training.init_from: data.frontend gives {key} = {ours.get(key)!r}, but the model was "
+                             f"trained on {record['fbank'].get(key)!r} ({model_dir / FRONTEND_CONFIG_NAME}); set "
+                             f"data.frontend.{key}")
+
+
 def init_speakers(init: InitState, data_speakers: list[str], init_head: bool) -> list[str]:
     """The training speakers, in class order: the checkpoint's when its head is taken.
 

@@ -18,14 +18,18 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from speakernet.config import build_component, save_config
+from speakernet.config import ConfigError, audio_frontend, build_component, save_config
+from speakernet.data.augment.augmenter import Augmenter
+from speakernet.data.audio_dataset import AudioCropDataset, base_speakers, speed_perturbed_speakers
 from speakernet.data.dataset import FeatureCropDataset, collate_crops
 from speakernet.data.kaldi_dir import DataDirError, c_sort_key, read_scp, write_scp
 from speakernet.data.sampler import BatchPlan
 from speakernet.data.spec_augment import SpecAugment
 from speakernet.features.frontend import FRONTEND_CONFIG_NAME, load_frontend, save_frontend
+from speakernet.features.vad import VadConfig
 from speakernet.training import checkpoint as ckpt
-from speakernet.training.finetune import apply_init, check_init_frontend, init_speakers, load_init
+from speakernet.training.finetune import (apply_init, check_init_audio_frontend, check_init_frontend, init_speakers,
+                                         load_init)
 from speakernet.training.distributed import DistributedContext, all_reduce_mean, barrier, cleanup, init_distributed
 from speakernet.utils.dropped import TRAIN_DROPPED_NAME, log_dropped, write_dropped
 from speakernet.utils.faults import fault_point
@@ -187,13 +191,13 @@ class Trainer:
         else:
             speakers = sorted(set(read_scp(Path(data_dir) / "utt2spk").values()), key=c_sort_key)
             if init is not None:
-                check_init_frontend(init, Path(data_dir))
+                if data_cfg["source"] == "audio":
+                    check_init_audio_frontend(init, audio_frontend(data_cfg))
+                else:
+                    check_init_frontend(init, Path(data_dir))
                 speakers = init_speakers(init, speakers, init_head)
-        spk2label = {spk: i for i, spk in enumerate(speakers)}
-        self.dataset = FeatureCropDataset(
-            data_dir, data_cfg["crop_frames"], data_cfg["min_frames"], data_cfg["use_vad"], spk2label,
-            SpecAugment.from_config(data_cfg["spec_augment"]),
-        )
+        self.dataset = self._build_dataset(Path(data_dir), speakers, resumed=resume_state is not None)
+        speakers = self.dataset_classes
         if len(np.unique(self.dataset.labels)) < 2:
             # One class gives a loss of 0 from the first step: nothing to learn a speaker space from.
             raise DataDirError(Path(data_dir) / "utt2spk", f"training needs at least 2 speakers, got "
@@ -268,8 +272,49 @@ class Trainer:
             self.context.world_size, threads,
         )
 
+    def _build_dataset(self, data_dir: Path, speakers: list[str],
+                       resumed: bool) -> FeatureCropDataset | AudioCropDataset:
+        """The training dataset of ``data.source``; sets :attr:`dataset_classes`, the head's class names.
+
+        Args:
+            data_dir: The training data dir.
+            speakers: The class names: the data's speakers, or the checkpoint's classes when ``resumed``
+                (speed-perturbed ones included) or when taking an initial model's head.
+            resumed: Whether ``speakers`` come from the checkpoint being resumed.
+        """
+        data_cfg = self.config["data"]
+        spec_augment = SpecAugment.from_config(data_cfg["spec_augment"])
+        self.dataset_classes = list(speakers)
+        if data_cfg["source"] == "features":
+            return FeatureCropDataset(data_dir, data_cfg["crop_frames"], data_cfg["min_frames"], data_cfg["use_vad"],
+                                      {spk: i for i, spk in enumerate(speakers)}, spec_augment)
+        base = list(speakers)
+        if data_cfg["speed_perturb"]:
+            try:  # classes of a speed-perturbed training already: a resumed one, or an initial model's head
+                base = base_speakers(speakers)
+            except ValueError as error:
+                if resumed:
+                    raise ValueError(f"data.speed_perturb is on, but the checkpoint's classes are not those of a "
+                                     f"speed-perturbed training: {error}") from None
+                self.dataset_classes = speed_perturbed_speakers(base)
+        augment = None
+        if data_cfg["augment"]:
+            try:
+                augment = Augmenter(data_cfg["augment"])
+            except (ValueError, FileNotFoundError) as error:
+                raise ConfigError(f"config key 'data.augment': {error}") from None
+            kinds = (["reverb"] if augment.reverb is not None else []) + [kind.name for kind in augment.additive]
+            logger.info("online augmentation of %.0f%% of the crops: %s", 100 * augment.probability, ", ".join(kinds))
+        return AudioCropDataset(data_dir, data_cfg["crop_frames"], data_cfg["min_frames"],
+                                {spk: i for i, spk in enumerate(base)}, audio_frontend(data_cfg), spec_augment,
+                                augment=augment, speed_perturb=data_cfg["speed_perturb"])
+
     def _record_frontend(self, data_dir: Path) -> None:
-        """Copies the training features' front-end record into the exp dir (see features.frontend)."""
+        """Writes the front-end record into the exp dir (see features.frontend): the training features'
+        record, or for training from audio the config's front-end (and the default VAD, which is off)."""
+        if self.config["data"]["source"] == "audio":
+            save_frontend(self.exp_dir, audio_frontend(self.config["data"]), VadConfig())
+            return
         frontend = load_frontend(data_dir)
         if frontend is None:
             logger.warning("%s has no %s: extraction cannot check its features against the model's",
@@ -348,6 +393,7 @@ class Trainer:
             self.dataset,
             batch_sampler=list(self.plan.batches(epoch, start)),
             num_workers=self.config["data"]["num_workers"],
+            prefetch_factor=self.config["data"]["prefetch_factor"] if self.config["data"]["num_workers"] > 0 else None,
             collate_fn=collate_crops,
             # Its own generator: without one, every loader draws its base seed from the global torch
             # RNG, and a mid-epoch resume (one loader more) would shift the model's random draws.
@@ -391,9 +437,17 @@ class Trainer:
                    disable=not show_bar)
         totals = self.log_totals
         interval_start, interval_frames = time.perf_counter(), 0
+        interval_wait = 0.0  # seconds the loop waited for batches in this interval
         stats: dict[str, float] = {}
         freeze_steps = round(train_cfg["freeze_model_epochs"] * steps_per_epoch)
-        for feats, labels in loader:
+        batches = iter(loader)
+        while True:
+            wait_started = time.perf_counter()
+            try:
+                feats, labels = next(batches)
+            except StopIteration:
+                break
+            interval_wait += time.perf_counter() - wait_started
             frozen = self.step < freeze_steps
             # A frozen model runs as in evaluation (batch-norm statistics kept) and gets no update.
             self.module.model.train(not frozen)
@@ -434,11 +488,11 @@ class Trainer:
             reached_max = max_steps > 0 and self.step >= max_steps
             regular = self.step % train_cfg["log_interval"] == 0 or last_of_epoch
             if regular or reached_max:
-                stats = self._log(totals, interval_frames, time.perf_counter() - interval_start, margin)
+                stats = self._log(totals, interval_frames, time.perf_counter() - interval_start, margin, interval_wait)
                 bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['accuracy']:.1f}%")
                 if regular:  # a line forced by max_steps leaves the interval open for a resumed run
                     totals.zero_()
-                    interval_start, interval_frames = time.perf_counter(), 0
+                    interval_start, interval_frames, interval_wait = time.perf_counter(), 0, 0.0
             interval = train_cfg["checkpoint_interval"]
             if reached_max or last_of_epoch or (interval > 0 and self.step % interval == 0):
                 self.save()
@@ -463,7 +517,14 @@ class Trainer:
         seconds_per_step = (time.perf_counter() - self.train_started) / done
         return format_duration(max(0, self.total_steps() - self.step) * seconds_per_step)
 
-    def _log(self, totals: torch.Tensor, frames: int, seconds: float, margin: float | None) -> dict[str, float]:
+    def _log(self, totals: torch.Tensor, frames: int, seconds: float, margin: float | None,
+             data_wait: float = 0.0) -> dict[str, float]:
+        """Logs an interval's line and appends its record to ``train_metrics.jsonl``.
+
+        Args:
+            data_wait: Seconds of the interval's ``seconds`` the loop waited for batches; the line
+                and the record give its fraction (``data_wait``: near 1, loading is the bottleneck).
+        """
         totals = all_reduce_mean(totals, self.context)
         loss = float(totals[0] / max(totals[2], 1))
         accuracy = float(100.0 * totals[1] / max(totals[2], 1))
@@ -471,12 +532,13 @@ class Trainer:
         audio_seconds = frames * FRAME_SHIFT_S * self.context.world_size
         speed = audio_seconds / max(seconds, 1e-9)
         utts_per_s = float(totals[2]) * self.context.world_size / max(seconds, 1e-9)
+        wait_fraction = min(1.0, data_wait / max(seconds, 1e-9))
         if self.context.is_main:
             logger.info(
                 "epoch %d batch %d/%d step %d/%d: loss %.4f acc %.2f%% lr %.3g margin %s | %.1f utts/s, %.1fx real "
-                "time, ETA %s",
+                "time, %.0f%% data wait, ETA %s",
                 self.epoch + 1, self.batch_in_epoch, len(self.plan), self.step, self.total_steps(), loss, accuracy, lr,
-                "-" if margin is None else f"{margin:.3f}", utts_per_s, speed, self._eta(),
+                "-" if margin is None else f"{margin:.3f}", utts_per_s, speed, 100 * wait_fraction, self._eta(),
             )
             record = {
                 "epoch": self.epoch + 1,
@@ -487,6 +549,7 @@ class Trainer:
                 "lr": lr,
                 "margin": margin,
                 "utts_per_s": utts_per_s,
+                "data_wait": wait_fraction,
                 "seconds": self.seconds_before + time.perf_counter() - self.train_started,
             }
             # null instead of NaN/inf keeps every line valid JSON

@@ -14,8 +14,8 @@ from speakernet.training.trainer import METRICS_NAME, train, truncate_train_metr
 
 from training_data import TINY_OVERRIDES
 
-KEYS = {"epoch", "progress", "step", "loss", "accuracy", "lr", "margin", "utts_per_s", "seconds"}
-TIMING_KEYS = ("seconds", "utts_per_s")  # wall-clock figures, allowed to differ between runs
+KEYS = {"epoch", "progress", "step", "loss", "accuracy", "lr", "margin", "utts_per_s", "data_wait", "seconds"}
+TIMING_KEYS = ("seconds", "utts_per_s", "data_wait")  # wall-clock figures, allowed to differ between runs
 
 
 def _records(exp_dir: Path) -> list[dict]:

@@ -68,3 +68,50 @@ TINY_OVERRIDES = [
     "training.log_interval=2",
     "training.num_threads=1",
 ]
+
+
+def make_audio_dir(root: Path, num_speakers: int = 4, utts_per_speaker: int = 4, sample_rate: int = 16000,
+                   seed: int = 0, segments: bool = False) -> Path:
+    """Writes 16-bit wav files and a data dir (wav.scp, utt2spk, spk2utt) of coloured-noise "speakers".
+
+    Utterances last 0.7-1.3 s; one more, ``spk00-short`` (0.2 s, 18 frames), is there to be left
+    out. With ``segments``, each speaker's utterances are one recording cut by a ``segments`` file.
+    """
+    import soundfile
+
+    rng = np.random.default_rng(seed)
+    wav_dir, data_dir = root / "wav", root / "data"
+    wav_dir.mkdir(parents=True)
+    data_dir.mkdir(parents=True)
+    utt2spk, wav_scp, segment_lines = {}, {}, []
+    for s in range(num_speakers):
+        spk = f"spk{s:02d}"
+        colour = rng.normal(0, 1, 16) * np.exp(-np.arange(16) / rng.uniform(1, 6))  # the speaker's filter
+        durations = [float(rng.uniform(0.7, 1.3)) for _ in range(utts_per_speaker)] + ([0.2] if s == 0 else [])
+        pieces = []
+        for u, duration in enumerate(durations):
+            utt = f"{spk}-short" if u == utts_per_speaker else f"{spk}-utt{u:02d}"
+            noise = np.convolve(rng.normal(0, 1, int(duration * sample_rate)), colour, mode="same")
+            waveform = (0.3 * noise / np.abs(noise).max()).astype(np.float32)
+            utt2spk[utt] = spk
+            if segments:
+                start = sum(len(p) for p in pieces) / sample_rate
+                segment_lines.append(f"{utt} {spk}-rec {start:.4f} {start + len(waveform) / sample_rate:.4f}\n")
+                pieces.append(waveform)
+            else:
+                path = wav_dir / f"{utt}.wav"
+                soundfile.write(path, waveform, sample_rate, subtype="PCM_16")
+                wav_scp[utt] = str(path)
+        if segments:
+            path = wav_dir / f"{spk}-rec.wav"
+            soundfile.write(path, np.concatenate(pieces), sample_rate, subtype="PCM_16")
+            wav_scp[f"{spk}-rec"] = str(path)
+    write_scp(data_dir / "wav.scp", wav_scp)
+    write_scp(data_dir / "utt2spk", utt2spk)
+    write_scp(data_dir / "spk2utt", utt2spk_to_spk2utt(utt2spk))
+    if segments:
+        (data_dir / "segments").write_text("".join(sorted(segment_lines)), encoding="utf-8")
+    return data_dir
+
+
+AUDIO_OVERRIDES = TINY_OVERRIDES + ["data.source=audio", "data.use_vad=false", "data.batch_size=4"]
