@@ -413,9 +413,10 @@ class SlurmLauncher(Launcher):
         queue_dir = first_log.parent / "q"
         queue_dir.mkdir(parents=True, exist_ok=True)
         run_paths = _SlurmRun(None, self, log, jobs, queue_dir, base)
-        for job in jobs.jobs:  # a status left by an earlier run must not pass for this one's
-            with contextlib.suppress(FileNotFoundError):
-                run_paths.status_path(job).unlink()
+        for job in jobs.jobs:  # an earlier run's status or log must not pass for this one's
+            for path in (run_paths.status_path(job), Path(jobs.substitute(log, job))):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
         script = queue_dir / f"{base}.sh"
         with atomic_write(script) as handle:
             handle.write(_SCRIPT.format(name=jobs.name, command=" ".join(shlex.quote(arg) for arg in command),
