@@ -69,15 +69,17 @@ def test_local_launcher_runs_at_most_max_jobs_at_once(tmp_path: Path) -> None:
 
 def test_slurm_launcher_submits_one_array_and_collects_the_statuses(tmp_path: Path, monkeypatch) -> None:
     record = install_fake_slurm(tmp_path / "bin", monkeypatch)
-    launcher = SlurmLauncher(partition="cpu", time="0:10:00", mem="1G", max_jobs_run=2, extra_args=["--qos", "low"])
-    statuses = launcher.run(FAIL_ON_2 + [str(tmp_path / "out.JOB"), "JOB"], tmp_path / "log" / "x.JOB.log",
-                            JobRange("JOB", 1, 3))
+    launcher = SlurmLauncher(partition="cpu", time="0:10:00", mem="1G", max_jobs_run=2, extra_args=["--nice", "5"])
+    run = launcher.start(FAIL_ON_2 + [str(tmp_path / "out.JOB"), "JOB"], tmp_path / "log" / "x.JOB.log",
+                         JobRange("JOB", 1, 3))
+    statuses = run.wait()
+    assert run._job_id() == "4242"  # what scancel would stop: sbatch's answer, not a number of its arguments
     assert [(s.job, s.code) for s in statuses] == [(1, 0), (2, 1), (3, 0)]
     assert [(tmp_path / f"out.{job}").read_text() for job in (1, 2, 3)] == ["1", "2", "3"]
     (call,) = sbatch_calls(record)
     assert call[:3] == ["--array=1-3%2", "--wait", "--parsable"]
     assert {"--partition=cpu", "--time=0:10:00", "--mem=1G", "--cpus-per-task=1", "--job-name=x"} <= set(call)
-    assert call[-3:] == ["--qos", "low", str(tmp_path / "log" / "q" / "x.sh")]
+    assert call[-3:] == ["--nice", "5", str(tmp_path / "log" / "q" / "x.sh")]
     assert "# ended (exit code 1)" in (tmp_path / "log" / "x.2.log").read_text()
     assert (tmp_path / "log" / "q" / "x.2.status").read_text().strip() == "1"
 
@@ -109,6 +111,8 @@ def test_launch_cli(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
     assert "job 1 (exit code 1" in stderr and "one.log" in stderr
     assert launch_main(["run.pl", "JOB=1:2"]) == 2
     assert launch_main(["srun.pl", "x.log", "true"]) == 2
+    assert "expected a launcher (run.pl, slurm.pl) first, got 'srun.pl'" in capfd.readouterr().err
+    assert launch_main(["--help"]) == 0 and "JOB=1:4" in capfd.readouterr().out
 
 
 def _tool(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:

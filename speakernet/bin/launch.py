@@ -38,10 +38,13 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     setup_logging()
-    if not argv or argv[0] in ("-h", "--help") or argv[0].rsplit("/", 1)[-1] not in LAUNCHERS:
-        print(__doc__, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    name = argv[0].rsplit("/", 1)[-1]
+    if argv[:1] in (["-h"], ["--help"]):
+        sys.stdout.write(__doc__)
+        return 0
+    name = argv[0].rsplit("/", 1)[-1] if argv else ""
+    if name not in LAUNCHERS:
+        logger.error("expected a launcher (%s) first, got '%s' (see --help)", ", ".join(LAUNCHERS), name)
+        return 2
     parser = launcher_parser(name)
     parser.add_argument("rest", nargs=argparse.REMAINDER)
     try:
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         logger.error("%s (see --help)", error)
         return 2
-    jobs = jobs or JobRange("JOB_RANGE_NOT_GIVEN", 1, 1)
+    jobs = jobs or JobRange("JOB_RANGE_NOT_GIVEN", 1, 1)  # one job, nothing substituted
     log, command = rest[0], rest[1:]
 
     def launch() -> None:

@@ -303,8 +303,8 @@ class _SlurmRun(JobRun):
 
     def _job_id(self) -> str | None:
         with contextlib.suppress(OSError):
-            words = self.sbatch_log.read_text(encoding="utf-8", errors="replace").split()
-            ids = [word.split(";")[0] for word in words if word.split(";")[0].isdigit()]
+            lines = self.sbatch_log.read_text(encoding="utf-8", errors="replace").splitlines()[1:]  # after "# argv"
+            ids = [word.split(";")[0] for line in lines for word in line.split() if word.split(";")[0].isdigit()]
             return ids[0] if ids else None
         return None
 
