@@ -33,20 +33,21 @@ def test_format_duration() -> None:
 
 
 def test_feature_jobs_progress_is_the_sum_of_their_counts(tmp_path, caplog: pytest.LogCaptureFixture) -> None:
-    import subprocess
     import sys
 
     from speakernet.features.make_features import _job_paths, _wait_with_progress
+    from speakernet.utils.launch import JobRange, LocalLauncher
 
     (tmp_path / "log").mkdir()
     # two jobs that report 10, then 30 and 40 utterances done, as the feature jobs do
     script = "import sys, time; p = sys.argv[1]; open(p, 'w').write(sys.argv[2]); time.sleep(0.6); " \
              "open(p, 'w').write(sys.argv[3]); time.sleep(0.6)"
-    processes = [(job, subprocess.Popen([sys.executable, "-c", script, str(_job_paths(tmp_path, job)["progress"]),
-                                         "10", last])) for job, last in ((1, "30"), (2, "40"))]
+    progress = str(_job_paths(tmp_path, 0)["progress"]).replace(".0.", ".JOB.")
+    run = LocalLauncher().start([sys.executable, "-c", script, progress, "10", "JOB0"], tmp_path / "log" / "p.JOB.log",
+                                JobRange("JOB", 3, 4))  # last counts 30 and 40
     with caplog.at_level(logging.INFO):
-        codes = _wait_with_progress(processes, tmp_path, 100, "features of test", interval_s=0.0)
-    assert codes == {1: 0, 2: 0}
+        statuses = _wait_with_progress(run, [3, 4], tmp_path, 100, "features of test", interval_s=0.0)
+    assert [(status.job, status.code) for status in statuses] == [(3, 0), (4, 0)]
     lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith("features of")]
     assert lines[0].startswith("features of test: 10 of 100 utts") or lines[0].startswith("features of test: 20 of")
     assert lines[-1].startswith("features of test: 70 of 100 utts (70%)")

@@ -40,6 +40,7 @@ _tools_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 stage=1               # first stage to run
 stop_stage=100        # last stage to run
 nj=2                  # parallel feature-extraction jobs
+feats_cmd="${feats_cmd:-run.pl}"  # what runs them: run.pl (here) or "slurm.pl --partition P ..." (a recipe's cmd.sh)
 nproc=1               # training processes (torchrun --nproc_per_node)
 conf=                 # recipe YAML (not called "config", which Kaldi's parse_options.sh reserves)
 train_data=           # training data dir
@@ -270,7 +271,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     [ -f "$data/feats.scp" ] || rm -f "$feat_dir/$key/.done"  # e.g. a regenerated data dir
     run_unless_newer "$feat_dir/$key/.done" "$data/wav.scp $data/segments $data/utt2spk $data/feats.scp" \
       python -m speakernet.bin.make_features --data-dir "$data" --feat-dir "$feat_dir/$key" --nj "$nj" \
-        ${frontend[@]+"${frontend[@]}"}
+        --cmd "$feats_cmd" ${frontend[@]+"${frontend[@]}"}
   done
 fi
 

@@ -2,6 +2,7 @@
 
 Example:
     python -m speakernet.bin.make_features --data-dir data/train --feat-dir exp/fbank/train --nj 4
+    python -m speakernet.bin.make_features ... --nj 40 --cmd "slurm.pl --partition cpu --time 1:00:00 --mem 4G"
 
 ``--job J --feat-dir F`` runs one job of a stage prepared by the parent process (internal).
 """
@@ -25,6 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="Kaldi data dir with wav.scp and utt2spk (optional segments)")
     parser.add_argument("--feat-dir", required=True, help="where fbank.J.ark/scp, vad.J.ark/scp and log/ go")
     parser.add_argument("--nj", type=int, default=1, help="number of parallel jobs")
+    parser.add_argument("--cmd", default="run.pl",
+                        help="what runs the jobs, as in Kaldi's cmd.sh: 'run.pl [--max-jobs-run M]' (local processes) "
+                        "or 'slurm.pl [--partition P] [--time T] [--mem M] [--gpu G] [--num-threads N] "
+                        "[--max-jobs-run M] [--extra-args ARGS]' (one Slurm job array); default: %(default)s")
     parser.add_argument("--compress", action="store_true", help="store features with Kaldi's lossy compression")
     parser.add_argument("--frontend", choices=["kaldi", "speechbrain"], default="kaldi",
                         help="kaldi: Kaldi fbank (the options below); speechbrain: SpeechBrain's Fbank, which models "
@@ -97,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                 energy_threshold=args.vad_energy_threshold, energy_mean_scale=args.vad_energy_mean_scale,
                 frames_context=args.vad_frames_context, proportion_threshold=args.vad_proportion_threshold)
         make_features(args.data_dir, args.feat_dir, nj=args.nj, fbank_config=fbank_config, vad_config=vad_config,
-                      compress=args.compress)
+                      compress=args.compress, launcher=args.cmd)
 
     return run_stage(extract, {FeatureExtractionError: 1})
 

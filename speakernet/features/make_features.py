@@ -10,7 +10,9 @@ Layout (``F`` = feature dir, ``D`` = data dir, ``J`` = 1..nj)::
     F/log/make_fbank.J.utts           the job's utterances
     D/feats.scp, D/vad.scp, D/utt2num_frames   written only when every job succeeded
 
-Each job is a subprocess ``python -m speakernet.bin.make_features --job J --feat-dir F``.
+Each job is a command ``python -m speakernet.bin.make_features --job J --feat-dir F``, run by the
+launcher ``--cmd`` chooses (:mod:`speakernet.utils.launch`: ``run.pl``, local subprocesses, by default;
+``slurm.pl ...``, a Slurm job array, writing ``F/log/q/``).
 A job reads all its utterances even when some fail, then fails with the full list of bad
 keys (written to ``F/log/make_fbank.J.failed``), so the user sees every bad key at once.
 Archives are written under temporary names and renamed only when the job succeeds.
@@ -23,7 +25,6 @@ import json
 import logging
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,6 +40,8 @@ from speakernet.features.vad import VadConfig
 from speakernet.utils.fileio import (OutputError, PathLike, as_output_error, atomic_write, ensure_writable_dir,
                                      exclusive_lock)
 from speakernet.utils.faults import fault_point
+from speakernet.utils.launch import (JobRange, JobRun, JobStatus, Launcher, LocalLauncher, launcher_from_command,
+                                     unused_placeholder)
 from speakernet.utils.logging import Progress
 
 logger = logging.getLogger(__name__)
@@ -135,33 +138,42 @@ def _job_paths(feat_dir: Path, job: int) -> dict[str, Path]:
 PROGRESS_INTERVAL_S = 1.0
 
 
-def _wait_with_progress(processes: list[tuple[int, subprocess.Popen]], feat_dir: Path, total: int,
-                        what: str, interval_s: float = 30.0) -> dict[int, int]:
+def _wait_with_progress(run: JobRun, jobs: Sequence[int], feat_dir: Path, total: int, what: str,
+                        interval_s: float = 30.0) -> list[JobStatus]:
     """Waits for the feature jobs, showing their utterances done (see :class:`Progress`).
 
+    The jobs' progress files are in the feature dir, so this works for any launcher whose jobs
+    see the same file system (a cluster's shared one too).
+
+    Args:
+        run: The running jobs.
+        jobs: Their job numbers.
+        feat_dir: The feature dir.
+        total: Utterances of all jobs.
+        what: What is shown, e.g. ``features of train``.
+        interval_s: Seconds between log lines (off a terminal).
+
     Returns:
-        Job -> exit code.
+        How each job ended.
     """
-    codes: dict[int, int] = {}
     shown = 0
     with Progress(total, what, "utts", interval_s=interval_s, log=logger) as progress:
-        while len(codes) < len(processes):
-            for job, process in processes:
-                if job not in codes and process.poll() is not None:
-                    codes[job] = process.returncode
+        finished = False
+        while not finished:
+            finished = run.poll()
             done = 0
-            for job, _ in processes:
+            for job in jobs:
                 with contextlib.suppress(OSError, ValueError):
                     done += int(_job_paths(feat_dir, job)["progress"].read_text(encoding="utf-8") or 0)
             if done > shown:
                 progress.update(done - shown)
                 shown = done
-            if len(codes) < len(processes):
+            if not finished:
                 time.sleep(0.2)
-    for job, _ in processes:
+    for job in jobs:
         with contextlib.suppress(FileNotFoundError):
             _job_paths(feat_dir, job)["progress"].unlink()
-    return codes
+    return run.statuses()
 
 
 def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -180,40 +192,37 @@ def _job_error(path: Path) -> str | None:
     return None
 
 
-def _die_with_parent() -> None:
-    """In a job process before it starts: the kernel kills it when the parent stage dies.
-
-    A SIGKILLed stage cannot stop its jobs, and its lock dies with it: a re-run would start new jobs
-    while the orphans still rename their archives onto the new ones' names. Linux only (prctl); the
-    jobs also check their parent themselves (:func:`_check_parent`).
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
-
-
 _PARENT_ENV = "SPEAKERNET_FEATURES_PARENT"
 
 
 def _check_parent() -> None:
-    """Stops a job whose stage process is gone (where :func:`_die_with_parent` is not available)."""
+    """Stops a local job whose stage process is gone.
+
+    A SIGKILLed stage cannot stop its jobs, and its lock dies with it: a re-run would start new jobs
+    while the orphans still rename their archives onto the new ones' names. The local launcher has
+    the kernel kill its jobs with their parent (Linux); this check covers the other systems.
+    """
     parent = os.environ.get(_PARENT_ENV)
     if parent and os.getppid() != int(parent):
         raise FeatureExtractionError(f"the feature stage (pid {parent}) that started this job is gone; stopping",
                                      [], [])
 
 
-def _worker_env() -> dict[str, str]:
+def _worker_env(local: bool = True) -> dict[str, str]:
     env = dict(os.environ)
-    env[_PARENT_ENV] = str(os.getpid())
+    env.pop(_PARENT_ENV, None)
+    if local:  # a cluster job's parent is not this process
+        env[_PARENT_ENV] = str(os.getpid())
     for name in _THREAD_ENV:
         env[name] = "1"
     # Let the job import this very package even when it is not pip-installed.
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
     return env
+
+
+def _placeholder(feat_dir: Path) -> str:
+    return unused_placeholder([sys.executable, str(feat_dir), "speakernet.bin.make_features"])
 
 
 def _remove_stale_jobs(feat_dir: Path, nj: int) -> None:
@@ -246,6 +255,7 @@ def make_features(
     fbank_config: FeatureConfig = FbankConfig(),
     vad_config: VadConfig = VadConfig(),
     compress: bool = False,
+    launcher: Launcher | str | None = None,
 ) -> None:
     """Computes fbank features and energy VAD for every utterance of a data dir, in parallel.
 
@@ -264,6 +274,9 @@ def make_features(
         fbank_config: Filterbank options; audio is resampled to ``fbank_config.sample_rate``.
         vad_config: Energy VAD options.
         compress: Store features with Kaldi's lossy compression (kSpeechFeature).
+        launcher: What runs the jobs: a :class:`~speakernet.utils.launch.Launcher` or a command
+            string such as ``run.pl`` or ``slurm.pl --partition cpu --mem 4G``; None: ``run.pl``
+            (local subprocesses).
 
     Raises:
         DataDirError: on a missing or inconsistent data dir.
@@ -274,15 +287,17 @@ def make_features(
     """
     if nj < 1:
         raise ValueError(f"nj must be >= 1, got {nj}")
+    if not isinstance(launcher, Launcher):
+        launcher = launcher_from_command(launcher)
     data_dir = Path(data_dir).resolve()
     feat_dir = Path(feat_dir).resolve()
     utts = list_utterances(data_dir)  # a bad data dir is reported before anything is created
     with exclusive_lock(feat_dir / ".lock", "a features run"):
-        _make_features(data_dir, feat_dir, utts, nj, fbank_config, vad_config, compress)
+        _make_features(data_dir, feat_dir, utts, nj, fbank_config, vad_config, compress, launcher)
 
 
 def _make_features(data_dir: Path, feat_dir: Path, utts: list[str], nj: int, fbank_config: FeatureConfig,
-                   vad_config: VadConfig, compress: bool) -> None:
+                   vad_config: VadConfig, compress: bool, launcher: Launcher) -> None:
     """:func:`make_features` under its lock, for the utterances ``utts`` of ``data_dir``."""
     try:
         ensure_writable_dir(data_dir)
@@ -320,46 +335,41 @@ def _make_features(data_dir: Path, feat_dir: Path, utts: list[str], nj: int, fba
         with atomic_write(paths["utts"]) as handle:
             handle.writelines(f"{utt}\n" for utt in chunk)
 
-    logger.info("making fbank+VAD for %d utterances of %s in %s with %d jobs (logs in %s)",
-                len(utts), data_dir, feat_dir, nj, feat_dir / "log")
+    logger.info("making fbank+VAD for %d utterances of %s in %s with %d jobs through %s (logs in %s)",
+                len(utts), data_dir, feat_dir, nj, launcher.command_name, feat_dir / "log")
     start_time = time.perf_counter()
-    processes: list[tuple[int, subprocess.Popen]] = []
-    env = _worker_env()
+    # The job number's placeholder must not occur in the paths (a feat dir .../JOBS/... would be rewritten).
+    placeholder = _placeholder(feat_dir)
+    command = [sys.executable, "-m", "speakernet.bin.make_features", "--feat-dir", str(feat_dir), "--job", placeholder]
+    jobs = JobRange(placeholder, 1, nj)
+    run = launcher.start(command, feat_dir / "log" / f"make_fbank.{placeholder}.log", jobs,
+                         env=_worker_env(local=isinstance(launcher, LocalLauncher)))
     try:
-        for job in range(1, nj + 1):
-            with open(_job_paths(feat_dir, job)["log"], "w", encoding="utf-8") as log_handle:
-                command = [sys.executable, "-m", "speakernet.bin.make_features", "--feat-dir", str(feat_dir),
-                           "--job", str(job)]
-                log_handle.write(f"# {' '.join(command)}\n")
-                log_handle.flush()
-                processes.append((job, subprocess.Popen(command, stdout=log_handle, stderr=subprocess.STDOUT,
-                                                        stdin=subprocess.DEVNULL, env=env,
-                                                        preexec_fn=_die_with_parent)))
-        return_codes = _wait_with_progress(processes, feat_dir, len(utts), f"features of {data_dir.name}")
+        statuses = _wait_with_progress(run, jobs.jobs, feat_dir, len(utts), f"features of {data_dir.name}")
     except BaseException:
-        for _, process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for _, process in processes:
-            process.wait()
+        run.terminate()
         raise
     wall = time.perf_counter() - start_time
 
-    failed_jobs = [job for job, code in return_codes.items() if code != 0]
+    by_job = {status.job: status for status in statuses}
+    failed_jobs = [status.job for status in statuses if not status.ok]
     if failed_jobs:
+        if run.problem:
+            logger.error("%s", run.problem)
         failed_utts: list[str] = []
         for job in failed_jobs:
             paths = _job_paths(feat_dir, job)
-            logger.error("job %d failed (exit code %d); tail of %s:\n%s", job, return_codes[job], paths["log"],
+            logger.error("job %d failed (%s); tail of %s:\n%s", job, by_job[job].describe(), paths["log"],
                          _log_tail(paths["log"]))
             if paths["failed"].is_file():
                 failed_utts.extend(paths["failed"].read_text(encoding="utf-8").split())
         logs = ", ".join(str(_job_paths(feat_dir, job)["log"]) for job in failed_jobs)
         shown = " ".join(failed_utts[:MAX_KEYS_IN_MESSAGE])
         more = f" (and {len(failed_utts) - MAX_KEYS_IN_MESSAGE} more)" if len(failed_utts) > MAX_KEYS_IN_MESSAGE else ""
-        reason = _job_error(_job_paths(feat_dir, failed_jobs[0])["log"])
+        reason = _job_error(_job_paths(feat_dir, failed_jobs[0])["log"]) or run.problem
         what = (f"{len(failed_utts)} bad utterances: {shown}{more}" if failed_utts
-                else f"job {failed_jobs[0]}: {reason}" if reason else "no utterance list reported")
+                else f"job {failed_jobs[0]}: {reason}" if reason
+                else f"job {failed_jobs[0]}: {by_job[failed_jobs[0]].describe()}, no utterance list reported")
         raise FeatureExtractionError(
             f"{len(failed_jobs)} of {nj} feature jobs failed ({what}); see {logs}", failed_jobs, failed_utts)
 

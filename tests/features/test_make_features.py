@@ -256,3 +256,55 @@ def test_jobs_die_with_a_killed_stage_and_a_rerun_completes(tmp_path: Path) -> N
     make_features(data, feats, nj=2)  # the re-run is not raced by the old jobs
     assert sorted(read_scp(data / "feats.scp")) == ["spk0-u", "spk1-u"]
     assert sorted(read_scp(data / "vad.scp")) == ["spk0-u", "spk1-u"]
+
+
+def test_local_launcher_with_a_failing_job_then_a_fixed_rerun(mixed_dir, tmp_path, capfd) -> None:
+    data, samples = mixed_dir
+    feat_dir = tmp_path / "fbank"
+    audio = tmp_path / "audio"
+    (audio / "c.wav").write_bytes(b"RIFF not a wav")  # spk2-c: the third of four utterances, job 2 of 2
+    args = ["--data-dir", str(data), "--feat-dir", str(feat_dir), "--nj", "2", "--cmd", "run.pl --max-jobs-run 1"]
+    assert make_features_main(args) == 1
+    stderr = capfd.readouterr().err
+    assert "1 of 2 feature jobs failed" in stderr and "spk2-c" in stderr
+    assert f"see {feat_dir.resolve() / 'log' / 'make_fbank.2.log'}" in stderr
+    assert "# ended (exit code 1)" in (feat_dir / "log" / "make_fbank.2.log").read_text()
+    assert not (data / "feats.scp").exists()
+    soundfile.write(audio / "c.wav", _audio(1.00, 8000, 3), 8000, subtype="PCM_16")
+    assert make_features_main(args) == 0
+    assert sorted(read_scp(data / "feats.scp")) == sorted(samples)
+
+
+def test_slurm_launcher_runs_the_jobs_as_one_array(mixed_dir, tmp_path, monkeypatch) -> None:
+    from fake_slurm import install_fake_slurm, sbatch_calls
+
+    from speakernet.utils.launch import SlurmLauncher
+
+    data, samples = mixed_dir
+    make_features(data, tmp_path / "local", nj=2)
+    expected = kaldiio.load_scp(str(data / "feats.scp"))
+    expected = {utt: expected[utt].copy() for utt in samples}
+    record = install_fake_slurm(tmp_path / "bin", monkeypatch)
+    feat_dir = tmp_path / "fbank"
+    assert make_features_main(["--data-dir", str(data), "--feat-dir", str(feat_dir), "--nj", "2", "--cmd",
+                               "slurm.pl --partition cpu --time 0:30:00 --mem 2G --max-jobs-run 1"]) == 0
+    (call,) = sbatch_calls(record)
+    assert call[0] == "--array=1-2%1" and "--wait" in call
+    assert {"--partition=cpu", "--time=0:30:00", "--mem=2G", "--job-name=make_fbank"} <= set(call)
+    assert call[-1] == str(feat_dir.resolve() / "log" / "q" / "make_fbank.sh")
+    feats = kaldiio.load_scp(str(data / "feats.scp"))
+    for utt in samples:
+        np.testing.assert_array_equal(feats[utt], expected[utt])
+    assert "real time" in (feat_dir / "log" / "make_fbank.2.log").read_text()
+
+    # A failing task fails the stage, naming its job, its log and its bad utterance.
+    (tmp_path / "audio" / "a.wav").write_bytes(b"RIFF not a wav")  # spk1-a, job 1
+    with pytest.raises(FeatureExtractionError, match=r"1 of 2 feature jobs failed .*spk1-a.*make_fbank\.1\.log"):
+        make_features(data, feat_dir, nj=2, launcher="slurm.pl --partition cpu")
+    assert not (data / "feats.scp").exists()
+    # A task Slurm lost (it wrote no status) fails it too.
+    soundfile.write(tmp_path / "audio" / "a.wav", _audio(1.30, 16000, 1), 16000, subtype="PCM_16")
+    monkeypatch.setenv("FAKE_SBATCH_LOSE_TASK", "2")
+    with pytest.raises(FeatureExtractionError, match="job 2: sbatch exited with status 137") as info:
+        make_features(data, feat_dir, nj=2, launcher=SlurmLauncher(status_grace_s=0.1))
+    assert info.value.failed_jobs == [2]

@@ -13,6 +13,7 @@
 set -euo pipefail
 recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$recipe_dir/path.sh"
+. "$recipe_dir/cmd.sh"  # job launchers (run.pl or slurm.pl), as in Kaldi
 . recipe_lib.sh
 
 stage=0                     # first stage to run
