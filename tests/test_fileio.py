@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -85,7 +86,19 @@ def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path: Path,
     fileio._swept_dirs.clear()
     assert fileio.remove_stale_temps(tmp_path) == []
     writer.send_signal(signal.SIGKILL)
+    # killed but not reaped yet (a zombie, as when its parent died with it): its temporary is stale already
+    deadline = time.monotonic() + 10
+    while not Path(f"/proc/{writer.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+        assert time.monotonic() < deadline, "the killed writer never became a zombie"
+        time.sleep(0.01)
+    fileio._swept_dirs.clear()
+    zombie_swept = fileio.remove_stale_temps(tmp_path)
     writer.wait()
+    assert len(zombie_swept) == 1 and f"-{writer.pid}." in zombie_swept[0].name and not zombie_swept[0].exists()
+    if kind == "file":  # put it back: the sweep by the next write is tested below
+        zombie_swept[0].write_bytes(b"half")
+    else:
+        zombie_swept[0].mkdir()
     stale = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert len(stale) == 1 and stale[0].name.startswith(f".{target.name}.") and f"-{writer.pid}." in stale[0].name
     other_host = tmp_path / f".scores.otherhost-{writer.pid}.abc123.tmp"

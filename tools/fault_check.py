@@ -12,7 +12,7 @@ file is written. Each re-run continues where the last one died; a last one runs 
 Every output file must then equal the clean run's byte for byte, checkpoints included; only
 files that record when or how fast something ran (logs, the training metrics' clock columns,
 lock files with a pid) are left out, and JSON records are compared without their clock fields
-(``wall_seconds``, ``seconds``, ``utts_per_s``); the summary says which. Exit status 0 when all
+(``wall_seconds``, ``seconds``, ``utts_per_s``, ``data_wait``); the summary says which. Exit status 0 when all
 match.
 """
 
@@ -44,7 +44,7 @@ VOLATILE_DIRS = ("log",)
 VOLATILE_NAMES = (".lock",)
 VOLATILE_SUFFIXES = (".log",)
 # JSON fields that measure time, not results (the corpus record, the training metrics).
-CLOCK_KEYS = frozenset({"wall_seconds", "seconds", "utts_per_s"})
+CLOCK_KEYS = frozenset({"wall_seconds", "seconds", "utts_per_s", "data_wait"})
 
 
 def _recipe(exp_root: Path, args: argparse.Namespace, fault: str | None) -> subprocess.CompletedProcess:

@@ -58,6 +58,12 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:  # another user's live process
         return True
+    # A killed process that nobody has reaped yet (a zombie: its parent was killed too, and a container's
+    # init may be slow to reap) still answers kill(0), but holds no file: its temporaries are stale.
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+        if stat[stat.rindex(")") + 2] == "Z":
+            return False
     return True
 
 
