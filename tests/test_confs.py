@@ -19,7 +19,7 @@ from speakernet.config import load_config
 from speakernet.training.trainer import Trainer
 
 from tiny_models import TINY_MODEL_ARGS
-from training.training_data import make_feature_dir
+from training.training_data import make_audio_dir, make_feature_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFS = sorted(ROOT.glob("egs/*/v1/conf/*.yaml"))
@@ -49,6 +49,21 @@ def feature_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_feature_dir(tmp_path_factory.mktemp("confs"), num_speakers=4, utts_per_speaker=3, feat_dim=80)
 
 
+@pytest.fixture(scope="module")
+def audio_sources(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """An audio data dir for the confs that train from audio, and a noise source dir for their augmentation."""
+    import numpy as np
+    import soundfile
+
+    from speakernet.data.prepare.noise_dir import prepare_noise_dir
+
+    root = tmp_path_factory.mktemp("audio_confs")
+    (root / "noise").mkdir()
+    soundfile.write(root / "noise" / "n.wav", 0.1 * np.random.default_rng(0).standard_normal(8000), 16000)
+    prepare_noise_dir(root / "noise", root / "noise_dir")
+    return make_audio_dir(root / "audio"), root / "noise_dir"
+
+
 def test_the_confs_are_found() -> None:
     names = {path.stem for path in CONFS}
     assert {"ecapa_c512", "resnet34", "resnet293", "campplus", "repvgg_b1", "xvec", "rescnn_softmax"} <= names
@@ -56,13 +71,22 @@ def test_the_confs_are_found() -> None:
 
 
 @pytest.mark.parametrize("path", _distinct_confs(), ids=lambda p: f"{p.parents[2].name}/{p.stem}")
-def test_conf_builds_and_trains_two_steps(path: Path, feature_dir: Path, tmp_path: Path) -> None:
+def test_conf_builds_and_trains_two_steps(path: Path, feature_dir: Path, audio_sources: tuple[Path, Path],
+                                         tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    config = load_config(path, SMOKE)
+    body = yaml.safe_load(path.read_text())
+    smoke = list(SMOKE)
+    if body.get("data", {}).get("augment"):  # the conf's own sources are a recipe's stage 0: a tiny one here
+        body["data"]["augment"] = {"probability": 1.0, "noise": {"dirs": [str(audio_sources[1])]}}
+        path = tmp_path / path.name
+        path.write_text(yaml.safe_dump(body))
+    config = load_config(path, smoke)
+    if config["data"]["source"] == "audio":
+        feature_dir = audio_sources[0]
     if path in FINETUNING:
         # The named RepVGG presets have no width options; the generic RepVGG is the same blocks.
         model = "RepVGG" if config["model"].startswith("RepVGG_") else config["model"]
-        config = load_config(path, SMOKE + [f"model={model}", f"model_args={TINY_MODEL_ARGS[model]}"])
+        config = load_config(path, smoke + [f"model={model}", f"model_args={TINY_MODEL_ARGS[model]}"])
     trainer = Trainer(config, feature_dir, tmp_path / "exp")
     before = copy.deepcopy(trainer.module.model.state_dict())
     stats = trainer.train()

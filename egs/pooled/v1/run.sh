@@ -23,6 +23,8 @@ librispeech_root=           # LibriSpeech train-clean-100 dir (<spk>/<chapter>/<
 speech_commands_root=       # Speech Commands dir (<word>/<hash>_nohash_<n>.flac)
 arabic_root=                # Arabic Speech Commands dataset dir (<word>/<spk>_NO_<rep>.flac)
 fsdd_root=                  # Free Spoken Digit recordings dir (<digit>_<name>_<idx>.wav)
+noise_root=                 # a folder of background-noise files: <data>/sources/noise, for the augmentation confs
+rir_rooms=0                 # > 0: simulate this many small and medium rooms (10 RIRs each): <data>/sources/rirs_*
 nj=2                        # parallel feature-extraction jobs
 nproc=1                     # training processes (torchrun): GPUs, or CPU processes with gloo
 conf=conf/ecapa_small.yaml  # model conf
@@ -45,8 +47,8 @@ help_message=$(recipe_help "$recipe_dir/run.sh")
 . parse_options.sh
 check_stage_args "$@"
 check_install
-resolve_user_paths librispeech_root speech_commands_root arabic_root fsdd_root conf finetune_conf data exp feat_dir adapt_data \
-  pretrained
+resolve_user_paths librispeech_root speech_commands_root arabic_root fsdd_root noise_root conf finetune_conf data exp \
+  feat_dir adapt_data pretrained
 cd "$recipe_dir"
 feat_dir=${feat_dir:-$data/fbank}
 
@@ -60,6 +62,12 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   python -m speakernet.bin.validate_data_dir "$data/train"
   python -m speakernet.bin.validate_data_dir --check-trials "$data/test"
   [ ! -d "$data/adapt" ] || python -m speakernet.bin.validate_data_dir "$data/adapt"
+  # Sources of the online augmentation (conf/*_aug.yaml): real noise, simulated room impulse responses.
+  [ -z "$noise_root" ] || run_unless_fresh "$data/sources/.noise.done" "" \
+    python -m speakernet.bin.prepare_noise_dir --root "$noise_root" --out-dir "$data/sources/noise"
+  [ "$rir_rooms" -eq 0 ] || run_unless_fresh "$data/sources/.rirs.done" "" \
+    python -m speakernet.bin.simulate_rirs --out-dir "$data/sources/rir_audio" --data-dir "$data/sources" \
+      --num-rooms "$rir_rooms" --rirs-per-room 10
 fi
 
 trials=$(for list in "$data"/test/trials "$data"/test/trials_*; do [ ! -f "$list" ] || printf '%s ' "$list"; done)
