@@ -66,7 +66,7 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   [ -z "$noise_root" ] || run_unless_fresh "$data/sources/.noise.done" "" \
     python -m speakernet.bin.prepare_noise_dir --root "$noise_root" --out-dir "$data/sources/noise"
   [ "$rir_rooms" -eq 0 ] || run_unless_fresh "$data/sources/.rirs.done" "" \
-    python -m speakernet.bin.simulate_rirs --out-dir "$data/sources/rir_audio" --data-dir "$data/sources" \
+    python -m speakernet.bin.simulate_rirs --out-dir "$data/rir_audio" --data-dir "$data/sources" \
       --num-rooms "$rir_rooms" --rirs-per-room 10
 fi
 
