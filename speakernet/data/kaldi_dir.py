@@ -61,7 +61,10 @@ class DataDirValidationError(DataDirError):
             raise ValueError("DataDirValidationError needs at least one problem")
         self.problems = list(problems)
         first = self.problems[0]
-        listing = [f"data dir {data_dir} has {len(self.problems)} problem(s):"]
+        if len(self.problems) == 1:  # the problem itself says it all
+            super().__init__(first.path, first.message, first.line, first.key)
+            return
+        listing = [f"data dir {data_dir} has {len(self.problems)} problems:"]
         listing += [f"  {number}. {problem}" for number, problem in enumerate(self.problems[:max_shown], start=1)]
         if len(self.problems) > max_shown:
             listing.append(f"  ... and {len(self.problems) - max_shown} more")
