@@ -153,3 +153,13 @@ def test_errors_are_one_line(corpus: dict[str, Path], tmp_path: Path, capsys: py
     assert augment_main([*base, "--kind", "music", "--sources", str(corpus["noise"]), "--snrs", "3",
                          "--subset", "2", "--nj", "2"]) == 0
     assert len(read_utt2spk(tmp_path / "out" / "utt2spk")) == 2
+
+
+def test_unreadable_source_file_drops_the_utterances_that_draw_it(corpus: dict[str, Path], tmp_path: Path) -> None:
+    bad = Path(read_scp(corpus["noise"] / "wav.scp")["noise_audio-noise0"])
+    bad.write_bytes(b"not audio")
+    out = tmp_path / "aug"
+    _run(corpus, out, "music", "noise")
+    dropped = read_dropped(out / "dropped.tsv")
+    assert dropped and all(reason.startswith("unreadable_source") for reason in dropped.values())
+    assert len(read_utt2spk(out / "utt2spk")) + len(dropped) == 6
