@@ -18,16 +18,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from speakernet.config import ConfigError, audio_frontend, build_component, save_config
-from speakernet.data.augment.augmenter import Augmenter
-from speakernet.data.audio_dataset import AudioCropDataset, base_speakers, speed_perturbed_speakers
-from speakernet.data.dataset import FeatureCropDataset, collate_crops
+from speakernet.config import audio_frontend, build_component, save_config
+from speakernet.data.dataset import collate_crops
 from speakernet.data.kaldi_dir import DataDirError, c_sort_key, read_scp, write_scp
 from speakernet.data.sampler import BatchPlan
-from speakernet.data.spec_augment import SpecAugment
-from speakernet.features.frontend import FRONTEND_CONFIG_NAME, load_frontend, save_frontend
-from speakernet.features.vad import VadConfig
 from speakernet.training import checkpoint as ckpt
+from speakernet.training.train_data import build_dataset, record_frontend, training_threads
 from speakernet.training.finetune import (apply_init, check_init_audio_frontend, check_init_frontend, init_speakers,
                                          load_init)
 from speakernet.training.distributed import DistributedContext, all_reduce_mean, barrier, cleanup, init_distributed
@@ -115,39 +111,6 @@ def truncate_train_metrics(path: Path, step: int, keep_at_step: bool = True) -> 
     return seconds
 
 
-def training_threads(num_threads: int, world_size: int = 1) -> int:
-    """Torch intra-op threads of each training process, for ``training.num_threads``.
-
-    ``num_threads`` > 0 is taken as it is. 0 means ``OMP_NUM_THREADS`` when it is set (a job
-    scheduler's share, the user's, or ``torchrun``'s 1 for several processes), else the CPUs
-    shared out among the processes, at least 1. On 2 otherwise idle cores, 2 threads trained the
-    mini and pooled recipes' ECAPA-TDNNs 1.6-1.7x faster than 1 (``benches/bench_train_threads.py``);
-    beside another CPU-bound job 2 threads fell to 0.2-0.9x of 1 thread's speed, so a shared machine
-    wants ``training.num_threads=1`` (or ``OMP_NUM_THREADS=1``). The rule stays fixed rather than
-    following the load, so that a re-run computes the same.
-
-    Args:
-        num_threads: The config's ``training.num_threads``.
-        world_size: Training processes on this machine (DDP).
-
-    Raises:
-        ValueError: on an ``OMP_NUM_THREADS`` that is not a positive integer.
-    """
-    if num_threads > 0:
-        return num_threads
-    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if omp:
-        try:
-            value = int(omp)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise ValueError(f"OMP_NUM_THREADS={omp!r} is not a positive thread count (training.num_threads is 0, "
-                             "so it sets the training's threads); set it to a number or unset it")
-        return value
-    return max(1, (os.cpu_count() or 1) // world_size)
-
-
 class Trainer:
     """Trains an embedding model on the features of a data dir.
 
@@ -196,8 +159,8 @@ class Trainer:
                 else:
                     check_init_frontend(init, Path(data_dir))
                 speakers = init_speakers(init, speakers, init_head)
-        self.dataset = self._build_dataset(Path(data_dir), speakers, resumed=resume_state is not None)
-        speakers = self.dataset_classes
+        self.dataset, speakers = build_dataset(config["data"], Path(data_dir), speakers,
+                                               resumed=resume_state is not None)
         if len(np.unique(self.dataset.labels)) < 2:
             # One class gives a loss of 0 from the first step: nothing to learn a speaker space from.
             raise DataDirError(Path(data_dir) / "utt2spk", f"training needs at least 2 speakers, got "
@@ -253,7 +216,7 @@ class Trainer:
             dropped = self.dataset.dropped
             log_dropped(logger, f"{data_dir}: training", dropped, len(dropped) + len(self.dataset),
                         write_dropped(self.exp_dir / TRAIN_DROPPED_NAME, dropped), "lower data.min_frames to keep them")
-            self._record_frontend(Path(data_dir))
+            record_frontend(config["data"], Path(data_dir), self.exp_dir)
             # A line at the resumed step is a partial interval (forced by max_steps) when the
             # checkpoint holds an open interval; the resumed run logs that interval in full.
             self.seconds_before = truncate_train_metrics(
@@ -271,60 +234,6 @@ class Trainer:
             config["model"], num_params / 1e6, len(speakers), len(self.plan), self.plan.batch_size,
             self.context.world_size, threads,
         )
-
-    def _build_dataset(self, data_dir: Path, speakers: list[str],
-                       resumed: bool) -> FeatureCropDataset | AudioCropDataset:
-        """The training dataset of ``data.source``; sets :attr:`dataset_classes`, the head's class names.
-
-        Args:
-            data_dir: The training data dir.
-            speakers: The class names: the data's speakers, or the checkpoint's classes when ``resumed``
-                (speed-perturbed ones included) or when taking an initial model's head.
-            resumed: Whether ``speakers`` come from the checkpoint being resumed.
-        """
-        data_cfg = self.config["data"]
-        spec_augment = SpecAugment.from_config(data_cfg["spec_augment"])
-        self.dataset_classes = list(speakers)
-        if data_cfg["source"] == "features":
-            return FeatureCropDataset(data_dir, data_cfg["crop_frames"], data_cfg["min_frames"], data_cfg["use_vad"],
-                                      {spk: i for i, spk in enumerate(speakers)}, spec_augment)
-        base = list(speakers)
-        if data_cfg["speed_perturb"]:
-            try:  # classes of a speed-perturbed training already: a resumed one, or an initial model's head
-                base = base_speakers(speakers)
-            except ValueError as error:
-                if resumed:
-                    raise ValueError(f"data.speed_perturb is on, but the checkpoint's classes are not those of a "
-                                     f"speed-perturbed training: {error}") from None
-                self.dataset_classes = speed_perturbed_speakers(base)
-        augment = None
-        if data_cfg["augment"]:
-            try:
-                augment = Augmenter(data_cfg["augment"])
-            except (ValueError, FileNotFoundError) as error:
-                raise ConfigError(f"config key 'data.augment': {error}") from None
-            kinds = (["reverb"] if augment.reverb is not None else []) + [kind.name for kind in augment.additive]
-            logger.info("online augmentation of %.0f%% of the crops: %s", 100 * augment.probability, ", ".join(kinds))
-        return AudioCropDataset(data_dir, data_cfg["crop_frames"], data_cfg["min_frames"],
-                                {spk: i for i, spk in enumerate(base)}, audio_frontend(data_cfg), spec_augment,
-                                augment=augment, speed_perturb=data_cfg["speed_perturb"])
-
-    def _record_frontend(self, data_dir: Path) -> None:
-        """Writes the front-end record into the exp dir (see features.frontend): the training features'
-        record, or for training from audio the config's front-end (and the default VAD, which is off)."""
-        if self.config["data"]["source"] == "audio":
-            save_frontend(self.exp_dir, audio_frontend(self.config["data"]), VadConfig())
-            return
-        frontend = load_frontend(data_dir)
-        if frontend is None:
-            logger.warning("%s has no %s: extraction cannot check its features against the model's",
-                           data_dir, FRONTEND_CONFIG_NAME)
-            return
-        fbank, vad = frontend
-        if fbank.num_mel_bins != self.config["data"]["feat_dim"]:
-            raise ValueError(f"data.feat_dim={self.config['data']['feat_dim']} but the features of {data_dir} "
-                             f"have {fbank.num_mel_bins} mel bins")
-        save_frontend(self.exp_dir, fbank, vad)
 
     # --- state ---------------------------------------------------------------------------
 
@@ -628,5 +537,5 @@ def train(config: dict[str, Any], data_dir: str | Path, exp_dir: str | Path, res
         return Trainer(config, data_dir, exp_dir, resume=resume, device=device).train()
 
 
-__all__ = ["Trainer", "train", "training_threads", "previous_training", "margin_at", "truncate_train_metrics",
+__all__ = ["Trainer", "train", "previous_training", "margin_at", "truncate_train_metrics",
            "EmbeddingTrainingModel", "METRICS_NAME"]

@@ -60,16 +60,17 @@ def test_bad_sources_are_one_line_errors(make_dir, tmp_path):
 
 
 def test_relative_audio_paths_become_absolute_from_the_users_directory(make_dir, tmp_path):
-    src = make_dir("src", wav_scp="spkA-u1 audio/a1.wav\nspkA-u2 /abs/a2.wav\nspkB-u1 sox b1.wav -t wav - |\n"
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere" / "a2.wav"  # an absolute path stays as it is
+    src = make_dir("src", wav_scp=f"spkA-u1 audio/a1.wav\nspkA-u2 {elsewhere}\nspkB-u1 sox b1.wav -t wav - |\n"
                    "spkB-u2 audio/b2.wav\nspkC-u1 ../c1.wav\n")
-    with pytest.raises(FileNotFoundError, match=r"relative audio paths are not there from .*/work \(e\.g\. "
+    with pytest.raises(FileNotFoundError, match=r"relative audio paths are not there from .*work \(e\.g\. "
                        r"'audio/a1.wav' of 'spkA-u1'\); run from the directory"):
-        copy_data_dir(src, tmp_path / "dst", relative_to=tmp_path / "work")
-    (tmp_path / "work" / "audio").mkdir(parents=True)
-    (tmp_path / "work" / "audio" / "a1.wav").write_bytes(b"")  # one of them there: the right directory
-    copy_data_dir(src, tmp_path / "dst", relative_to=tmp_path / "work")
+        copy_data_dir(src, tmp_path / "dst", relative_to=work)
+    (work / "audio").mkdir(parents=True)
+    (work / "audio" / "a1.wav").write_bytes(b"")  # one of them there: the right directory
+    copy_data_dir(src, tmp_path / "dst", relative_to=work)
     assert (tmp_path / "dst" / "wav.scp").read_text().splitlines() == [
-        f"spkA-u1 {tmp_path}/work/audio/a1.wav", "spkA-u2 /abs/a2.wav", "spkB-u1 sox b1.wav -t wav - |",
-        f"spkB-u2 {tmp_path}/work/audio/b2.wav", f"spkC-u1 {tmp_path}/c1.wav"]
+        f"spkA-u1 {work / 'audio' / 'a1.wav'}", f"spkA-u2 {elsewhere}", "spkB-u1 sox b1.wav -t wav - |",
+        f"spkB-u2 {work / 'audio' / 'b2.wav'}", f"spkC-u1 {tmp_path / 'c1.wav'}"]
     copy_data_dir(src, tmp_path / "same")
     assert (tmp_path / "same" / "wav.scp").read_bytes() == (src / "wav.scp").read_bytes()

@@ -354,7 +354,7 @@ def test_utterances_left_out_are_counted_and_listed_in_the_exp_dir(feature_dir: 
 def test_training_threads_take_the_config_then_omp_num_threads_then_the_cpus(monkeypatch) -> None:
     import os
 
-    from speakernet.training.trainer import training_threads
+    from speakernet.training.train_data import training_threads
 
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert training_threads(5) == 5  # training.num_threads wins
