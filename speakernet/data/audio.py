@@ -208,7 +208,7 @@ def load_audio(spec: str, sample_rate: int | None = 16000) -> tuple[np.ndarray, 
     return waveform, int(file_rate)
 
 
-def _cut_segment(waveform: np.ndarray, rate: int, start: float, end: float, spec: str) -> np.ndarray:
+def cut_segment(waveform: np.ndarray, rate: int, start: float, end: float, spec: str) -> np.ndarray:
     duration = waveform.shape[0] / rate
     first = int(round(start * rate))
     if end == -1:
@@ -293,11 +293,23 @@ def iter_data_dir_audio(
         for utt in rec_utts:
             _, start, end = segments[utt]
             try:
-                piece = _cut_segment(waveform, rate, start, end, spec)
+                piece = cut_segment(waveform, rate, start, end, spec)
             except AudioError as error:
                 fail(error.for_utt(utt))
                 continue
             yield utt, piece, rate
+
+
+def audio_header(path: str) -> tuple[int, int] | None:
+    """``(frames, sample rate)`` from an audio file's header (nothing decoded), or None when there is no
+    readable header or it declares no audio."""
+    try:
+        info = soundfile.info(path)
+    except (RuntimeError, soundfile.LibsndfileError, ValueError, TypeError):
+        return None
+    if info.frames <= 0 or info.samplerate <= 0:
+        return None
+    return int(info.frames), int(info.samplerate)
 
 
 def audio_num_samples(spec: str, sample_rate: int) -> int:
@@ -309,12 +321,11 @@ def audio_num_samples(spec: str, sample_rate: int) -> int:
     spec = spec.strip()
     if spec.endswith("|"):
         raise AudioError(spec, "a pipe has no header to take the length from; add utt2dur to the data dir")
-    try:
-        info = soundfile.info(spec)
-    except (RuntimeError, soundfile.LibsndfileError, ValueError, TypeError) as error:
-        raise AudioError(spec, f"cannot read the audio header: {error}") from error
-    return int(math.ceil(info.frames * sample_rate / info.samplerate)) if info.samplerate != sample_rate \
-        else int(info.frames)
+    header = audio_header(spec)
+    if header is None:
+        raise AudioError(spec, "cannot read the audio header, or it declares no audio")
+    frames, rate = header
+    return int(math.ceil(frames * sample_rate / rate)) if rate != sample_rate else frames
 
 
 def load_audio_range(spec: str, start: int, num_samples: int, sample_rate: int = 16000) -> np.ndarray:

@@ -80,22 +80,21 @@ def copy_data_dir(src: PathLike, dst: PathLike, trials: PathLike | None = None,
 
 
 def _absolute_wav_scp(src: Path, dst: Path, base: Path) -> None:
-    """Copies ``wav.scp`` with its relative file paths made absolute from ``base`` (pipes as they are)."""
+    """Copies ``wav.scp`` with its relative file paths made absolute from ``base`` (pipes as they are).
+
+    Raises:
+        FileNotFoundError: when none of the first :data:`MAX_CHECKED` of them is there from ``base``.
+    """
     wav_scp = read_wav_scp(src)
-    read_value = dict(wav_scp).get
-    changed = 0
-    for key, value in wav_scp.items():
-        if not is_pipe(value) and not Path(value).is_absolute():
-            wav_scp[key] = str((base / value).resolve())
-            changed += 1
-    if changed:
-        relative = [key for key, value in wav_scp.items() if value != read_value(key)]
-        if not any(Path(wav_scp[key]).exists() for key in relative[:MAX_CHECKED]):
-            key = relative[0]
-            raise FileNotFoundError(
-                f"{src}: its relative audio paths are not there from {base} (e.g. '{read_value(key)}' of '{key}'); "
-                "run from the directory they are relative to, or make them absolute")
-        logger.info("%s: %d relative audio paths taken from %s", src, changed, base)
-        write_scp(dst, wav_scp, sort=False)
-    else:
+    relative = {key: value for key, value in wav_scp.items() if not is_pipe(value) and not Path(value).is_absolute()}
+    if not relative:
         shutil.copyfile(src, dst)
+        return
+    resolved = {key: str((base / value).resolve()) for key, value in relative.items()}
+    if not any(Path(path).exists() for path in list(resolved.values())[:MAX_CHECKED]):
+        key = next(iter(relative))
+        raise FileNotFoundError(
+            f"{src}: its relative audio paths are not there from {base} (e.g. '{relative[key]}' of '{key}'); "
+            "run from the directory they are relative to, or make them absolute")
+    logger.info("%s: %d relative audio paths taken from %s", src, len(relative), base)
+    write_scp(dst, {**wav_scp, **resolved}, sort=False)

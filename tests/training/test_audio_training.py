@@ -11,7 +11,7 @@ import torch
 from training_data import AUDIO_OVERRIDES, make_audio_dir
 
 from speakernet.config import ConfigError, load_config
-from speakernet.data.audio import _cut_segment, load_audio
+from speakernet.data.audio import cut_segment, load_audio
 from speakernet.data.audio_dataset import SPEEDS, AudioCropDataset, base_speakers, speed_perturbed_speakers
 from speakernet.data.dataset import collate_crops, crop_or_pad
 from speakernet.data.kaldi_dir import read_scp, read_segments, write_scp
@@ -47,7 +47,7 @@ def _whole_audio(data_dir: Path, utt: str) -> np.ndarray:
         return load_audio(wav_scp[utt])[0]
     recording, start, end = read_segments(data_dir / "segments")[utt]
     waveform, rate = load_audio(wav_scp[recording])
-    return _cut_segment(waveform, rate, start, end, wav_scp[recording])
+    return cut_segment(waveform, rate, start, end, wav_scp[recording])
 
 
 def test_same_crop_seed_gives_the_same_crop(audio_dir: Path) -> None:

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from speakernet.data.audio import AudioError, _cut_segment, load_audio
+from speakernet.data.audio import AudioError, cut_segment, load_audio
 from speakernet.data.augment import ops
 from speakernet.data.augment.augmenter import AudioSource
 from speakernet.data.datadir import KaldiDataDir
@@ -228,7 +228,7 @@ def _run_job(job: _Job) -> list[tuple[str, int, bool, str | None]]:
         return [(utt, 0, False, f"unreadable_audio {error}") for utt, _, _ in job.utts]
     for utt, start, end in job.utts:
         try:
-            speech = recording if start is None else _cut_segment(recording, config.sample_rate, start, end, job.spec)
+            speech = recording if start is None else cut_segment(recording, config.sample_rate, start, end, job.spec)
             out = augmenter.augment(speech, utterance_rng(config.seed, config.kind, utt))
         except SourceError as error:
             results.append((utt, 0, False, f"unreadable_source {error}"))

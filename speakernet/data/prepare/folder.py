@@ -29,10 +29,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import soundfile
 
 from speakernet.data.kaldi_dir import c_sort_key
-from speakernet.data.audio import ffmpeg_pipe
+from speakernet.data.audio import audio_header, ffmpeg_pipe
 from speakernet.data.prepare import ScannedFile, id_token, scan_audio_tree, scp_path, write_data_dir
 from speakernet.data.validate import validate_data_dir
 from speakernet.utils.fileio import PathLike
@@ -122,13 +121,8 @@ def _check_speaker_order(speaker_dirs: dict[str, str], root: Path) -> None:
 
 def _header(path: str) -> tuple[float, int] | None:
     """(seconds, sample rate in Hz) from the file's header, or None if it cannot be read or holds no audio."""
-    try:
-        info = soundfile.info(path)
-    except (RuntimeError, soundfile.LibsndfileError, ValueError):
-        return None
-    if info.frames <= 0 or info.samplerate <= 0:
-        return None
-    return info.frames / info.samplerate, int(info.samplerate)
+    header = audio_header(path)
+    return None if header is None else (header[0] / header[1], header[1])
 
 
 def _format_seconds(seconds: float) -> str:

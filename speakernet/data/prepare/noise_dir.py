@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import soundfile
 
+from speakernet.data.audio import audio_header
 from speakernet.data.prepare import AUDIO_EXTENSIONS, scan_audio_tree, scp_path, write_data_dir
 from speakernet.data.validate import validate_data_dir
 from speakernet.utils.dropped import DROPPED_NAME, write_dropped
@@ -124,15 +124,12 @@ def write_source_dir(
             raise ValueError(f"{what}: '{seen[entry.utt]}' and '{entry.path}' both give utterance id '{entry.utt}'; "
                              "rename one of them")
         seen[entry.utt] = entry.path
-        try:
-            info = soundfile.info(entry.path)
-        except (RuntimeError, soundfile.LibsndfileError, ValueError):
-            info = None
-        if info is None or info.frames <= 0 or info.samplerate <= 0:
+        header = audio_header(entry.path)
+        if header is None:
             unreadable.append(entry.path)
             summary.dropped[entry.utt] = f"unreadable_audio {entry.path}"
             continue
-        seconds = info.frames / info.samplerate
+        seconds = header[0] / header[1]
         wav_scp[entry.utt] = scp_path(entry.path)
         utt2spk[entry.utt] = entry.category
         utt2dur[entry.utt] = f"{seconds:.6g}"
