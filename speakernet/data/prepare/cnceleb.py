@@ -13,7 +13,8 @@ CN-Celeb1 root::
 CN-Celeb2 root: ``data/<id>/...`` and ``spk.lst``. The lists always say ``.wav``; the released files
 are ``.flac``, so every listed file is resolved by its stem to the extension found on disk.
 
-Outputs (under ``out_dir``): ``cnceleb_train``; ``eval_test`` with ``trials``
+Outputs (under ``out_dir``): ``cnceleb_train`` (with ``min_train_duration``, its short utterances
+merged per speaker and genre, WeSpeaker's way: :mod:`.combine_short`; and ``utt2dur``); ``eval_test`` with ``trials``
 (``<id>-enroll <test-utt> target|nontarget``); and the enrolment side in one or both forms:
 
 * ``eval_enroll`` ("concat"): one utterance per enrolment id, the official ``eval/enroll`` file;
@@ -30,6 +31,7 @@ import logging
 import re
 from pathlib import Path
 
+from speakernet.data.audio import audio_header, ffmpeg_concat_pipe
 from speakernet.data.kaldi_dir import DataDirError, read_id_list
 from speakernet.data.prepare import (
     AUDIO_EXTENSIONS,
@@ -40,6 +42,7 @@ from speakernet.data.prepare import (
     unique_by_key,
     write_data_dir,
 )
+from speakernet.data.prepare.combine_short import combine_short_utterances
 from speakernet.utils.fileio import PathLike
 
 logger = logging.getLogger(__name__)
@@ -134,6 +137,40 @@ def _read_enroll_map(path: Path, data_dir: Path) -> tuple[dict[str, str], dict[s
     return wav_scp, utt2spk
 
 
+def merge_short_training_utterances(
+    train: dict[str, ScannedFile], min_duration: float
+) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """Merges short training utterances within each (speaker, genre), WeSpeaker's CN-Celeb way.
+
+    Args:
+        train: Utterance (``<spk>-<genre>-<session>-<n>``) -> its file.
+        min_duration: Minimum duration in seconds of a merged utterance.
+
+    Returns:
+        ``(wav_scp, utt2spk, utt2dur)`` of the merged set: a merged utterance's ``wav.scp`` value is an
+        ffmpeg pipe playing its parts in order, ``utt2dur`` the sum of theirs (seconds).
+
+    Raises:
+        DataDirError: on a file whose audio header cannot be read.
+    """
+    utt2dur: dict[str, float] = {}
+    for utt, scanned in train.items():
+        header = audio_header(scanned.path)
+        if header is None:
+            raise DataDirError(scanned.path, "cannot read the audio header (needed to merge short utterances)",
+                               key=utt)
+        utt2dur[utt] = header[0] / header[1]
+    # The genre is the file name's first field: <genre>-<session>-<n>.
+    groups = {utt: f"{scanned.dirs[0]}-{scanned.stem.split('-', 1)[0]}" for utt, scanned in train.items()}
+    merged = combine_short_utterances(utt2dur, groups, min_duration)
+    wav_scp = {utt: (scp_path(train[parts[0]].path) if len(parts) == 1
+                     else ffmpeg_concat_pipe([train[part].path for part in parts]))
+               for utt, parts in merged.items()}
+    utt2spk = {utt: train[parts[0]].dirs[0] for utt, parts in merged.items()}
+    durations = {utt: f"{sum(utt2dur[part] for part in parts):.4f}" for utt, parts in merged.items()}
+    return wav_scp, utt2spk, durations
+
+
 def read_cnceleb_trials(
     path: PathLike, enroll_ids: set[str], test_utts: set[str]
 ) -> list[tuple[str, str, str]]:
@@ -170,6 +207,7 @@ def prepare_cnceleb(
     out_dir: PathLike,
     cnceleb2_root: PathLike | None = None,
     enroll_mode: str = "both",
+    min_train_duration: float = 0.0,
 ) -> dict[str, Path]:
     """Prepares the CN-Celeb training set and the CN-Celeb1 evaluation set.
 
@@ -179,6 +217,8 @@ def prepare_cnceleb(
         cnceleb2_root: Optional CN-Celeb2 root (``data/``, ``spk.lst``) added to training.
         enroll_mode: ``"concat"`` (official enrolment files -> ``eval_enroll``), ``"average"``
             (``enroll.map`` utterances -> ``eval_enroll_map``) or ``"both"``.
+        min_train_duration: > 0: training utterances shorter than this (seconds) are merged with
+            their neighbours of the same speaker and genre until they reach it (WeSpeaker uses 5).
 
     Returns:
         Data directory name -> path for every directory written.
@@ -216,11 +256,18 @@ def prepare_cnceleb(
 
     # Everything is read and checked before anything is written, so a bad list leaves no partial output.
     dirs: dict[str, tuple[dict[str, str], dict[str, str], dict[str, list[tuple[str, str, str]]]]] = {}
-    dirs["cnceleb_train"] = (
-        {utt: scp_path(scanned.path) for utt, scanned in train.items()},
-        {utt: scanned.dirs[0] for utt, scanned in train.items()},
-        {},
-    )
+    train_tables: dict[str, dict[str, str]] = {}
+    if min_train_duration < 0:
+        raise ValueError(f"min_train_duration must not be negative, got {min_train_duration}")
+    if min_train_duration > 0:
+        train_scp, train_utt2spk, train_tables["utt2dur"] = merge_short_training_utterances(train, min_train_duration)
+        dirs["cnceleb_train"] = (train_scp, train_utt2spk, {})
+    else:
+        dirs["cnceleb_train"] = (
+            {utt: scp_path(scanned.path) for utt, scanned in train.items()},
+            {utt: scanned.dirs[0] for utt, scanned in train.items()},
+            {},
+        )
     enroll_sets: list[set[str]] = []
     if enroll_mode in ("concat", "both"):
         enroll = _read_enroll_lst(lists_dir / "enroll.lst", eval_dir)
@@ -246,5 +293,6 @@ def prepare_cnceleb(
         {utt: utt.split("-", 1)[0] for utt in test},
         {"trials": trials},
     )
-    return {name: write_data_dir(out_dir / name, wav_scp, utt2spk, trials=trial_lists)
+    return {name: write_data_dir(out_dir / name, wav_scp, utt2spk, trials=trial_lists,
+                                 tables=train_tables if name == "cnceleb_train" else None)
             for name, (wav_scp, utt2spk, trial_lists) in dirs.items()}
