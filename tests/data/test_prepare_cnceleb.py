@@ -256,8 +256,18 @@ def test_cnceleb_short_training_utterances_merged_per_speaker_and_genre(tmp_path
     parts = [audio[f"id00001/interview-{n}"] for n in ("01-001", "01-002", "02-001")]
     np.testing.assert_array_equal(np.round(merged * 32768).astype(np.int16), np.concatenate(parts))
     merged, _ = load_audio(wav_scp["id00001-speech-02-001-comb2"])
-    np.testing.assert_array_equal(np.round(merged * 32768).astype(np.int16),
-                                  np.concatenate([audio["id00001/speech-02-001"], audio["id00001/speech-02-002"]]))
+    speech = np.concatenate([audio["id00001/speech-02-001"], audio["id00001/speech-02-002"]])
+    np.testing.assert_array_equal(np.round(merged * 32768).astype(np.int16), speech)
+    # written out instead (for training from audio): the same samples in a wav file, the same lists otherwise
+    prepare_cnceleb(root, tmp_path / "out2", enroll_mode="concat", min_train_duration=5.0,
+                    merged_audio_dir=tmp_path / "merged")
+    written = dict(line.split(" ", 1) for line in read(tmp_path / "out2" / "cnceleb_train" / "wav.scp").splitlines())
+    assert written["id00001-speech-02-001-comb2"] == str(tmp_path / "merged" / "id00001" /
+                                                         "id00001-speech-02-001-comb2.wav")
+    samples, _ = soundfile.read(written["id00001-speech-02-001-comb2"], dtype="int16")
+    np.testing.assert_array_equal(samples, speech)
+    assert written["id00002-singing-01-001"] == wav_scp["id00002-singing-01-001"]
+    assert read(tmp_path / "out2" / "cnceleb_train" / "utt2dur") == read(train / "utt2dur")
 
 
 def test_cnceleb_merging_names_an_unreadable_file(tmp_path: Path) -> None:
