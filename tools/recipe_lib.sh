@@ -173,17 +173,29 @@ require_ffmpeg_for() {
   done
 }
 
-# prepare_aug_sources SOURCES RIR_AUDIO MUSAN_ROOT RIRS_ROOT RIR_ROOMS: the source data dirs of the
+# check_aug_options: the recipe's augmentation options (rir_rooms, rirs_root, offline_aug, aug_per_kind) are
+# valid: checked before a long stage 0, not when the copies are due.
+check_aug_options() {
+  local kind
+  case "$rir_rooms" in ''|*[!0-9]*) echo "$0: --rir-rooms must be a whole number, got '$rir_rooms'" >&2; exit 1 ;; esac
+  case "$aug_per_kind" in ''|*[!0-9]*) echo "$0: --aug-per-kind must be a whole number, got '$aug_per_kind'" >&2; exit 1 ;; esac
+  if [ -n "$rirs_root" ] && [ "$rir_rooms" -gt 0 ]; then
+    echo "$0: give --rirs-root (RIRS_NOISES) or --rir-rooms (simulated rooms), not both" >&2; exit 1
+  fi
+  for kind in $offline_aug; do
+    case "$kind" in reverb|noise|music|babble) ;; *)
+      echo "$0: --offline-aug: unknown kind '$kind' (choose from: reverb noise music babble)" >&2; exit 1 ;;
+    esac
+  done
+}
+
+# prepare_aug_sources SOURCES RIR_AUDIO MUSAN_ROOT RIRS_ROOT RIR_ROOMS (see check_aug_options): the source data dirs of the
 # augmentation, in SOURCES: musan_music, musan_speech, musan_noise from MUSAN_ROOT; rirs_<room type>
 # (rirs_real, noise_isotropic) from RIRS_ROOT (RIRS_NOISES), or instead, with RIR_ROOMS > 0, that many
 # simulated small and medium rooms of 10 RIRs each (their audio under RIR_AUDIO). Empty roots and 0
 # rooms skip their part.
 prepare_aug_sources() {
   local sources=$1 rir_audio=$2 musan_root=$3 rirs_root=$4 rir_rooms=$5
-  case "$rir_rooms" in ''|*[!0-9]*) echo "$0: --rir-rooms must be a whole number, got '$rir_rooms'" >&2; exit 1 ;; esac
-  if [ -n "$rirs_root" ] && [ "$rir_rooms" -gt 0 ]; then
-    echo "$0: give --rirs-root (RIRS_NOISES) or --rir-rooms (simulated rooms), not both" >&2; exit 1
-  fi
   [ -z "$musan_root" ] || run_unless_fresh "$sources/.musan.done" "" \
     python -m speakernet.bin.prepare_musan --root "$musan_root" --out-dir "$sources"
   [ -z "$rirs_root" ] || run_unless_fresh "$sources/.rirs.done" "" \
@@ -193,14 +205,13 @@ prepare_aug_sources() {
       --num-rooms "$rir_rooms" --rirs-per-room 10
 }
 
-# offline_augment TRAIN SOURCES "KIND..." PER_KIND NJ: Kaldi VoxCeleb v2's offline augmentation of the
+# offline_augment TRAIN SOURCES "KIND..." PER_KIND NJ (see check_aug_options): Kaldi VoxCeleb v2's offline augmentation of the
 # data dir TRAIN: one augmented copy TRAIN_<kind> per kind (reverb: small and medium simulated rooms;
 # noise, music, babble: MUSAN's noise, music, speech; the sources in SOURCES, see prepare_aug_sources),
 # of PER_KIND random utterances (0: all), then TRAIN_combined = TRAIN + the copies. Each step is
 # skipped when done with the same inputs and options.
 offline_augment() {
   local train=$1 sources=$2 kinds=$3 per_kind=$4 nj=$5 kind seed=0 dir copies=() kind_sources subset=()
-  case "$per_kind" in ''|*[!0-9]*) echo "$0: --aug-per-kind must be a whole number, got '$per_kind'" >&2; exit 1 ;; esac
   [ "$per_kind" -eq 0 ] || subset=(--subset "$per_kind")
   for kind in $kinds; do
     case "$kind" in
@@ -208,7 +219,7 @@ offline_augment() {
       noise) kind_sources="$sources/musan_noise" ;;
       music) kind_sources="$sources/musan_music" ;;
       babble) kind_sources="$sources/musan_speech" ;;
-      *) echo "$0: --offline-aug: unknown kind '$kind' (choose from: reverb noise music babble)" >&2; exit 1 ;;
+      *) echo "$0: offline_augment: unknown kind '$kind'" >&2; exit 1 ;;
     esac
     for dir in $kind_sources; do
       [ -f "$dir/wav.scp" ] || { echo "$0: --offline-aug $kind needs the source dir $dir: give stage 0" \

@@ -188,12 +188,17 @@ def test_cnceleb_enroll_lst_missing_file_and_dev_list_speaker(tmp_path: Path) ->
         prepare_cnceleb(root, tmp_path / "data")
 
 
-def test_prepare_cnceleb_entry_point(tmp_path: Path) -> None:
+def test_prepare_cnceleb_entry_point(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = make_cnceleb(tmp_path)
     out = tmp_path / "data"
     assert prepare_cnceleb_bin.main(["--cnceleb1-root", str(root), "--out-dir", str(out), "--enroll-mode", "both"]) == 0
     assert (out / "eval_test" / "trials").is_file() and (out / "eval_enroll_map" / "utt2spk").is_file()
     assert prepare_cnceleb_bin.main(["--cnceleb1-root", str(tmp_path / "nope"), "--out-dir", str(out)]) == 1
+    merged = ["--cnceleb1-root", str(root), "--out-dir", str(out), "--merged-audio-dir", str(tmp_path / "m")]
+    assert prepare_cnceleb_bin.main(merged) == 1
+    assert "it needs --min-train-duration > 0" in capsys.readouterr().err
+    assert prepare_cnceleb_bin.main([*merged, "--min-train-duration", "-1"]) == 1
+    assert "--min-train-duration must not be negative, got -1.0" in capsys.readouterr().err
 
 
 def test_group_consecutive_follows_the_neighbour_rule() -> None:

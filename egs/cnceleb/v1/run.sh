@@ -54,6 +54,7 @@ pretrained=""               # a model dir (import_model, or another exp) to eval
 help_message=$(recipe_help "$recipe_dir/run.sh")
 . parse_options.sh
 check_stage_args "$@"
+check_aug_options
 check_install
 resolve_user_paths cnceleb1_root cnceleb2_root merged_audio musan_root rirs_root conf finetune_conf data exp feat_dir adapt_data pretrained
 cd "$recipe_dir"

@@ -257,13 +257,18 @@ def prepare_cnceleb(
         Data directory name -> path for every directory written.
 
     Raises:
-        ValueError: on an unknown ``enroll_mode``.
+        ValueError: on an unknown ``enroll_mode``, a negative ``min_train_duration``, or a
+            ``merged_audio_dir`` without merging.
         FileNotFoundError: on a missing corpus directory or list.
         DataDirError: on a malformed list, a listed file that does not exist (naming the list
             file, line and key) or a speaker in both CN-Celeb1 and CN-Celeb2.
     """
     if enroll_mode not in ENROLL_MODES:
         raise ValueError(f"enroll_mode must be one of {ENROLL_MODES}, got '{enroll_mode}'")
+    if min_train_duration < 0:
+        raise ValueError(f"--min-train-duration must not be negative, got {min_train_duration}")
+    if merged_audio_dir is not None and min_train_duration == 0:
+        raise ValueError("--merged-audio-dir holds merged utterances: it needs --min-train-duration > 0")
     root = Path(cnceleb1_root).resolve()
     out_dir = Path(out_dir)
     data_dir = root / "data"
@@ -287,21 +292,9 @@ def prepare_cnceleb(
             raise DataDirError(spk_list, "speaker is both in CN-Celeb1 dev and CN-Celeb2", key=min(overlap))
         train.update(train2)
 
-    # Everything is read and checked before anything is written, so a bad list leaves no partial output.
+    # Everything is read and checked before anything is written, so a bad list leaves no partial output
+    # (merged audio, when asked for, is written after every list has been read).
     dirs: dict[str, tuple[dict[str, str], dict[str, str], dict[str, list[tuple[str, str, str]]]]] = {}
-    train_tables: dict[str, dict[str, str]] = {}
-    if min_train_duration < 0:
-        raise ValueError(f"min_train_duration must not be negative, got {min_train_duration}")
-    if min_train_duration > 0:
-        train_scp, train_utt2spk, train_tables["utt2dur"] = merge_short_training_utterances(
-            train, min_train_duration, merged_audio_dir)
-        dirs["cnceleb_train"] = (train_scp, train_utt2spk, {})
-    else:
-        dirs["cnceleb_train"] = (
-            {utt: scp_path(scanned.path) for utt, scanned in train.items()},
-            {utt: scanned.dirs[0] for utt, scanned in train.items()},
-            {},
-        )
     enroll_sets: list[set[str]] = []
     if enroll_mode in ("concat", "both"):
         enroll = _read_enroll_lst(lists_dir / "enroll.lst", eval_dir)
@@ -327,6 +320,18 @@ def prepare_cnceleb(
         {utt: utt.split("-", 1)[0] for utt in test},
         {"trials": trials},
     )
+    # Last, as it reads every training file's header (and may write the merged audio).
+    train_tables: dict[str, dict[str, str]] = {}
+    if min_train_duration > 0:
+        train_scp, train_utt2spk, train_tables["utt2dur"] = merge_short_training_utterances(
+            train, min_train_duration, merged_audio_dir)
+        dirs["cnceleb_train"] = (train_scp, train_utt2spk, {})
+    else:
+        dirs["cnceleb_train"] = (
+            {utt: scp_path(scanned.path) for utt, scanned in train.items()},
+            {utt: scanned.dirs[0] for utt, scanned in train.items()},
+            {},
+        )
     return {name: write_data_dir(out_dir / name, wav_scp, utt2spk, trials=trial_lists,
                                  tables=train_tables if name == "cnceleb_train" else None)
             for name, (wav_scp, utt2spk, trial_lists) in dirs.items()}
