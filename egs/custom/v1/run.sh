@@ -169,7 +169,12 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
     else
       draw_trials "$data/$name"
     fi
-    python -m speakernet.bin.validate_data_dir --check-trials "$data/$name" ${enroll_check[@]+"${enroll_check[@]}"}
+    # The trials are checked where the user wrote them (the copy is the same file), so an error names their file.
+    origin=${eval_trials[$name]}
+    [ -n "$origin" ] || [ -f "$data/$name/.trials.drawn" ] || [ ! -f "${eval_src[$name]}/trials" ] \
+      || origin=${eval_src[$name]}/trials
+    python -m speakernet.bin.validate_data_dir --check-trials "$data/$name" ${origin:+--trials "$origin"} \
+      ${enroll_check[@]+"${enroll_check[@]}"}
   done
 fi
 
