@@ -198,7 +198,6 @@ class Trainer:
         # Global batches of the current epoch done by another world size before a resume on this
         # one (0 unless the number of processes changed mid-epoch); the epoch continues from there.
         self.epoch_offset = 0
-        self.remapped = False  # whether this run took over a position written by another world size
         # Loss sum, correct, examples since the last regular log line; checkpointed, so a resumed
         # run completes the interval it was stopped in and logs the same numbers.
         self.log_totals = torch.zeros(3, dtype=torch.float64)  # float64: sums stay exact-ish over resumes
@@ -300,7 +299,6 @@ class Trainer:
             left = self.plan.epoch_batches - done - self._steps_this_epoch() * self.context.world_size
             if left:
                 where += f" ({left} batch(es) too few for a step are left out)"
-        self.remapped = True
         self._sync_schedule()
         logger.info(
             "checkpoint was written with %d process(es), resuming with %d (batches of %d utterances per process): "
@@ -393,8 +391,9 @@ class Trainer:
         return stats
 
     def _next_epoch(self) -> None:
+        continued = self.epoch_offset > 0  # from another world size: it may end a step off this one's schedule
         self.epoch, self.batch_in_epoch, self.epoch_offset = self.epoch + 1, 0, 0
-        if self.remapped:  # an epoch continued from another world size may end a step off this one's schedule
+        if continued:
             self._sync_schedule()
 
     def _train_epoch(self, steps_per_epoch: int, max_steps: int) -> tuple[dict[str, float], bool]:

@@ -64,11 +64,13 @@ def test_two_processes_stopped_mid_epoch_resume_on_one(feature_dir: Path, tmp_pa
     assert "init.pt" in written and "step_00000002.pt" in written and "latest" in written
 
     with caplog.at_level(logging.INFO, logger="speakernet.training.trainer"):
-        run(record, feature_dir, exp, OVERRIDES, resume="latest")
+        run(record, feature_dir, exp, OVERRIDES + ["training.max_steps=5"], resume="latest")  # 3 steps on
     mapped = [r.getMessage() for r in caplog.records if "resuming with 1" in r.getMessage()]
     assert len(mapped) == 1 and "global batch 4 of 10 of epoch 1" in mapped[0], mapped
     assert "goes on for 6 step(s) of 1 batch(es)" in mapped[0]
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.endswith(".trainer")]
+    assert _position(exp) == (0, 3, 5, 1, 7)  # 3 steps into the rest of epoch 1; the schedule at its step 7
+    run(record, feature_dir, exp, OVERRIDES, resume="latest")  # the same world size: the epoch's rest
     # 2 steps on 2 processes, 6 on one to the end of epoch 1, 10 in epoch 2; the lr schedule is where a
     # one-process training's would be at the end (2 epochs of 10 steps)
     assert _position(exp) == (1, 10, 18, 1, 20)
