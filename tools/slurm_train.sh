@@ -10,7 +10,8 @@
 #          exp/log/train.log -m speakernet.bin.train --conf conf/x.yaml --data-dir data/train --exp-dir exp/x
 # A recipe's stage 2 runs through it when cmd.sh sets train_cmd="slurm_train.sh --nodes 2 ..." (or
 # sv_stages.sh --train-cmd '...'). P defaults to G (1 without GPUs); --mem is per node. The job's output (every
-# node's) goes to LOG, its script to LOG's dir q/; the exit status is the job's, and a failure prints LOG's end.
+# node's) goes to LOG, its script to LOG's dir q/; the exit status is the job's, and a failure prints the
+# training's error lines from LOG.
 # Every node must see the same paths (a shared file system) and the same Python environment.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../path.sh"
@@ -82,8 +83,11 @@ wait "$submitter" || status=$?
 trap - INT TERM
 job_id=$(head -n 1 "$queue_dir/$job_name.id" 2>/dev/null || true)
 if [ "$status" -ne 0 ]; then
-  echo "slurm_train.sh: training job ${job_id:-(not submitted)} failed (exit status $status); the end of $log_file:" >&2
-  tail -n 20 "$log_file" >&2 2>/dev/null || true
+  # The training's own error lines, not torchrun's summary of them (the log's end when there are none).
+  errors=$(grep -E '^[A-Za-z_.]*(Error|Exception)\b|: error: ' "$log_file" 2>/dev/null | grep -v ChildFailedError |
+    head -n 5 || true)
+  echo "slurm_train.sh: training job ${job_id:-(not submitted)} failed (exit status $status); from $log_file:" >&2
+  if [ -n "$errors" ]; then echo "$errors" >&2; else tail -n 20 "$log_file" >&2 2>/dev/null || true; fi
   exit "$status"
 fi
 echo "slurm_train.sh: training job $job_id done: $log_file" >&2
