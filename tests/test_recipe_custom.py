@@ -145,8 +145,11 @@ def test_custom_recipe_on_a_tree_and_data_dirs_then_one_more_set(user: dict[str,
 
 
 def test_custom_recipe_reports_bad_evaluation_specs(user: dict[str, Path], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.trials"
+    bad.write_text(f"{sorted(read_utt2spk(user['a'] / 'utt2spk'))[0]} no_such_utt target\n")
     cases = {
         f"a={tmp_path}/nowhere": f"{tmp_path}/nowhere is not a directory",
+        f"a={user['a']},trials={bad}": f"{bad}:1 ",  # the user's file, not the recipe's copy of it
         f"train={user['a']}": "set name 'train'",
         f"a={user['a']},trials={tmp_path}/none": "trials=",
         f"a={user['a']} a={user['b']}": "two sets are called 'a'",

@@ -117,3 +117,29 @@ def test_sv_stages_rejects_bad_evaluation_sets(tmp_path: Path) -> None:
     result = _sv_stages(tmp_path, *base, "--stop-stage", "1", "--stage", "1", "--feat-dir", str(tmp_path / "f"),
                         "--eval-sets", f"dev={dev} dev2={dev},trials={dev}/trials other={other}")
     assert "Stage 1: features (fbank + VAD) for: train dev other" in result.stderr, result.stderr
+
+
+def test_sv_stages_checks_the_multi_machine_options(tmp_path: Path) -> None:
+    train = _data_dir(tmp_path / "train")
+    conf = tmp_path / "x.yaml"
+    conf.write_text("model: ECAPA_TDNN\n")
+    base = ["--stage", "2", "--stop-stage", "2", "--conf", str(conf), "--train-data", str(train),
+            "--exp-dir", str(tmp_path / "e")]
+    endpoint = ["--nnodes", "2", "--rdzv-endpoint", "node1:29400"]
+    cases = [
+        (["--nnodes", "2"], "--nnodes 2 needs --rdzv-endpoint HOST:PORT"),
+        (["--nnodes", "2", "--rdzv-endpoint", "node1"], "needs --rdzv-endpoint HOST:PORT, the same on every machine"),
+        (["--nnodes", "0"], "--nnodes must be a positive whole number, got '0'"),
+        (["--rdzv-endpoint", "node1:29400"], "they need --nnodes > 1"),
+        ([*endpoint, "--node-rank", "1"], "--node-rank is for --rdzv-backend static"),
+        ([*endpoint, "--rdzv-backend", "static"], "static needs --node-rank 0..1"),
+        ([*endpoint, "--rdzv-backend", "static", "--node-rank", "2"],
+         "--node-rank 2 is not below --nnodes 2"),
+        ([*endpoint, "--rdzv-backend", "etcd"], "must be c10d or static"),
+        ([*endpoint, "--stop-stage", "3"], "run stage 2 alone on each machine"),
+        (["--train-cmd", "slurm_train.sh --nodes 2", "--nproc", "4"], "launches the machines and processes itself"),
+    ]
+    for args, message in cases:
+        result = _sv_stages(tmp_path, *base, *args)
+        assert result.returncode == 1 and message in result.stderr, (args, result.stderr)
+        assert "Stage 2" not in result.stderr  # refused before anything runs

@@ -2,7 +2,10 @@
 # The stages every speaker-verification recipe shares, after its own data preparation:
 #
 #   1  features    fbank + energy VAD for the train, enrol, test (and adapt) data dirs
-#   2  training    under torchrun (--nproc processes: GPUs, or CPU processes with gloo);
+#   2  training    under torchrun (--nproc processes: GPUs, or CPU processes with gloo); on several machines
+#                  either this stage alone run on each with --nnodes N --rdzv-endpoint HOST:PORT (one c10d
+#                  rendezvous; the later stages then on one machine), or --train-cmd "slurm_train.sh --nodes N ..."
+#                  (a recipe's cmd.sh), which runs the training as one Slurm job of N nodes;
 #                  re-running continues from the latest checkpoint; optional weight averaging;
 #                  with --finetune-conf, a fine-tuning training (large-margin, or a second stage such as
 #                  triplet) from the evaluated model into exp_dir/<finetune-tag>, evaluated as one more model
@@ -44,7 +47,13 @@ stage=1               # first stage to run
 stop_stage=100        # last stage to run
 nj=2                  # parallel feature-extraction jobs
 feats_cmd="${feats_cmd:-run.pl}"  # what runs them: run.pl (here) or "slurm.pl --partition P ..." (a recipe's cmd.sh)
-nproc=1               # training processes (torchrun --nproc_per_node)
+nproc=1               # training processes per machine (torchrun --nproc-per-node)
+nnodes=1              # machines of the training (torchrun --nnodes): > 1, run stage 2 alone on each, same options
+rdzv_endpoint=""      # HOST:PORT of the rendezvous with --nnodes > 1: a host all of them reach (e.g. the first)
+rdzv_id=""            # rendezvous id, the same on every machine (default: speakernet-<exp dir name>)
+rdzv_backend=c10d     # torchrun --rdzv-backend: c10d (any machine may start first), or static (needs --node-rank)
+node_rank=""          # this machine's number, 0 to nnodes - 1 (--rdzv-backend static only; c10d assigns it)
+train_cmd="${train_cmd:-}"  # what runs stage 2's training: empty (here), or "slurm_train.sh --nodes N ..." (cmd.sh)
 conf=                 # recipe YAML (not called "config", which Kaldi's parse_options.sh reserves)
 train_data=           # training data dir
 backend_data=""       # data dir of the back-ends' mean, cohort, PLDA and calibration trials (default: --train-data;
@@ -136,6 +145,41 @@ esac
 for var in train_threads extract_threads extract_num_crops extract_crop_frames extract_batch_size; do
   case "${!var}" in *[!0-9]*) echo "$0: --${var//_/-} must be a whole number, got '${!var}'" >&2; exit 1 ;; esac
 done
+for var in nproc nnodes; do
+  case "${!var}" in ''|*[!0-9]*|0) echo "$0: --${var//_/-} must be a positive whole number, got '${!var}'" >&2; exit 1 ;; esac
+done
+check_rendezvous() {  # the multi-machine options fit together
+  if [ -n "$train_cmd" ]; then
+    [ "$nnodes" -eq 1 ] && [ "$nproc" -eq 1 ] && [ -z "$rdzv_endpoint$node_rank" ] || {
+      echo "$0: --train-cmd '$train_cmd' launches the machines and processes itself (slurm_train.sh --nodes N" \
+        "--gpus-per-node G or --nproc-per-node P): leave --nnodes, --nproc, --rdzv-endpoint and --node-rank out" >&2; exit 1; }
+    return 0
+  fi
+  if [ "$nnodes" -eq 1 ]; then
+    [ -z "$rdzv_endpoint$rdzv_id$node_rank" ] || {
+      echo "$0: --rdzv-endpoint, --rdzv-id and --node-rank join machines: they need --nnodes > 1" \
+        "(one machine trains with torchrun --standalone)" >&2; exit 1; }
+    return 0
+  fi
+  [[ "$rdzv_endpoint" =~ ^[A-Za-z0-9._:-]*[A-Za-z0-9.-]:[0-9]+$ ]] || {
+    echo "$0: --nnodes $nnodes needs --rdzv-endpoint HOST:PORT, the same on every machine (a host they all reach," \
+      "e.g. the first machine's, and a free port such as 29400); got '$rdzv_endpoint'" >&2; exit 1; }
+  case "$rdzv_backend" in
+    c10d) [ -z "$node_rank" ] || {
+      echo "$0: --node-rank is for --rdzv-backend static; the c10d rendezvous numbers the machines itself" >&2; exit 1; } ;;
+    static)
+      case "$node_rank" in ''|*[!0-9]*) echo "$0: --rdzv-backend static needs --node-rank 0..$((nnodes - 1))," \
+        "different on each machine (0 on the one of --rdzv-endpoint); got '$node_rank'" >&2; exit 1 ;; esac
+      [ "$node_rank" -lt "$nnodes" ] || {
+        echo "$0: --node-rank $node_rank is not below --nnodes $nnodes" >&2; exit 1; } ;;
+    *) echo "$0: --rdzv-backend must be c10d or static, got '$rdzv_backend'" >&2; exit 1 ;;
+  esac
+  # Every machine runs this script; the stages after the training would run on all of them at once.
+  [ "$stage" -eq 2 ] && [ "$stop_stage" -eq 2 ] || {
+    echo "$0: with --nnodes $nnodes, run stage 2 alone on each machine (--stage 2 --stop-stage 2), then the later" \
+      "stages on one (--stage 2 there finds the training done; it averages with --average-num)" >&2; exit 1; }
+}
+check_rendezvous
 for var in train_data backend_data test_data enroll_data adapt_data; do
   [ -z "${!var}" ] || [ -d "${!var}" ] || { echo "$0: --${var//_/-} ${!var} is not a directory" >&2; exit 1; }
 done
@@ -305,13 +349,30 @@ train_into() {
     local resume=()
     [ -f "$exp/checkpoints/latest" ] && resume=(--resume latest) && log "  continuing from the latest checkpoint of $exp"
     mkdir -p "$exp/log"
-    local launcher=(python) threads_override=()
+    local launcher=(python) threads_override=() log_file
+    log_file="$exp/log/train.$(date +%Y%m%d-%H%M%S)"
     [ "$train_threads" -eq 0 ] || threads_override=("training.num_threads=$train_threads")
-    [ "$nproc" -gt 1 ] && launcher=(python -m torch.distributed.run --standalone --nproc_per_node="$nproc")
-    # shellcheck disable=SC2086  # overrides are deliberately word-split
-    run_logged "$exp/log/train.$(date +%Y%m%d-%H%M%S).log" \
-      "${launcher[@]}" -m speakernet.bin.train --conf "$conf_file" --data-dir "$train_data" --exp-dir "$exp" \
-      ${resume[@]+"${resume[@]}"} "$@" $overrides ${threads_override[@]+"${threads_override[@]}"}
+    if [ "$nnodes" -gt 1 ]; then
+      # One rendezvous per training: the fine-tuning's id differs from the main training's.
+      local id=${rdzv_id:-speakernet-$(basename "$exp_dir")}
+      [ "$exp" = "$exp_dir" ] || id="$id-$(basename "$exp")"
+      launcher=(python -m torch.distributed.run --nnodes="$nnodes" --nproc-per-node="$nproc"
+        --rdzv-backend="$rdzv_backend" --rdzv-endpoint="$rdzv_endpoint" --rdzv-id="$id"
+        ${node_rank:+--node-rank="$node_rank"})
+      log_file="$log_file.$(hostname).$$"  # every machine logs its own share
+    elif [ "$nproc" -gt 1 ]; then
+      launcher=(python -m torch.distributed.run --standalone --nproc-per-node="$nproc")
+    fi
+    # shellcheck disable=SC2206  # overrides are deliberately word-split
+    local command=(-m speakernet.bin.train --conf "$conf_file" --data-dir "$train_data" --exp-dir "$exp"
+      ${resume[@]+"${resume[@]}"} "$@" $overrides ${threads_override[@]+"${threads_override[@]}"})
+    if [ -n "$train_cmd" ]; then
+      # The launcher (slurm_train.sh) writes the job's output to the log and fails when the job fails.
+      # shellcheck disable=SC2086  # train_cmd is a command line
+      $train_cmd "$log_file.log" "${command[@]}"
+    else
+      run_logged "$log_file.log" "${launcher[@]}" "${command[@]}"
+    fi
     touch "$exp/.train.done"
   else
     log "  skip: $exp is trained (remove $exp/.train.done to train further)"
@@ -326,10 +387,15 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   if [ -n "$pretrained" ]; then
     log "Stage 2: no training: evaluating the pretrained model of $pretrained"
   else
-    log "Stage 2: training $conf -> $exp_dir on $nproc process(es)"
+    where="$nproc process(es)"
+    [ "$nnodes" -eq 1 ] || where="$nnodes machines x $nproc process(es), rendezvous $rdzv_endpoint"
+    [ -z "$train_cmd" ] || where="$train_cmd"
+    log "Stage 2: training $conf -> $exp_dir on $where"
     train_into "$exp_dir" "$conf" "$train_overrides"
   fi
-  if [ "$average_num" -gt 0 ]; then
+  if [ "$average_num" -gt 0 ] && [ "$nnodes" -gt 1 ]; then
+    log "  averaging is left to the run of the later stages on one machine (--stage 2 there)"
+  elif [ "$average_num" -gt 0 ]; then
     run_unless_fresh "$exp_dir/checkpoints/.avg$average_num.done" "$exp_dir/checkpoints/latest" \
       python -m speakernet.bin.average_model --exp-dir "$exp_dir" --num "$average_num"
   fi

@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
                         "of this dir")
     parser.add_argument("--enroll-dir", default=None,
                         help="with --check-trials: the data dir of the enrolment side (default: this dir)")
+    parser.add_argument("--trials", default=None,
+                        help="the trial list to check (default: DATA_DIR/trials), e.g. the file a recipe copied")
     parser.add_argument("--max-shown", type=int, default=10, help="how many problems to list")
     args = parser.parse_args(argv)
     setup_logging()
@@ -41,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         check_trials=args.check_trials,
         enroll_dir=args.enroll_dir,
         max_shown=args.max_shown,
+        trials=args.trials,
     ))
 
 

@@ -3,6 +3,12 @@
 A plan is a pure function of (seed, epoch, rank, world size), so any step of any epoch
 can be reproduced, which is what makes mid-epoch resume exact, and every DDP rank draws
 disjoint batches without communication.
+
+Every world size draws from one sequence of *global batches* per epoch (``batch_size``
+utterances each, as many as the epoch's utterances fill): a step of W processes takes the
+next W of them, rank r the r-th. So a run stopped after global batch G can continue at
+global batch G on another number of processes (``global_start``), each utterance still
+seen once in the epoch (``random`` sampler; ``speaker_balanced`` draws with replacement).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ class BatchPlan:
             speaker has fewer).
         seed: Base seed.
         rank: This process's DDP rank.
-        world_size: Number of DDP processes; each takes every ``world_size``-th batch.
+        world_size: Number of DDP processes; each takes every ``world_size``-th global batch.
     """
 
     SAMPLERS = ("random", "speaker_balanced")
@@ -56,7 +62,10 @@ class BatchPlan:
             raise ValueError(
                 f"speakers_per_batch={speakers_per_batch} exceeds the {len(self.speakers)} training speakers"
             )
-        self.num_batches = len(self.labels) // (self.batch_size * world_size)
+        #: Global batches an epoch's utterances fill, whatever the world size.
+        self.epoch_batches = len(self.labels) // self.batch_size
+        #: Steps (batches per process) of an epoch started by this world size.
+        self.num_batches = self.epoch_batches // world_size
         if self.num_batches == 0:
             fits = max(1, len(self.labels) // world_size)
             what = ("data.speakers_per_batch / data.utts_per_speaker" if sampler == "speaker_balanced"
@@ -66,9 +75,18 @@ class BatchPlan:
                 f"process(es); lower {what}, or train on more data"
             )
 
-    def _global_batches(self, epoch: int) -> np.ndarray:
+    def steps_from(self, global_start: int) -> int:
+        """Steps of this world size left in an epoch whose first ``global_start`` global batches are done."""
+        return max(0, self.epoch_batches - global_start) // self.world_size
+
+    def _global_batches(self, epoch: int, total: int) -> np.ndarray:
+        """The epoch's first ``total`` global batches: ``[total, batch_size, (index, seed)]``.
+
+        The utterance indices of a batch do not depend on ``total``; nor do the crop seeds of
+        the ``random`` sampler (a prefix of one draw); ``speaker_balanced`` draws its seeds
+        after its rows, so they do.
+        """
         rng = np.random.default_rng([self.seed, epoch])
-        total = self.num_batches * self.world_size
         if self.sampler == "random":
             order = rng.permutation(len(self.labels))[: total * self.batch_size]
             indices = order.reshape(total, self.batch_size)
@@ -90,17 +108,20 @@ class BatchPlan:
         seeds = rng.integers(0, 2**31 - 1, size=indices.shape)
         return np.stack([indices, seeds], axis=-1)
 
-    def batches(self, epoch: int, start: int = 0) -> Iterator[list[tuple[int, int]]]:
-        """This rank's batches of ``epoch``, from batch number ``start`` on.
+    def batches(self, epoch: int, start: int = 0, global_start: int = 0) -> Iterator[list[tuple[int, int]]]:
+        """This rank's batches of ``epoch``, from step ``start`` on.
 
         Args:
             epoch: Epoch number (0-based).
-            start: Batches of this epoch already done (for mid-epoch resume).
+            start: Steps of this epoch already done by this world size (for mid-epoch resume).
+            global_start: Global batches of this epoch done before this world size took over
+                (a resume on another number of processes); the steps count from there.
 
         Yields:
             Lists of ``(utterance index, crop seed)``.
         """
-        plan = self._global_batches(epoch)[self.rank :: self.world_size]
+        total = global_start + self.steps_from(global_start) * self.world_size
+        plan = self._global_batches(epoch, total)[global_start + self.rank :: self.world_size]
         for row in plan[start:]:
             yield [(int(index), int(seed)) for index, seed in row]
 

@@ -193,6 +193,7 @@ def validate_data_dir(
     check_trials: bool = False,
     enroll_dir: PathLike | None = None,
     max_shown: int = 10,
+    trials: PathLike | None = None,
 ) -> None:
     """Checks a data directory against the Kaldi contract (cf. Kaldi's ``utils/validate_data_dir.sh``).
 
@@ -217,6 +218,8 @@ def validate_data_dir(
         enroll_dir: With ``check_trials``, the data dir holding the enrolment side (its
             utterances or speakers), e.g. CN-Celeb's ``eval_enroll`` for ``eval_test/trials``.
         max_shown: How many problems the error message lists.
+        trials: The trial list to check instead of ``path/trials`` (e.g. the user's own file that a
+            recipe copied into its data dir, so that errors name the file the user can fix).
 
     Raises:
         DataDirValidationError: listing the problems; its path/line/key are those of the first.
@@ -267,7 +270,7 @@ def validate_data_dir(
             if table is not None:
                 check.check_files_exist(table, _rxspecifier_file)
 
-    trials_path = data_dir / "trials"
+    trials_path = data_dir / "trials" if trials is None else Path(trials)
     if check_trials and not trials_path.is_file():
         check.report(DataDirError(trials_path, "file does not exist (trials were asked to be checked)"))
     if trials_path.is_file():

@@ -19,6 +19,8 @@ class DistributedContext:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    #: Processes of the job on this machine (torchrun's ``--nproc-per-node``).
+    local_world_size: int = 1
     device: torch.device = torch.device("cpu")
 
     @property
@@ -46,6 +48,7 @@ def init_distributed(device: str | None = None) -> DistributedContext:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", str(world_size)))
     use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
     if use_cuda:
         torch.cuda.set_device(local_rank)
@@ -55,7 +58,8 @@ def init_distributed(device: str | None = None) -> DistributedContext:
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
         logger.info("joined process group: rank %d of %d (%s)", rank, world_size, dist.get_backend())
-    return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=torch_device)
+    return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank,
+                              local_world_size=local_world_size, device=torch_device)
 
 
 def barrier(context: DistributedContext) -> None:

@@ -135,7 +135,7 @@ class Trainer:
         self.exp_dir = Path(exp_dir)
         self.context: DistributedContext = init_distributed(device)
         train_cfg, data_cfg = config["training"], config["data"]
-        threads = training_threads(train_cfg["num_threads"], self.context.world_size)
+        threads = training_threads(train_cfg["num_threads"], self.context.local_world_size)
         torch.set_num_threads(threads)
 
         resume_state = None
@@ -195,6 +195,9 @@ class Trainer:
         self.use_amp = bool(train_cfg["amp"]) and self.context.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
+        # Global batches of the current epoch done by another world size before a resume on this
+        # one (0 unless the number of processes changed mid-epoch); the epoch continues from there.
+        self.epoch_offset = 0
         # Loss sum, correct, examples since the last regular log line; checkpointed, so a resumed
         # run completes the interval it was stopped in and logs the same numbers.
         self.log_totals = torch.zeros(3, dtype=torch.float64)  # float64: sums stay exact-ish over resumes
@@ -247,6 +250,7 @@ class Trainer:
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "step": self.step,
+            "epoch_offset": self.epoch_offset,
             "log_totals": self.log_totals.clone(),
             "rng": ckpt.rng_state(),
             "speakers": list(self.speakers),
@@ -268,14 +272,64 @@ class Trainer:
                 f"{self.config['head']}, {self.config['optimizer']}, {self.config['scheduler']}): {detail}; resume "
                 "with the config it was trained with (its config.yaml), or train into a new --exp-dir") from None
         self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
+        self.epoch_offset = int(state.get("epoch_offset", 0))
         if "log_totals" in state:
             self.log_totals.copy_(state["log_totals"])
         if state["world_size"] != self.context.world_size:
-            logger.warning(
-                "checkpoint was written with %d process(es), resuming with %d: the batch plan differs from here on",
-                state["world_size"], self.context.world_size,
-            )
+            self._map_position(int(state["world_size"]))
         ckpt.set_rng_state(state["rng"])
+
+    def _map_position(self, old_world_size: int) -> None:
+        """Continues a position written by ``old_world_size`` processes on this run's number of processes.
+
+        The epoch goes on at the same global batch (each of the epoch's utterances is still
+        trained on once), the optimiser step count goes on as it was, and the lr, margin and
+        freezing schedules, which are functions of epoch progress, are set to this world size's
+        step at that point of the epoch.
+        """
+        done = self.epoch_offset + self.batch_in_epoch * old_world_size  # global batches of the epoch done
+        old_steps = max(0, self.plan.epoch_batches - self.epoch_offset) // old_world_size
+        if self.batch_in_epoch >= old_steps:  # the epoch was complete: the next one starts afresh
+            self.epoch, self.epoch_offset, self.batch_in_epoch = self.epoch + 1, 0, 0
+            where = f"the end of epoch {self.epoch}: epoch {self.epoch + 1} starts at global batch 0"
+        else:
+            self.epoch_offset, self.batch_in_epoch = done, 0
+            where = (f"global batch {done} of {self.plan.epoch_batches} of epoch {self.epoch + 1}, which goes on for "
+                     f"{self._steps_this_epoch()} step(s) of {self.context.world_size} batch(es)")
+            left = self.plan.epoch_batches - done - self._steps_this_epoch() * self.context.world_size
+            if left:
+                where += f" ({left} batch(es) too few for a step are left out)"
+        self._sync_schedule()
+        logger.info(
+            "checkpoint was written with %d process(es), resuming with %d (batches of %d utterances per process): "
+            "step %d, at %s; the lr schedule continues from its step %d of %d per epoch",
+            old_world_size, self.context.world_size, self.plan.batch_size, self.step, where,
+            self.scheduler.step_count, len(self.plan),
+        )
+
+    def _steps_this_epoch(self) -> int:
+        """Steps of the current epoch on this world size (fewer when it continues another world size's)."""
+        return self.plan.steps_from(self.epoch_offset)
+
+    def _epoch_progress(self) -> float:
+        """Epochs done, fractional: the current epoch counts by its global batches done."""
+        if self.epoch_offset == 0:
+            return self.epoch + self.batch_in_epoch / len(self.plan)
+        world = self.context.world_size
+        done = self.epoch_offset + self.batch_in_epoch * world
+        return self.epoch + done / (self.epoch_offset + self._steps_this_epoch() * world)
+
+    def _schedule_position(self) -> int:
+        """The step the schedules stand at: this world size's steps up to the current point of the training.
+
+        The optimiser step count itself unless the number of processes changed during the training.
+        """
+        return (self.epoch * len(self.plan) + round(self.epoch_offset / self.context.world_size)
+                + self.batch_in_epoch)
+
+    def _sync_schedule(self) -> None:
+        """Sets the lr scheduler to :meth:`_schedule_position` (after a change of world size)."""
+        self.scheduler.load_state_dict({**self.scheduler.state_dict(), "step_count": self._schedule_position()})
 
     def save(self) -> Path | None:
         """Writes a full checkpoint of the current position (main process only) and marks it latest."""
@@ -284,7 +338,7 @@ class Trainer:
         # next all-reduced mean the same as without the interruption.
         self.log_totals.copy_(all_reduce_mean(self.log_totals, self.context))
         if self.context.is_main:
-            end_of_epoch = self.batch_in_epoch == len(self.plan)
+            end_of_epoch = self.batch_in_epoch == self._steps_this_epoch()
             epochs_done = self.epoch + 1 if end_of_epoch else self.epoch
             name = ckpt.checkpoint_name(epochs_done, self.step, end_of_epoch)
             path = self.exp_dir / ckpt.CHECKPOINT_DIR / name
@@ -300,7 +354,7 @@ class Trainer:
     def _loader(self, epoch: int, start: int) -> torch.utils.data.DataLoader:
         return torch.utils.data.DataLoader(
             self.dataset,
-            batch_sampler=list(self.plan.batches(epoch, start)),
+            batch_sampler=list(self.plan.batches(epoch, start, self.epoch_offset)),
             num_workers=self.config["data"]["num_workers"],
             prefetch_factor=self.config["data"]["prefetch_factor"] if self.config["data"]["num_workers"] > 0 else None,
             collate_fn=collate_crops,
@@ -318,24 +372,29 @@ class Trainer:
         """
         train_cfg = self.config["training"]
         epochs, max_steps = train_cfg["epochs"], train_cfg["max_steps"]
-        steps_per_epoch = len(self.plan)
-        if self.batch_in_epoch >= steps_per_epoch:
-            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        if self.batch_in_epoch >= self._steps_this_epoch():
+            self._next_epoch()
         stats: dict[str, float] = {}
         stopped = False
         self.train_started = time.perf_counter()
         self.steps_at_start = self.step
         while self.epoch < epochs and not stopped:
             epoch_started = time.perf_counter()
-            stats, stopped = self._train_epoch(steps_per_epoch, max_steps)
+            stats, stopped = self._train_epoch(self._steps_this_epoch(), max_steps)
             if not stopped:
                 if self.context.is_main:
                     logger.info("epoch %d of %d done in %s; ETA %s", self.epoch + 1, epochs,
                                 format_duration(time.perf_counter() - epoch_started), self._eta())
-                self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                self._next_epoch()
         self._check_replicas()
         cleanup(self.context)
         return stats
+
+    def _next_epoch(self) -> None:
+        continued = self.epoch_offset > 0  # from another world size: it may end a step off this one's schedule
+        self.epoch, self.batch_in_epoch, self.epoch_offset = self.epoch + 1, 0, 0
+        if continued:
+            self._sync_schedule()
 
     def _train_epoch(self, steps_per_epoch: int, max_steps: int) -> tuple[dict[str, float], bool]:
         train_cfg = self.config["training"]
@@ -348,7 +407,7 @@ class Trainer:
         interval_start, interval_frames = time.perf_counter(), 0
         interval_wait = 0.0  # seconds the loop waited for batches in this interval
         stats: dict[str, float] = {}
-        freeze_steps = round(train_cfg["freeze_model_epochs"] * steps_per_epoch)
+        freeze_steps = round(train_cfg["freeze_model_epochs"] * len(self.plan))
         batches = iter(loader)
         while True:
             wait_started = time.perf_counter()
@@ -357,11 +416,11 @@ class Trainer:
             except StopIteration:
                 break
             interval_wait += time.perf_counter() - wait_started
-            frozen = self.step < freeze_steps
+            frozen = self._schedule_position() < freeze_steps
             # A frozen model runs as in evaluation (batch-norm statistics kept) and gets no update.
             self.module.model.train(not frozen)
             self.module.model_without_grad = frozen and not self.context.is_distributed
-            margin = margin_at(self.config, self.epoch + self.batch_in_epoch / steps_per_epoch)
+            margin = margin_at(self.config, self._epoch_progress())
             if margin is not None and hasattr(self.module.head, "update_margin"):
                 self.module.head.update_margin(margin)
             feats, labels = feats.to(self.context.device), labels.to(self.context.device)
@@ -414,7 +473,10 @@ class Trainer:
 
     def total_steps(self) -> int:
         """Optimiser steps of the whole training: all epochs, or ``training.max_steps`` when it stops earlier."""
-        total = self.config["training"]["epochs"] * len(self.plan)
+        epochs = self.config["training"]["epochs"]
+        total = self.step
+        if self.epoch < epochs:  # the steps left: of this epoch (on this world size), then of the later ones
+            total += self._steps_this_epoch() - self.batch_in_epoch + (epochs - self.epoch - 1) * len(self.plan)
         max_steps = self.config["training"]["max_steps"]
         return min(total, max_steps) if max_steps > 0 else total
 
@@ -446,12 +508,13 @@ class Trainer:
             logger.info(
                 "epoch %d batch %d/%d step %d/%d: loss %.4f acc %.2f%% lr %.3g margin %s | %.1f utts/s, %.1fx real "
                 "time, %.0f%% data wait, ETA %s",
-                self.epoch + 1, self.batch_in_epoch, len(self.plan), self.step, self.total_steps(), loss, accuracy, lr,
+                self.epoch + 1, self.batch_in_epoch, self._steps_this_epoch(), self.step, self.total_steps(), loss,
+                accuracy, lr,
                 "-" if margin is None else f"{margin:.3f}", utts_per_s, speed, 100 * wait_fraction, self._eta(),
             )
             record = {
                 "epoch": self.epoch + 1,
-                "progress": self.epoch + self.batch_in_epoch / len(self.plan),
+                "progress": self._epoch_progress(),
                 "step": self.step,
                 "loss": loss,
                 "accuracy": accuracy,

@@ -59,6 +59,25 @@ def test_ranks_split_the_single_process_plan(num_utts: int) -> None:
     assert list(BatchPlan(labels, 4, seed=0, rank=1, world_size=2).batches(0, start=4)) == ranks[1][4:]
 
 
+def test_another_world_size_continues_the_epoch_at_the_same_global_batch() -> None:
+    labels = LABELS[:50]  # 12 global batches of 4 (2 utterances left over)
+    single = list(BatchPlan(labels, batch_size=4, seed=0).batches(0))
+    # 3 processes taking over after global batch 5: 7 batches left, 2 steps of 3 (1 batch left out)
+    ranks = [list(BatchPlan(labels, 4, seed=0, rank=r, world_size=3).batches(0, global_start=5)) for r in range(3)]
+    assert BatchPlan(labels, 4, world_size=3).steps_from(5) == 2
+    assert ranks == [[single[5 + r], single[8 + r]] for r in range(3)]
+    # and resuming that at its step 1 gives the rest of it
+    assert list(BatchPlan(labels, 4, seed=0, rank=2, world_size=3).batches(0, start=1, global_start=5)) == [single[10]]
+    # one process after 2 processes' first 3 steps: global batches 6 to 11
+    assert list(BatchPlan(labels, 4, seed=0).batches(0, global_start=6)) == single[6:]
+    # speaker-balanced batches keep their utterances too (their crop seeds follow the epoch's batch count)
+    balanced = dict(sampler="speaker_balanced", speakers_per_batch=2, utts_per_speaker=2, seed=4)
+    one = [[i for i, _ in batch] for batch in BatchPlan(labels, 4, **balanced).batches(0)]
+    two = [[[i for i, _ in batch] for batch in BatchPlan(labels, 4, rank=r, world_size=5, **balanced).batches(0, 0, 3)]
+           for r in range(5)]
+    assert two == [[one[3 + r]] for r in range(5)]
+
+
 def test_speaker_balanced_batches_have_p_distinct_speakers_k_each() -> None:
     plan = BatchPlan(LABELS, batch_size=0, sampler="speaker_balanced", speakers_per_batch=4, utts_per_speaker=3, seed=1)
     batches = list(plan.batches(epoch=0))

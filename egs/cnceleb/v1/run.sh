@@ -36,6 +36,11 @@ offline_aug=""              # offline augmented copies of cnceleb_train before f
 aug_per_kind=0              # utterances per augmented copy, drawn at random (0: all)
 nj=16                       # parallel feature-extraction jobs
 nproc=1                     # training processes (torchrun): GPUs, or CPU processes with gloo
+nnodes=1                    # machines of the training: > 1, run --stage 2 --stop-stage 2 on each (README)
+rdzv_endpoint=""            # HOST:PORT of the rendezvous with --nnodes > 1 (e.g. the first machine's, port 29400)
+rdzv_id=""                  # rendezvous id, the same on every machine (default: speakernet-<exp dir name>)
+rdzv_backend=c10d           # torchrun --rdzv-backend: c10d, or static (with --node-rank)
+node_rank=""                # this machine's number 0..nnodes-1, with --rdzv-backend static only
 conf=conf/ecapa_c512.yaml   # model conf (conf/ecapa_c1024.yaml for the larger model)
 data=data                   # where the prepared data dirs go
 exp=exp/ecapa_c512          # experiment dir: config, checkpoints, embeddings, scores, results
@@ -90,4 +95,6 @@ sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" -
   --feat-dir "$feat_dir" --exp-dir "$exp" --train-overrides "$train_overrides" \
   --average-num "$average_num" --finetune-conf "$finetune_conf" \
   --finetune-overrides "$finetune_overrides" --finetune-tag "$finetune_tag" --pretrained "$pretrained" \
-  --backends "$backends" --top-n "$top_n" --adapt-data "$adapt_data" --p-targets "$p_targets"
+  --backends "$backends" --top-n "$top_n" --adapt-data "$adapt_data" --p-targets "$p_targets" \
+  --nnodes "$nnodes" --rdzv-endpoint "$rdzv_endpoint" --rdzv-id "$rdzv_id" --rdzv-backend "$rdzv_backend" \
+  --node-rank "$node_rank"

@@ -33,6 +33,11 @@ seed=777                    # seed of the held-out speakers and of the trial lis
 extensions=wav,flac,mp3,m4a,ogg  # audio files of a tree
 nj=2                        # parallel feature-extraction jobs
 nproc=1                     # training processes (torchrun): GPUs, or CPU processes with gloo
+nnodes=1                    # machines of the training: > 1, run --stage 2 --stop-stage 2 on each (README)
+rdzv_endpoint=""            # HOST:PORT of the rendezvous with --nnodes > 1 (e.g. the first machine's, port 29400)
+rdzv_id=""                  # rendezvous id, the same on every machine (default: speakernet-<exp dir name>)
+rdzv_backend=c10d           # torchrun --rdzv-backend: c10d, or static (with --node-rank)
+node_rank=""                # this machine's number 0..nnodes-1, with --rdzv-backend static only
 conf=conf/ecapa_small.yaml  # model conf (conf/ has the pooled recipe's: ECAPA, ResNet34, CAM++, x-vector)
 data=data                   # where the copies and prepared data dirs go
 exp=exp/ecapa_small         # experiment dir: config, checkpoints, embeddings, scores, results
@@ -169,7 +174,12 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
     else
       draw_trials "$data/$name"
     fi
-    python -m speakernet.bin.validate_data_dir --check-trials "$data/$name" ${enroll_check[@]+"${enroll_check[@]}"}
+    # The trials are checked where the user wrote them (the copy is the same file), so an error names their file.
+    origin=${eval_trials[$name]}
+    [ -n "$origin" ] || [ -f "$data/$name/.trials.drawn" ] || [ ! -f "${eval_src[$name]}/trials" ] \
+      || origin=${eval_src[$name]}/trials
+    python -m speakernet.bin.validate_data_dir --check-trials "$data/$name" ${origin:+--trials "$origin"} \
+      ${enroll_check[@]+"${enroll_check[@]}"}
   done
 fi
 
@@ -187,4 +197,6 @@ sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" -
   --finetune-overrides "$finetune_overrides" --finetune-tag "$finetune_tag" --pretrained "$pretrained" \
   --extract-mode "$extract_mode" --extract-vad "$extract_vad" --extract-num-crops "$extract_num_crops" \
   --extract-crop-frames "$extract_crop_frames" --extract-batch-size "$extract_batch_size" \
-  --extract-threads "$extract_threads" --backends "$backends" --top-n "$top_n" --p-targets "$p_targets"
+  --extract-threads "$extract_threads" --backends "$backends" --top-n "$top_n" --p-targets "$p_targets" \
+  --nnodes "$nnodes" --rdzv-endpoint "$rdzv_endpoint" --rdzv-id "$rdzv_id" --rdzv-backend "$rdzv_backend" \
+  --node-rank "$node_rank"

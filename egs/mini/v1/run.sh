@@ -18,6 +18,11 @@ stage=0                     # first stage to run
 stop_stage=9                # last stage to run
 nj=2                        # parallel jobs for corpus generation and features
 nproc=1                     # training processes (torchrun); 2 = DDP over gloo on CPU
+nnodes=1                    # machines of the training: > 1, run --stage 2 --stop-stage 2 on each (README)
+rdzv_endpoint=""            # HOST:PORT of the rendezvous with --nnodes > 1 (e.g. the first machine's, port 29400)
+rdzv_id=""                  # rendezvous id, the same on every machine (default: speakernet-<exp dir name>)
+rdzv_backend=c10d           # torchrun --rdzv-backend: c10d, or static (with --node-rank)
+node_rank=""                # this machine's number 0..nnodes-1, with --rdzv-backend static only
 conf=conf/ecapa_mini.yaml   # model conf (not called "config", which Kaldi's parse_options.sh reserves)
 corpus=corpus               # where the synthetic corpus is written
 exp=exp/ecapa_mini          # experiment dir: config, checkpoints, embeddings, scores, results
@@ -55,4 +60,6 @@ sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" -
   --trials "$corpus/data/test/trials" --feat-dir "$feat_dir" --exp-dir "$exp" \
   --train-overrides "$train_overrides" --average-num "$average_num" --finetune-conf "$finetune_conf" \
   --finetune-overrides "$finetune_overrides" --finetune-tag "$finetune_tag" --pretrained "$pretrained" \
-  --backends "$backends" --top-n "$top_n" --adapt-data "$adapt_data" --p-targets "$p_targets"
+  --backends "$backends" --top-n "$top_n" --adapt-data "$adapt_data" --p-targets "$p_targets" \
+  --nnodes "$nnodes" --rdzv-endpoint "$rdzv_endpoint" --rdzv-id "$rdzv_id" --rdzv-backend "$rdzv_backend" \
+  --node-rank "$node_rank"

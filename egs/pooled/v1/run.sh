@@ -27,6 +27,11 @@ noise_root=                 # a folder of background-noise files: <data>/sources
 rir_rooms=0                 # > 0: simulate this many small and medium rooms (10 RIRs each): <data>/sources/rirs_*
 nj=2                        # parallel feature-extraction jobs
 nproc=1                     # training processes (torchrun): GPUs, or CPU processes with gloo
+nnodes=1                    # machines of the training: > 1, run --stage 2 --stop-stage 2 on each (README)
+rdzv_endpoint=""            # HOST:PORT of the rendezvous with --nnodes > 1 (e.g. the first machine's, port 29400)
+rdzv_id=""                  # rendezvous id, the same on every machine (default: speakernet-<exp dir name>)
+rdzv_backend=c10d           # torchrun --rdzv-backend: c10d, or static (with --node-rank)
+node_rank=""                # this machine's number 0..nnodes-1, with --rdzv-backend static only
 conf=conf/ecapa_small.yaml  # model conf
 data=data                   # where the prepared data dirs go
 exp=exp/ecapa_small         # experiment dir: config, checkpoints, embeddings, scores, results
@@ -80,4 +85,6 @@ sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" -
   --average-num "$average_num" --finetune-conf "$finetune_conf" \
   --finetune-overrides "$finetune_overrides" --finetune-tag "$finetune_tag" \
   --backends "$backends" --top-n "$top_n" --adapt-data "$adapt_data" --p-targets "$p_targets" \
-  --pretrained "$pretrained"
+  --pretrained "$pretrained" \
+  --nnodes "$nnodes" --rdzv-endpoint "$rdzv_endpoint" --rdzv-id "$rdzv_id" --rdzv-backend "$rdzv_backend" \
+  --node-rank "$node_rank"
