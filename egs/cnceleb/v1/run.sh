@@ -28,7 +28,7 @@ cnceleb2_root=              # optional CN-Celeb2 root, added to training
 enroll="average concat"     # enrolment forms to score: average (mean of the enroll.map utterances), concat (official files)
 min_train_duration=5        # seconds: shorter training utterances are merged (per speaker and genre; 0: off)
 merged_audio=""             # dir to write the merged utterances to as wav (default: ffmpeg pipes in wav.scp, no copy;
-                            # files read ~35x faster: give one to train from audio, conf/*_aug.yaml)
+                            # files read ~30x faster: give one to train from audio, conf/*_aug.yaml)
 musan_root=                 # MUSAN root (music/ speech/ noise/) -> <data>/sources/musan_*, for augmentation
 rirs_root=                  # RIRS_NOISES root (simulated_rirs/ ...) -> <data>/sources/rirs_*, for augmentation
 rir_rooms=0                 # > 0, without RIRS_NOISES: simulate this many small and medium rooms (10 RIRs each)
