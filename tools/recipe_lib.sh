@@ -178,7 +178,9 @@ require_ffmpeg_for() {
 check_aug_options() {
   local kind
   case "$rir_rooms" in ''|*[!0-9]*) echo "$0: --rir-rooms must be a whole number, got '$rir_rooms'" >&2; exit 1 ;; esac
-  case "$aug_per_kind" in ''|*[!0-9]*) echo "$0: --aug-per-kind must be a whole number, got '$aug_per_kind'" >&2; exit 1 ;; esac
+  case "$aug_per_kind" in ''|*[!0-9]*)
+    echo "$0: --aug-per-kind must be a whole number, got '$aug_per_kind'" >&2; exit 1 ;;
+  esac
   if [ -n "$rirs_root" ] && [ "$rir_rooms" -gt 0 ]; then
     echo "$0: give --rirs-root (RIRS_NOISES) or --rir-rooms (simulated rooms), not both" >&2; exit 1
   fi
@@ -189,8 +191,8 @@ check_aug_options() {
   done
 }
 
-# prepare_aug_sources SOURCES RIR_AUDIO MUSAN_ROOT RIRS_ROOT RIR_ROOMS (see check_aug_options): the source data dirs of the
-# augmentation, in SOURCES: musan_music, musan_speech, musan_noise from MUSAN_ROOT; rirs_<room type>
+# prepare_aug_sources SOURCES RIR_AUDIO MUSAN_ROOT RIRS_ROOT RIR_ROOMS (see check_aug_options): the source data
+# dirs of the augmentation, in SOURCES: musan_music, musan_speech, musan_noise from MUSAN_ROOT; rirs_<room type>
 # (rirs_real, noise_isotropic) from RIRS_ROOT (RIRS_NOISES), or instead, with RIR_ROOMS > 0, that many
 # simulated small and medium rooms of 10 RIRs each (their audio under RIR_AUDIO). Empty roots and 0
 # rooms skip their part.
@@ -205,11 +207,11 @@ prepare_aug_sources() {
       --num-rooms "$rir_rooms" --rirs-per-room 10
 }
 
-# offline_augment TRAIN SOURCES "KIND..." PER_KIND NJ (see check_aug_options): Kaldi VoxCeleb v2's offline augmentation of the
-# data dir TRAIN: one augmented copy TRAIN_<kind> per kind (reverb: small and medium simulated rooms;
-# noise, music, babble: MUSAN's noise, music, speech; the sources in SOURCES, see prepare_aug_sources),
-# of PER_KIND random utterances (0: all), then TRAIN_combined = TRAIN + the copies. Each step is
-# skipped when done with the same inputs and options.
+# offline_augment TRAIN SOURCES "KIND..." PER_KIND NJ (see check_aug_options): Kaldi VoxCeleb v2's offline
+# augmentation of the data dir TRAIN: one augmented copy TRAIN_<kind> per kind (reverb: small and medium
+# simulated rooms; noise, music, babble: MUSAN's noise, music, speech; the sources in SOURCES, see
+# prepare_aug_sources), of PER_KIND random utterances (0: all), then TRAIN_combined = TRAIN + the copies.
+# Each step is skipped when done with the same inputs and options.
 offline_augment() {
   local train=$1 sources=$2 kinds=$3 per_kind=$4 nj=$5 kind seed=0 dir copies=() kind_sources subset=()
   [ "$per_kind" -eq 0 ] || subset=(--subset "$per_kind")

@@ -56,8 +56,7 @@ node_rank=""          # this machine's number, 0 to nnodes - 1 (--rdzv-backend s
 train_cmd="${train_cmd:-}"  # what runs stage 2's training: empty (here), or "slurm_train.sh --nodes N ..." (cmd.sh)
 conf=                 # recipe YAML (not called "config", which Kaldi's parse_options.sh reserves)
 train_data=           # training data dir
-backend_data=""       # data dir of the back-ends' mean, cohort, PLDA and calibration trials (default: --train-data;
-                      # e.g. the clean set when --train-data adds augmented copies to it)
+backend_data=""       # the back-ends' training set: mean, cohort, PLDA, QMF trials (default: --train-data)
 eval_sets=""          # evaluation sets NAME=TEST_DIR[,enroll=DIR][,trials=FILE][,enroll_table=T], space-separated
 test_data=            # older form of one evaluation dir (test side of --trials)
 enroll_data=          # its enrolment dir (default: the test data dir)

@@ -25,14 +25,13 @@ stage=0                     # first stage to run
 stop_stage=9                # last stage to run
 cnceleb1_root=              # CN-Celeb1 root (data/, dev/, eval/)
 cnceleb2_root=              # optional CN-Celeb2 root, added to training
-enroll="average concat"     # enrolment forms to score: average (mean of the enroll.map utterances), concat (official files)
+enroll="average concat"     # enrolment forms scored: average (mean of enroll.map utterances), concat (official files)
 min_train_duration=5        # seconds: shorter training utterances are merged (per speaker and genre; 0: off)
-merged_audio=""             # dir to write the merged utterances to as wav (default: ffmpeg pipes in wav.scp, no copy;
-                            # files read ~30x faster: give one to train from audio, conf/*_aug.yaml)
+merged_audio=""             # write merged utterances here as wav (default: ffmpeg pipes; ~30x slower to read)
 musan_root=                 # MUSAN root (music/ speech/ noise/) -> <data>/sources/musan_*, for augmentation
 rirs_root=                  # RIRS_NOISES root (simulated_rirs/ ...) -> <data>/sources/rirs_*, for augmentation
 rir_rooms=0                 # > 0, without RIRS_NOISES: simulate this many small and medium rooms (10 RIRs each)
-offline_aug=""              # offline augmented copies of cnceleb_train before features: kinds among reverb noise music babble
+offline_aug=""              # offline copies of cnceleb_train before features: kinds of reverb noise music babble
 aug_per_kind=0              # utterances per augmented copy, drawn at random (0: all)
 nj=16                       # parallel feature-extraction jobs
 nproc=1                     # training processes (torchrun): GPUs, or CPU processes with gloo
@@ -61,7 +60,8 @@ help_message=$(recipe_help "$recipe_dir/run.sh")
 check_stage_args "$@"
 check_aug_options
 check_install
-resolve_user_paths cnceleb1_root cnceleb2_root merged_audio musan_root rirs_root conf finetune_conf data exp feat_dir adapt_data pretrained
+resolve_user_paths cnceleb1_root cnceleb2_root merged_audio musan_root rirs_root conf finetune_conf data exp feat_dir \
+  adapt_data pretrained
 cd "$recipe_dir"
 feat_dir=${feat_dir:-$data/fbank}
 
@@ -88,7 +88,7 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   augmentation_stage "$data" cnceleb_train  # MUSAN, RIRs; with --offline-aug, cnceleb_train_combined
 fi
 
-training_dirs "$data" cnceleb_train  # train_data: with --offline-aug cnceleb_train_combined; backend_data: then cnceleb_train
+training_dirs "$data" cnceleb_train  # with --offline-aug: train on cnceleb_train_combined, back-ends on cnceleb_train
 
 sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" --nj "$nj" --nproc "$nproc" \
   --conf "$conf" --train-data "$train_data" --backend-data "$backend_data" --eval-sets "$eval_sets" \

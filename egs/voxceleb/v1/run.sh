@@ -27,7 +27,7 @@ vox2_root=                  # VoxCeleb2 root (dev/aac/<id0xxxx>/<video>/<n>.m4a)
 musan_root=                 # MUSAN root (music/ speech/ noise/) -> <data>/sources/musan_*, for augmentation
 rirs_root=                  # RIRS_NOISES root (simulated_rirs/ ...) -> <data>/sources/rirs_*, for augmentation
 rir_rooms=0                 # > 0, without RIRS_NOISES: simulate this many small and medium rooms (10 RIRs each)
-offline_aug=""              # offline augmented copies of vox2_dev before features: kinds among reverb noise music babble
+offline_aug=""              # offline copies of vox2_dev before features: kinds of reverb noise music babble
 aug_per_kind=0              # utterances per augmented copy, drawn at random (0: all; Kaldi keeps 1 M of 4 x 1.09 M)
 trial_lists_dir=            # where veri_test2.txt, list_test_all2.txt, list_test_hard2.txt are (default: by vox1_root)
 nj=16                       # parallel feature-extraction jobs
@@ -57,7 +57,8 @@ help_message=$(recipe_help "$recipe_dir/run.sh")
 check_stage_args "$@"
 check_aug_options
 check_install
-resolve_user_paths vox1_root vox2_root musan_root rirs_root trial_lists_dir conf finetune_conf data exp feat_dir adapt_data pretrained
+resolve_user_paths vox1_root vox2_root musan_root rirs_root trial_lists_dir conf finetune_conf data exp feat_dir \
+  adapt_data pretrained
 cd "$recipe_dir"
 feat_dir=${feat_dir:-$data/fbank}
 
@@ -72,7 +73,7 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   augmentation_stage "$data" vox2_dev  # MUSAN, RIRs; with --offline-aug, vox2_dev_combined
 fi
 
-training_dirs "$data" vox2_dev  # train_data: with --offline-aug vox2_dev_combined; backend_data: then vox2_dev
+training_dirs "$data" vox2_dev  # with --offline-aug: train on vox2_dev_combined, back-ends on vox2_dev
 
 trials=""
 for name in O E H; do
@@ -85,7 +86,8 @@ trials=$(echo $trials)
 [ "$stage" -gt 0 ] || [ -n "$trials" ] || { echo "$0: no VoxCeleb1 trial list was prepared" >&2; exit 1; }
 
 sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" --nj "$nj" --nproc "$nproc" \
-  --conf "$conf" --train-data "$train_data" --backend-data "$backend_data" --test-data "$data/vox1_all" --trials "$trials" \
+  --conf "$conf" --train-data "$train_data" --backend-data "$backend_data" \
+  --test-data "$data/vox1_all" --trials "$trials" \
   --feat-dir "$feat_dir" --exp-dir "$exp" --train-overrides "$train_overrides" \
   --average-num "$average_num" --finetune-conf "$finetune_conf" \
   --finetune-overrides "$finetune_overrides" --finetune-tag "$finetune_tag" --pretrained "$pretrained" \
