@@ -26,6 +26,21 @@ def test_pooled_trial_lists_are_found_without_a_plain_trials_list(tmp_path: Path
     assert result.returncode == 1 and f"no trial list in {tmp_path}/test (trials, trials_*)" in result.stderr
 
 
+def test_corpus_recipes_check_their_augmentation_options_before_stage_0(tmp_path: Path) -> None:
+    cases = {
+        ("--offline-aug", "reverb noisy"): "unknown kind 'noisy' (choose from: reverb noise music babble)",
+        ("--rirs-root", str(tmp_path), "--rir-rooms", "2"): "give --rirs-root (RIRS_NOISES) or --rir-rooms",
+        ("--aug-per-kind", "1e6"): "--aug-per-kind must be a whole number, got '1e6'",
+        ("--rir-rooms", "-1"): "--rir-rooms must be a whole number",
+    }
+    for recipe in ("voxceleb", "cnceleb"):
+        for args, message in cases.items():
+            command = [str(ROOT / "egs" / recipe / "v1" / "run.sh"), "--data", str(tmp_path / "d"), *args]
+            result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+            assert result.returncode == 1 and message in result.stderr, (recipe, args, result.stderr)
+            assert not (tmp_path / "d").exists()  # nothing was prepared
+
+
 SV_STAGES = ROOT / "tools" / "sv_stages.sh"
 
 
@@ -69,6 +84,14 @@ def test_sv_stages_asks_each_stage_only_for_its_inputs(tmp_path: Path) -> None:
     assert result.returncode == 1 and "--conf is required for stage 2 (training)" in result.stderr
     result = _sv_stages(tmp_path, "--stage", "4", "--train-data", str(train), "--exp-dir", str(tmp_path / "e"))
     assert result.returncode == 1 and "stages 4-9 score evaluation sets" in result.stderr
+    result = _sv_stages(tmp_path, "--stop-stage", "1", "--train-data", str(train), "--feat-dir", str(tmp_path / "f"),
+                        "--backend-data", str(tmp_path / "clean"))
+    assert result.returncode == 1 and f"--backend-data {tmp_path}/clean is not a directory" in result.stderr
+    # the back-ends' dir gets features too, beside the training's
+    clean = _data_dir(tmp_path / "clean")
+    result = _sv_stages(tmp_path, "--stop-stage", "1", "--train-data", str(train), "--feat-dir", str(tmp_path / "f"),
+                        "--backend-data", str(clean))
+    assert "Stage 1: features (fbank + VAD) for: train clean" in result.stderr, result.stderr
 
 
 def test_sv_stages_rejects_bad_evaluation_sets(tmp_path: Path) -> None:

@@ -159,3 +159,102 @@ print(" ".join(name for name in names if importlib.util.find_spec(name) is None)
     exit 1
   fi
 }
+
+# require_ffmpeg_for DIR...: fails, with the fix, when a DIR's wav.scp decodes through ffmpeg pipes
+# (VoxCeleb2's m4a, CN-Celeb's merged utterances) and ffmpeg is not on PATH.
+require_ffmpeg_for() {
+  local dir
+  command -v ffmpeg >/dev/null && return 0
+  for dir in "$@"; do
+    if [ -f "$dir/wav.scp" ] && grep -q ' ffmpeg ' "$dir/wav.scp"; then
+      echo "$0: $dir/wav.scp decodes its audio with ffmpeg, which is not on PATH (apt-get install ffmpeg)" >&2
+      exit 1
+    fi
+  done
+}
+
+# check_aug_options: the recipe's augmentation options (rir_rooms, rirs_root, offline_aug, aug_per_kind) are
+# valid: checked before a long stage 0, not when the copies are due.
+check_aug_options() {
+  local kind
+  case "$rir_rooms" in ''|*[!0-9]*) echo "$0: --rir-rooms must be a whole number, got '$rir_rooms'" >&2; exit 1 ;; esac
+  case "$aug_per_kind" in ''|*[!0-9]*)
+    echo "$0: --aug-per-kind must be a whole number, got '$aug_per_kind'" >&2; exit 1 ;;
+  esac
+  if [ -n "$rirs_root" ] && [ "$rir_rooms" -gt 0 ]; then
+    echo "$0: give --rirs-root (RIRS_NOISES) or --rir-rooms (simulated rooms), not both" >&2; exit 1
+  fi
+  for kind in $offline_aug; do
+    case "$kind" in reverb|noise|music|babble) ;; *)
+      echo "$0: --offline-aug: unknown kind '$kind' (choose from: reverb noise music babble)" >&2; exit 1 ;;
+    esac
+  done
+}
+
+# prepare_aug_sources SOURCES RIR_AUDIO MUSAN_ROOT RIRS_ROOT RIR_ROOMS (see check_aug_options): the source data
+# dirs of the augmentation, in SOURCES: musan_music, musan_speech, musan_noise from MUSAN_ROOT; rirs_<room type>
+# (rirs_real, noise_isotropic) from RIRS_ROOT (RIRS_NOISES), or instead, with RIR_ROOMS > 0, that many
+# simulated small and medium rooms of 10 RIRs each (their audio under RIR_AUDIO). Empty roots and 0
+# rooms skip their part.
+prepare_aug_sources() {
+  local sources=$1 rir_audio=$2 musan_root=$3 rirs_root=$4 rir_rooms=$5
+  [ -z "$musan_root" ] || run_unless_fresh "$sources/.musan.done" "" \
+    python -m speakernet.bin.prepare_musan --root "$musan_root" --out-dir "$sources"
+  [ -z "$rirs_root" ] || run_unless_fresh "$sources/.rirs.done" "" \
+    python -m speakernet.bin.prepare_rirs --root "$rirs_root" --out-dir "$sources"
+  [ "$rir_rooms" -eq 0 ] || run_unless_fresh "$sources/.rirs.done" "" \
+    python -m speakernet.bin.simulate_rirs --out-dir "$rir_audio" --data-dir "$sources" \
+      --num-rooms "$rir_rooms" --rirs-per-room 10
+}
+
+# offline_augment TRAIN SOURCES "KIND..." PER_KIND NJ (see check_aug_options): Kaldi VoxCeleb v2's offline
+# augmentation of the data dir TRAIN: one augmented copy TRAIN_<kind> per kind (reverb: small and medium
+# simulated rooms; noise, music, babble: MUSAN's noise, music, speech; the sources in SOURCES, see
+# prepare_aug_sources), of PER_KIND random utterances (0: all), then TRAIN_combined = TRAIN + the copies.
+# Each step is skipped when done with the same inputs and options.
+offline_augment() {
+  local train=$1 sources=$2 kinds=$3 per_kind=$4 nj=$5 kind seed=0 dir copies=() kind_sources subset=()
+  [ "$per_kind" -eq 0 ] || subset=(--subset "$per_kind")
+  for kind in $kinds; do
+    case "$kind" in
+      reverb) kind_sources="$sources/rirs_smallroom $sources/rirs_mediumroom" ;;
+      noise) kind_sources="$sources/musan_noise" ;;
+      music) kind_sources="$sources/musan_music" ;;
+      babble) kind_sources="$sources/musan_speech" ;;
+      *) echo "$0: offline_augment: unknown kind '$kind'" >&2; exit 1 ;;
+    esac
+    for dir in $kind_sources; do
+      [ -f "$dir/wav.scp" ] || { echo "$0: --offline-aug $kind needs the source dir $dir: give stage 0" \
+        "--musan-root (noise, music, babble) and --rirs-root or --rir-rooms (reverb)" >&2; exit 1; }
+    done
+    seed=$((seed + 1))  # each kind draws its own subset and sources
+    # shellcheck disable=SC2086  # kind_sources is a list of dirs
+    run_unless_fresh "$(dirname "$train")/.aug.$(basename "$train").$kind.done" "$train/wav.scp $train/utt2spk" \
+      python -m speakernet.bin.augment_data_dir --data-dir "$train" --out-dir "${train}_$kind" --kind "$kind" \
+        --sources $kind_sources --seed "$seed" --nj "$nj" ${subset[@]+"${subset[@]}"}
+    copies+=("${train}_$kind")
+  done
+  run_unless_fresh "$(dirname "$train")/.aug.$(basename "$train").combined.done" \
+    "$train/wav.scp $(printf '%s/wav.scp ' "${copies[@]}")" \
+    python -m speakernet.bin.combine_data "${train}_combined" "$train" "${copies[@]}"
+}
+
+# augmentation_stage DATA TRAIN: the augmentation part of a recipe's stage 0, from its options musan_root,
+# rirs_root, rir_rooms, offline_aug, aug_per_kind and nj: the sources in DATA/sources (simulated RIRs' audio
+# in DATA/rir_audio) and, with --offline-aug, the copies of DATA/TRAIN and DATA/TRAIN_combined.
+augmentation_stage() {
+  prepare_aug_sources "$1/sources" "$1/rir_audio" "$musan_root" "$rirs_root" "$rir_rooms"
+  if [ -n "$offline_aug" ]; then
+    require_ffmpeg_for "$1/$2"
+    offline_augment "$1/$2" "$1/sources" "$offline_aug" "$aug_per_kind" "$nj"
+    python -m speakernet.bin.validate_data_dir "$1/$2_combined"
+  fi
+}
+
+# training_dirs DATA TRAIN: sets train_data and backend_data for sv_stages.sh: with offline augmentation
+# the model trains on DATA/TRAIN_combined (clean + copies) and the back-ends use the clean DATA/TRAIN.
+training_dirs() {
+  train_data=$1/$2; backend_data=
+  [ -z "$offline_aug" ] || { train_data=$1/$2_combined; backend_data=$1/$2; }
+  [ "$stop_stage" -lt 1 ] || require_ffmpeg_for "$train_data"
+}

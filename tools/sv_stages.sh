@@ -31,6 +31,9 @@
 # --test-data D [--enroll-data E] --trials 'T ...' makes one set per trial list, named by its file name, with
 # D and E keyed by their basenames. Stage 1 writes feats.scp, vad.scp and utt2num_frames into each data dir
 # (Kaldi's convention: give copies if yours must stay untouched, as egs/custom/v1 does).
+# --backend-data D: stages 3-8 take the training speakers' mean, AS-norm cohort, PLDA data and QMF calibration
+# trials from D instead of --train-data (Kaldi's VoxCeleb v2 trains on clean + augmented copies, its back-end
+# on the clean set); stage 1 makes D's features too.
 # Back-ends not listed in --backends are skipped (their stages do nothing). Each stage asks only for what it
 # needs: features want --feat-dir and the dirs; training --conf, --train-data, --exp-dir; stages 4-9 a set.
 #
@@ -53,6 +56,7 @@ node_rank=""          # this machine's number, 0 to nnodes - 1 (--rdzv-backend s
 train_cmd="${train_cmd:-}"  # what runs stage 2's training: empty (here), or "slurm_train.sh --nodes N ..." (cmd.sh)
 conf=                 # recipe YAML (not called "config", which Kaldi's parse_options.sh reserves)
 train_data=           # training data dir
+backend_data=""       # the back-ends' training set: mean, cohort, PLDA, QMF trials (default: --train-data)
 eval_sets=""          # evaluation sets NAME=TEST_DIR[,enroll=DIR][,trials=FILE][,enroll_table=T], space-separated
 test_data=            # older form of one evaluation dir (test side of --trials)
 enroll_data=          # its enrolment dir (default: the test data dir)
@@ -175,7 +179,7 @@ check_rendezvous() {  # the multi-machine options fit together
       "stages on one (--stage 2 there finds the training done; it averages with --average-num)" >&2; exit 1; }
 }
 check_rendezvous
-for var in train_data test_data enroll_data adapt_data; do
+for var in train_data backend_data test_data enroll_data adapt_data; do
   [ -z "${!var}" ] || [ -d "${!var}" ] || { echo "$0: --${var//_/-} ${!var} is not a directory" >&2; exit 1; }
 done
 
@@ -217,6 +221,12 @@ add_set() {
 
 # The training dir, then the sets' dirs, then the adapt dir, in that order of keys.
 [ -z "$train_data" ] || { register_dir "$train_data" "$(basename "$train_data")"; train_name=$key_given; dir_keys+=("$train_name"); }
+backend_name=
+if [ -n "$backend_data" ]; then
+  need train_data "with --backend-data"
+  register_dir "$backend_data" "$(basename "$backend_data")"; backend_name=$key_given
+  [ "$backend_name" = "$train_name" ] || dir_keys+=("$backend_name")
+fi
 if [ -n "$test_data" ]; then
   [ -n "$trials" ] || { echo "$0: --test-data needs --trials (or use --eval-sets)" >&2; exit 1; }
   enroll_data=${enroll_data:-$test_data}
@@ -395,6 +405,14 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     log "Stage 2 (fine-tuning): $finetune_conf from $source_checkpoint -> $finetune_dir"
     train_into "$finetune_dir" "$finetune_conf" "$finetune_overrides" --init "$source_checkpoint"
   fi
+fi
+
+# From here on, the back-ends' "training set" is --backend-data: the training's own dir (say, the clean set
+# with its augmented copies) has served, and is neither embedded nor scored.
+if [ -n "$backend_name" ] && [ "$backend_name" != "$train_name" ]; then
+  kept=(); for key in "${dir_keys[@]}"; do [ "$key" = "$train_name" ] || kept+=("$key"); done
+  dir_keys=("${kept[@]}")
+  train_data=$backend_data; train_name=$backend_name
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then

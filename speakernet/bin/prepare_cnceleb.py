@@ -18,6 +18,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--enroll-mode", choices=ENROLL_MODES, default="both",
                         help="concat: official enrolment files (eval_enroll); average: enroll.map utterances "
                              "(eval_enroll_map); both")
+    parser.add_argument("--min-train-duration", type=float, default=0.0,
+                        help="seconds; > 0: merge shorter training utterances with their neighbours of the same "
+                             "speaker and genre until they reach it (an ffmpeg pipe per merged utterance; "
+                             "WeSpeaker's CN-Celeb recipe merges to 5)")
+    parser.add_argument("--merged-audio-dir",
+                        help="with --min-train-duration: write the merged utterances here as wav files (read many "
+                             "times faster than the default ffmpeg pipes: for training from audio)")
     parser.add_argument("--out-dir", required=True, help="where the data directories are written")
     return parser
 
@@ -27,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
     return run_stage(lambda: prepare_cnceleb(args.cnceleb1_root, args.out_dir, args.cnceleb2_root,
-                                                   args.enroll_mode))
+                                                   args.enroll_mode, args.min_train_duration, args.merged_audio_dir))
 
 
 if __name__ == "__main__":

@@ -152,6 +152,26 @@ def ffmpeg_pipe(path: PathLike, sample_rate: int | None = 16000) -> str:
     return f"ffmpeg -nostdin -v error -i {quoted} -ac 1{rate} -f wav - |"
 
 
+def ffmpeg_concat_pipe(paths: Sequence[PathLike], sample_rate: int | None = 16000) -> str:
+    """Returns a ``wav.scp`` pipe that plays audio files one after the other as one mono wav.
+
+    The samples are exactly the parts' in order (ffmpeg's ``concat`` filter; 16-bit files stay
+    bit-exact), so a merged utterance needs no copy of its audio on disk.
+
+    Args:
+        paths: The parts, in playing order (at least one).
+        sample_rate: Output rate in Hz (None: the parts' own).
+
+    Returns:
+        ``ffmpeg -nostdin -v error -i <a> -i <b> ... -filter_complex concat=n=<N>:v=0:a=1 ... -f wav - |``.
+    """
+    if not paths:
+        raise ValueError("ffmpeg_concat_pipe needs at least one file")
+    inputs = " ".join(f"-i {shlex.quote(os.path.abspath(os.fspath(path)))}" for path in paths)
+    rate = f" -ar {sample_rate}" if sample_rate is not None else ""
+    return f"ffmpeg -nostdin -v error {inputs} -filter_complex concat=n={len(paths)}:v=0:a=1 -ac 1{rate} -f wav - |"
+
+
 #: File types libsndfile reads itself: a failure to decode one is the file's fault, not a missing codec.
 _SOUNDFILE_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".au", ".caf", ".w64"})
 
