@@ -22,6 +22,7 @@ from speakernet.config import audio_frontend, build_component, save_config
 from speakernet.data.dataset import collate_crops
 from speakernet.data.kaldi_dir import DataDirError, c_sort_key, read_scp, write_scp
 from speakernet.data.sampler import BatchPlan
+from speakernet.data.shards.dataset import ShardDataset, ShardPlan
 from speakernet.training import checkpoint as ckpt
 from speakernet.training.train_data import build_dataset, record_frontend, training_threads
 from speakernet.training.finetune import (apply_init, check_init_audio_frontend, check_init_frontend, init_speakers,
@@ -154,18 +155,19 @@ class Trainer:
         else:
             speakers = sorted(set(read_scp(Path(data_dir) / "utt2spk").values()), key=c_sort_key)
             if init is not None:
-                if data_cfg["source"] == "audio":
+                if data_cfg["source"] != "features":
                     check_init_audio_frontend(init, audio_frontend(data_cfg))
                 else:
                     check_init_frontend(init, Path(data_dir))
                 speakers = init_speakers(init, speakers, init_head)
         self.dataset, speakers = build_dataset(config["data"], Path(data_dir), speakers,
-                                               resumed=resume_state is not None)
+                                               resumed=resume_state is not None, seed=train_cfg["seed"],
+                                               rank=self.context.rank, world_size=self.context.world_size)
         if len(np.unique(self.dataset.labels)) < 2:
             # One class gives a loss of 0 from the first step: nothing to learn a speaker space from.
             raise DataDirError(Path(data_dir) / "utt2spk", f"training needs at least 2 speakers, got "
                                f"{len(np.unique(self.dataset.labels))} (after leaving out utterances too short)")
-        self.plan = BatchPlan(
+        self.plan: BatchPlan | ShardPlan = self.dataset.plan if isinstance(self.dataset, ShardDataset) else BatchPlan(
             self.dataset.labels,
             batch_size=data_cfg["batch_size"],
             sampler=data_cfg["sampler"],
@@ -298,12 +300,16 @@ class Trainer:
     # --- loop ----------------------------------------------------------------------------
 
     def _loader(self, epoch: int, start: int) -> torch.utils.data.DataLoader:
+        if isinstance(self.dataset, ShardDataset):  # it batches itself, following its own plan
+            self.dataset.set_epoch(epoch, start)
+            batching: dict[str, Any] = {"batch_size": None}
+        else:
+            batching = {"batch_sampler": list(self.plan.batches(epoch, start)), "collate_fn": collate_crops}
         return torch.utils.data.DataLoader(
             self.dataset,
-            batch_sampler=list(self.plan.batches(epoch, start)),
             num_workers=self.config["data"]["num_workers"],
             prefetch_factor=self.config["data"]["prefetch_factor"] if self.config["data"]["num_workers"] > 0 else None,
-            collate_fn=collate_crops,
+            **batching,
             # Its own generator: without one, every loader draws its base seed from the global torch
             # RNG, and a mid-epoch resume (one loader more) would shift the model's random draws.
             generator=torch.Generator().manual_seed(

@@ -115,3 +115,12 @@ def make_audio_dir(root: Path, num_speakers: int = 4, utts_per_speaker: int = 4,
 
 
 AUDIO_OVERRIDES = TINY_OVERRIDES + ["data.source=audio", "data.use_vad=false", "data.batch_size=4"]
+
+
+def make_shard_dir(root: Path, utts_per_shard: int = 3) -> Path:
+    """:func:`make_audio_dir`'s 17 utterances in shards of ``utts_per_shard`` (``root/shards``; 6 shards of 3)."""
+    from speakernet.data.shards.stage import make_shards
+
+    data_dir = make_audio_dir(root)
+    make_shards(data_dir, root / "shards", utts_per_shard=utts_per_shard)
+    return data_dir
