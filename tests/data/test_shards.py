@@ -89,34 +89,38 @@ def test_float_audio_is_kept_exactly_as_float_wav(tmp_path: Path) -> None:
     assert index.exts[entry] == "wav" and np.array_equal(decode_audio(data)[0], waveform)
 
 
-def test_ranks_and_lanes_split_the_shards_and_workers_the_lanes_exactly_once() -> None:
+def test_ranks_and_lanes_split_the_utterances_and_workers_the_lanes_exactly_once() -> None:
     sizes = [10] * 13 + [4]
     for world_size in (1, 2):
         plans = [ShardPlan(sizes, batch_size=3, lanes=4, buffer_size=5, seed=1, rank=rank, world_size=world_size)
                  for rank in range(world_size)]
-        assert len({len(plan) for plan in plans}) == 1  # ranks stay in step
+        assert len({len(plan) for plan in plans}) == 1 and len(plans[0]) == 4 * (134 // (4 * world_size) // 3)
         for epoch in (0, 1):
-            lanes = [lane.tolist() for plan in plans for lane in plan.lane_shards(epoch)]
-            assert sorted(sum(lanes, [])) == list(range(len(sizes)))  # every shard once, over ranks and lanes
+            lanes = [lane for plan in plans for lane in plan.lane_segments(epoch)]
+            slots = sorted((shard, slot) for lane in lanes for shard, begin, stop in lane
+                           for slot in range(begin, stop))
+            assert slots == [(shard, slot) for shard, size in enumerate(sizes) for slot in range(size)]  # each once
+            # whole shards, but for the two where a lane's run begins and ends
+            assert all((begin, stop) == (0, sizes[shard]) for lane in lanes for shard, begin, stop in lane[1:-1])
             for plan in plans:
-                for lane in range(plan.lanes):  # a lane's batches: distinct utterances of its own shards
+                for lane, segments in enumerate(plan.lane_segments(epoch)):  # distinct utterances of its own run
                     positions = plan.lane_batches_of(epoch, lane)[:, :, 0].ravel()
                     assert len(set(positions.tolist())) == len(positions)
-                    assert positions.max() < sum(sizes[s] for s in plan.lane_shards(epoch)[lane])
-        assert plans[0].lane_shards(0)[0].tolist() != plans[0].lane_shards(1)[0].tolist() or world_size == 2
+                    assert positions.max() < sum(stop - first for _, first, stop in segments)
+        assert plans[0].lane_segments(0) != plans[0].lane_segments(1)
     plan = ShardPlan(sizes, batch_size=3, lanes=4, buffer_size=5)
     for workers in (1, 2, 4):
         for start in (0, 5):
             batches = [list(plan.worker_batches(w, workers, start)) for w in range(workers)]
             assert sorted(sum(batches, [])) == list(range(start, len(plan)))
             lanes = [plan.worker_lanes(w, workers, start) for w in range(workers)]
-            assert sorted(sum(lanes, [])) == list(range(4))  # each lane (so each shard) read by one worker
+            assert sorted(sum(lanes, [])) == list(range(4))  # each lane read by one worker
             for worker in range(workers):
                 assert {batch % 4 for batch in batches[worker]} <= set(lanes[worker])
     with pytest.raises(ValueError, match="num_workers=3 does not divide data.shard_lanes=4"):
         plan.worker_batches(0, 3)
-    with pytest.raises(ValueError, match="14 shards cannot feed 4 lane"):
-        ShardPlan(sizes, batch_size=3, lanes=4, buffer_size=5, world_size=4)
+    with pytest.raises(ValueError, match="134 utterances cannot give each of 4 lane"):
+        ShardPlan(sizes, batch_size=3, lanes=4, buffer_size=5, world_size=12)
 
 
 def test_the_shuffle_buffer_emits_each_item_once_within_its_window() -> None:
@@ -130,15 +134,14 @@ def test_batches_are_the_same_with_0_and_2_workers_and_are_audio_crop_dataset_cr
     dataset = _dataset(sharded, speed_perturb=True, spec_augment=SpecAugment(probability=0.5))
     assert len(dataset) == 16 and dataset.dropped == {"spk00-short": "too_few_frames 18<40"}
     alone, workers = _batches(dataset, 1), _batches(dataset, 1, workers=2)
-    assert len(alone) == len(dataset.plan) == 6
+    assert len(alone) == len(dataset.plan) == 8  # all 16 utterances: 2 lanes of 4 batches of 2
     for (feats_0, labels_0), (feats_2, labels_2) in zip(alone, workers, strict=True):
         assert feats_0.shape == (2, 50, 20) and torch.equal(feats_0, feats_2) and torch.equal(labels_0, labels_2)
     assert not torch.equal(torch.cat([f for f, _ in alone]), torch.cat([f for f, _ in _batches(dataset, 2)]))
     # a crop from a shard is the crop AudioCropDataset makes of the same file with the same seed
     files = AudioCropDataset(sharded, 50, 40, SPK2LABEL, FRONTEND, SpecAugment(probability=0.5), speed_perturb=True)
-    lane_shards = dataset.plan.lane_shards(1)
     first = dataset.plan.lane_batches_of(1, 0)[0]  # batch 0 is lane 0's first
-    stream = [(shard, slot) for shard in lane_shards[0] for slot in range(len(dataset.shards[shard].entries))]
+    stream = [(shard, slot) for shard, begin, stop in dataset.plan.lane_segments(1)[0] for slot in range(begin, stop)]
     for row, (position, seed) in enumerate(first):
         shard, slot = stream[position]
         utt = dataset.shards[shard].index.utts[dataset.shards[shard].entries[slot]]

@@ -41,7 +41,7 @@ def test_config_keys_of_training_from_shards() -> None:
 def test_a_training_from_shards_runs_and_resumes_exactly(shard_dir: Path, tmp_path: Path) -> None:
     overrides = SHARD_OVERRIDES + ["data.speed_perturb=true", "data.spec_augment.probability=0.5",
                                    "training.log_interval=1"]
-    total, stop_at = 9, 4  # 6 batches an epoch: the stop is mid-epoch, the end in the second epoch
+    total, stop_at = 10, 4  # 8 batches an epoch: the stop is mid-epoch, the end in the second epoch
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     stats = train(load_config(None, overrides + [f"training.max_steps={total}", "data.num_workers=2"]), shard_dir,
                   straight)

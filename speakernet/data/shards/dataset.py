@@ -2,23 +2,24 @@
 
 The plan of an epoch is a function of (seed, epoch, rank, world size) and the shards' indexes only:
 
-1. the shards in an order drawn from ``(seed, epoch)``; rank ``r`` takes every ``world_size``-th from ``r``;
-2. a rank's shards are dealt to ``lanes`` lanes (every ``lanes``-th); a lane is the stream of its shards'
-   utterances in tar order;
+1. the shards in an order drawn from ``(seed, epoch)``, their utterances in tar order, make one stream, cut
+   into ``lanes * world_size`` runs of equal length (to one utterance): lane ``l`` of rank ``r`` is run
+   ``l * world_size + r``, whole shards but for the two at its ends;
 3. each lane goes through a shuffle buffer of ``buffer_size`` utterances (when full, a random slot is
    emitted and refilled), drawn from ``(seed, epoch, rank, lane)``, which also draws each item's crop seed;
 4. a lane's emitted utterances, ``batch_size`` at a time, are its batches; the rank's batch ``i`` is
    batch ``i // lanes`` of lane ``i % lanes``.
 
-Every rank and lane has the same number of batches an epoch (what the lane with the fewest utterances
-can fill in any epoch), so DDP ranks stay in step and the scheduler's epoch length is fixed. With
-``W`` DataLoader workers (``W`` dividing ``lanes``), worker ``w`` reads the lanes of the batches
-``start + w, start + w + W, ...``, which is the order the DataLoader takes batches from its workers: each
-shard is read by one worker, front to back, and the batches are the same, bit for bit, with 0, 1, 2, ...
-workers. A crop is :class:`~speakernet.data.audio_dataset.AudioCropper`'s of the utterance and its
-crop seed, so it is also the crop :class:`~speakernet.data.audio_dataset.AudioCropDataset` gives the same
-audio and seed. Resuming at batch ``start`` of an epoch skips to it: a worker reads only the shards (and
-members) its remaining batches need, so a resumed epoch's batches are exactly those of an uninterrupted one.
+Every rank and lane has the same number of batches an epoch (``utterances // (lanes * world_size) //
+batch_size``; the fewer than a batch left in a lane wait for another epoch's order), so DDP ranks stay in step
+and the scheduler's epoch length is fixed. With ``W`` DataLoader workers (``W`` dividing ``lanes``), worker
+``w`` reads the lanes of the batches ``start + w, start + w + W, ...``, which is the order the DataLoader takes
+batches from its workers: each lane is read by one worker, its shards front to back (a shard split between two
+lanes, in two parts), and the batches are the same, bit for bit, with 0, 1, 2, ... workers.
+A crop is :class:`~speakernet.data.audio_dataset.AudioCropper`'s of the utterance and its crop seed, so it
+is also the crop :class:`~speakernet.data.audio_dataset.AudioCropDataset` gives the same audio and seed.
+Resuming at batch ``start`` of an epoch skips to it: a worker reads only the shards (and members) its remaining
+batches need, so a resumed epoch's batches are exactly those of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -83,19 +84,14 @@ class ShardPlan:
         self.shard_sizes = np.asarray(shard_sizes, dtype=np.int64)
         self.batch_size, self.lanes, self.buffer_size = batch_size, lanes, buffer_size
         self.seed, self.rank, self.world_size = seed, rank, world_size
-        groups = lanes * world_size
-        shards_per_lane = len(self.shard_sizes) // groups
-        if shards_per_lane == 0:
-            raise ValueError(f"{len(self.shard_sizes)} shards cannot feed {lanes} lane(s) on each of {world_size} "
-                             f"process(es): make more, smaller shards (make_shards --utts-per-shard) or lower "
-                             "data.shard_lanes")
-        # A lane gets at least shards_per_lane shards in any epoch; the smallest ones are its worst case.
-        worst = int(np.sort(self.shard_sizes)[:shards_per_lane].sum())
-        self.lane_batches = worst // batch_size
+        self.groups = lanes * world_size
+        total = int(self.shard_sizes.sum())
+        per_lane = total // self.groups  # the fewest utterances a lane gets in any epoch
+        self.lane_batches = per_lane // batch_size
         if self.lane_batches == 0:
-            raise ValueError(f"a lane may hold only {worst} utterances ({shards_per_lane} shard(s)), which cannot "
-                             f"fill a batch of {batch_size}; lower data.batch_size or data.shard_lanes, or train on "
-                             "more data")
+            raise ValueError(f"{total} utterances cannot give each of {lanes} lane(s) on each of {world_size} "
+                             f"process(es) a batch of {batch_size}; lower data.batch_size or data.shard_lanes, or "
+                             "train on more data")
         self.num_batches = self.lane_batches * lanes
 
     def __len__(self) -> int:
@@ -123,18 +119,32 @@ class ShardPlan:
         """The lanes (and so the shards) that worker ``worker`` of ``workers`` reads, resuming at batch ``start``."""
         return [lane for lane in range(self.lanes) if lane % workers == (start + worker) % workers]
 
-    def lane_shards(self, epoch: int) -> list[np.ndarray]:
-        """This rank's shards (indices into ``shard_sizes``) of each lane in ``epoch``, in reading order."""
+    def lane_segments(self, epoch: int) -> list[list[tuple[int, int, int]]]:
+        """This rank's lanes in ``epoch``: each a list of ``(shard, first, stop)``, the slots ``[first, stop)`` of
+        a shard's utterances (its entries kept for training), in reading order.
+
+        The shards in the epoch's order make one stream of utterances, cut into ``lanes * world_size``
+        runs of equal length (to one utterance); lane ``l`` of rank ``r`` is run ``l * world_size + r``.
+        So a shard is read by one lane, or, where a run ends inside it, its two parts by two.
+        """
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.shard_sizes))
-        mine = order[self.rank::self.world_size]
-        return [mine[lane::self.lanes] for lane in range(self.lanes)]
+        ends = np.cumsum(self.shard_sizes[order])
+        starts = ends - self.shard_sizes[order]
+        total = int(ends[-1])
+        lanes = []
+        for lane in range(self.lanes):
+            group = lane * self.world_size + self.rank
+            begin, end = group * total // self.groups, (group + 1) * total // self.groups
+            lanes.append([(int(shard), int(max(begin, start) - start), int(min(end, stop) - start))
+                          for shard, start, stop in zip(order, starts, ends) if start < end and stop > begin])
+        return lanes
 
     def lane_batches_of(self, epoch: int, lane: int) -> np.ndarray:
         """``[lane_batches, batch_size, 2]``: each batch's (stream position, crop seed) in a lane of ``epoch``.
 
-        A stream position counts the lane's utterances in reading order (:meth:`lane_shards`).
+        A stream position counts the lane's utterances in reading order (:meth:`lane_segments`).
         """
-        length = int(self.shard_sizes[self.lane_shards(epoch)[lane]].sum())
+        length = sum(stop - first for _, first, stop in self.lane_segments(epoch)[lane])
         rng = np.random.default_rng([self.seed, epoch, self.rank, lane])
         used = self.lane_batches * self.batch_size
         positions = shuffle_buffer_order(length, self.buffer_size, rng)[:used]
@@ -242,15 +252,16 @@ class ShardDataset(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         workers, worker = (1, 0) if info is None else (info.num_workers, info.id)
         lanes = self.plan.lanes
-        lane_shards = self.plan.lane_shards(self.epoch)
+        lane_segments = self.plan.lane_segments(self.epoch)
         readers: dict[int, Iterator[tuple[torch.Tensor, torch.Tensor]]] = {}
         for batch in self.plan.worker_batches(worker, workers, self.start):
             lane = batch % lanes
             if lane not in readers:
-                readers[lane] = self._lane(lane, lane_shards[lane], batch // lanes)
+                readers[lane] = self._lane(lane, lane_segments[lane], batch // lanes)
             yield next(readers[lane])
 
-    def _lane(self, lane: int, shard_numbers: np.ndarray, first: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _lane(self, lane: int, segments: list[tuple[int, int, int]],
+              first: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """A lane's batches from its batch ``first`` on, reading its shards front to back."""
         batches = self.plan.lane_batches_of(self.epoch, lane)[first:]
         if len(batches) == 0:
@@ -259,18 +270,19 @@ class ShardDataset(torch.utils.data.IterableDataset):
         ready_at = batches[:, :, 0].max(axis=1)  # a batch is complete once its last utterance is read
         held: dict[int, tuple[_Shard, int, bytes]] = {}
         done, offset = 0, 0
-        for number in shard_numbers:
+        for number, begin, stop in segments:
             shard = self.shards[number]
-            count = len(shard.entries)
-            wanted = {int(shard.entries[p - offset]): p for p in range(offset, offset + count) if p in seeds}
+            # stream position offset + (slot - begin) for the slots [begin, stop) of the shard
+            wanted = {int(shard.entries[slot]): (slot, offset + slot - begin) for slot in range(begin, stop)
+                      if offset + slot - begin in seeds}
             if wanted:
                 for entry, data, _ in iter_shard(shard.index, set(wanted)):
-                    position = wanted[entry]
-                    held[position] = (shard, position - offset, data)
+                    slot, position = wanted[entry]
+                    held[position] = (shard, slot, data)
                     while done < len(batches) and ready_at[done] <= position:
                         yield self._batch(batches[done], held)
                         done += 1
-            offset += count
+            offset += stop - begin
         if done < len(batches):  # the plan counts what the shards' indexes hold; the tars did not give it
             raise ShardError(f"lane {lane} of epoch {self.epoch}: the shards gave fewer utterances than their indexes "
                              "list; make the shards again (python -m speakernet.bin.make_shards)")
