@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", help="Kaldi data dir with wav.scp and utt2spk (optional segments)")
     parser.add_argument("--shard-dir", required=True, help="where shard-N.tar/json and log/ go")
-    parser.add_argument("--utts-per-shard", type=int, default=1000, help="utterances per shard (default: %(default)s)")
+    parser.add_argument("--utts-per-shard", type=int, default=1000,
+                        help="utterances per shard at most (default: %(default)s)")
     add_job_options(parser)
     parser.add_argument("--sample-rate", type=int, default=16000,
                         help="rate of the stored audio, the training front-end's (others are resampled)")

@@ -74,7 +74,7 @@ def test_every_utterance_once_with_its_speaker_and_its_exact_samples(tmp_path: P
             assert waveform.dtype == np.float32 and np.array_equal(waveform, source[utt]), utt
             assert index.num_samples[entry] == len(source[utt]) and index.exts[entry] == "flac"
     assert sorted(seen) == sorted(utt2spk) and len(seen) == len(set(seen)) == 17
-    assert len((data_dir / SHARD_LIST_NAME).read_text().splitlines()) == 4  # 5 + 5 + 5 + 2
+    assert len((data_dir / SHARD_LIST_NAME).read_text().splitlines()) == 4  # 5 + 4 + 4 + 4
 
 
 def test_float_audio_is_kept_exactly_as_float_wav(tmp_path: Path) -> None:
@@ -190,7 +190,7 @@ def test_make_shards_with_2_jobs_a_killed_run_a_rerun_and_bad_audio(tmp_path: Pa
     args = ["--data-dir", str(data_dir), "--utts-per-shard", "4", "--nj", "2", "--cmd", "run.pl"]
     assert make_shards_main(args + ["--shard-dir", str(clean)]) == 0
     expected = {name: data for name, (data, _) in _file_states(clean).items()}
-    assert len(expected) == 10 and (clean / "log" / "make_shards.2.log").is_file()
+    assert len(expected) == 10 and (clean / "log" / "make_shards.2.log").is_file()  # 5 shards: 4, 4, 3, 3, 3
     assert "utts/s" in capfd.readouterr().err
 
     # killed in job 1's second shard (SIGKILL of the stage and its jobs), then run again
@@ -210,7 +210,7 @@ def test_make_shards_with_2_jobs_a_killed_run_a_rerun_and_bad_audio(tmp_path: Pa
     assert finished and all(again[name][1] == left[name][1] for name in finished)  # and is not rewritten
     assert (data_dir / SHARD_LIST_NAME).read_text().splitlines()[0] == str(killed.resolve() / "shard-000000.tar")
 
-    # a changed file (job 1's shard 2) and a bad one (job 2's shard 3): shard 2 alone is rewritten, and the
+    # a changed file (job 1's shard 2) and a bad one (job 2's shard 4): shard 2 alone is rewritten, and the
     # stage fails naming the bad file's key, its job and its log
     wav_scp = read_scp(data_dir / "wav.scp")
     soundfile.write(wav_scp["spk02-utt01"], np.zeros(16000, dtype=np.float32), 16000, subtype="PCM_16")
@@ -222,4 +222,4 @@ def test_make_shards_with_2_jobs_a_killed_run_a_rerun_and_bad_audio(tmp_path: Pa
     assert not (data_dir / SHARD_LIST_NAME).exists()
     now = _file_states(killed)
     changed = [name for name in again if name not in now or now[name][1] != again[name][1]]
-    assert changed == ["shard-000002.json", "shard-000002.tar", "shard-000003.json"]  # the bad shard: no index
+    assert changed == ["shard-000002.json", "shard-000002.tar", "shard-000004.json"]  # the bad shard: no index

@@ -1,6 +1,7 @@
 """The parallel shard stage: data dir -> ``S/shard-N.tar`` + ``S/shard-N.json``, ``D/shards.list``.
 
-The utterances of the data dir (C-sorted) are cut into shards of ``utts_per_shard``, in order; the
+The utterances of the data dir (C-sorted) are cut in order into shards of at most ``utts_per_shard`` (as
+few as that allows, of sizes differing by one at most); the
 shards are dealt to ``nj`` jobs (contiguous runs), each ``python -m speakernet.bin.make_shards
 --shard-dir S --job J`` run by the launcher ``--cmd`` chooses, as for the feature stage. Layout::
 
@@ -76,7 +77,8 @@ def make_shards(data_dir: PathLike, shard_dir: PathLike, utts_per_shard: int = 1
     Args:
         data_dir: Kaldi data dir with ``wav.scp`` and ``utt2spk`` (optional ``segments``).
         shard_dir: Where the shards and ``log/`` go; one shard dir per data dir.
-        utts_per_shard: Utterances per shard (the last one may hold fewer).
+        utts_per_shard: Utterances per shard at most (the shards are as few as that allows, their sizes
+            differing by one at most).
         nj: Number of parallel jobs (lowered to the number of shards if larger).
         sample_rate: Rate of the stored audio (others are resampled); the training front-end's.
         audio_format: ``flac`` or ``wav`` (see :func:`speakernet.data.shards.format.encode_audio`).
@@ -112,7 +114,8 @@ def _make_shards(data_dir: Path, shard_dir: Path, utts: list[str], utts_per_shar
     # The shards are about to change: a list of them must not outlive a failed run.
     with contextlib.suppress(FileNotFoundError):
         (data_dir / SHARD_LIST_NAME).unlink()
-    shards = [utts[start:start + utts_per_shard] for start in range(0, len(utts), utts_per_shard)]
+    # as many shards as `utts_per_shard` needs, of sizes that differ by one at most
+    shards = split_contiguous(utts, -(-len(utts) // utts_per_shard))
     if nj > len(shards):
         logger.warning("nj=%d is more than the %d shards of %s; using nj=%d", nj, len(shards), data_dir, len(shards))
         nj = len(shards)
