@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_job_options(parser)
     parser.add_argument("--sample-rate", type=int, default=16000,
                         help="rate of the stored audio, the training front-end's (others are resampled)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the order the utterances are dealt to the shards in (so each mixes the speakers)")
     parser.add_argument("--audio-format", choices=["flac", "wav"], default="flac",
                         help="how 16-bit audio is stored (other audio is 32-bit float WAV); default: %(default)s")
     return parser
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.data_dir is None:
         parser.error("--data-dir is required")
     return run_stage(lambda: make_shards(args.data_dir, args.shard_dir, args.utts_per_shard, args.nj, args.sample_rate,
-                                         args.audio_format, args.cmd), {ShardingError: 1})
+                                         args.audio_format, args.cmd, args.seed), {ShardingError: 1})
 
 
 if __name__ == "__main__":

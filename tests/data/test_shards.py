@@ -62,6 +62,8 @@ def test_every_utterance_once_with_its_speaker_and_its_exact_samples(tmp_path: P
     data_dir = make_audio_dir(tmp_path, segments=layout == "segments")
     make_shards(data_dir, tmp_path / "shards", utts_per_shard=5)
     source = _source_audio(data_dir)
+    # dealt in a seeded random order: each shard mixes speakers (in sorted order, each would hold one)
+    assert all(len(set(read_index(line).speakers)) > 1 for line in (data_dir / SHARD_LIST_NAME).read_text().split())
     utt2spk = read_scp(data_dir / "utt2spk")
     seen = []
     for line in (data_dir / SHARD_LIST_NAME).read_text().splitlines():
@@ -213,12 +215,13 @@ def test_make_shards_with_2_jobs_a_killed_run_a_rerun_and_bad_audio(tmp_path: Pa
     # a changed file (job 1's shard 2) and a bad one (job 2's shard 4): shard 2 alone is rewritten, and the
     # stage fails naming the bad file's key, its job and its log
     wav_scp = read_scp(data_dir / "wav.scp")
-    soundfile.write(wav_scp["spk02-utt01"], np.zeros(16000, dtype=np.float32), 16000, subtype="PCM_16")
-    Path(wav_scp["spk03-utt02"]).write_bytes(b"RIFF not a wav")
+    changed_utt, bad_utt = (read_index(killed / f"shard-00000{number}.tar").utts[0] for number in (2, 4))
+    soundfile.write(wav_scp[changed_utt], np.zeros(16000, dtype=np.float32), 16000, subtype="PCM_16")
+    Path(wav_scp[bad_utt]).write_bytes(b"RIFF not a wav")
     capfd.readouterr()
     assert make_shards_main(args + ["--shard-dir", str(killed)]) == 1
     error = [line for line in capfd.readouterr().err.splitlines() if " ERROR " in line][-1]
-    assert "1 of 2 shard jobs failed (1 bad utterances: spk03-utt02)" in error and "make_shards.2.log" in error
+    assert f"1 of 2 shard jobs failed (1 bad utterances: {bad_utt})" in error and "make_shards.2.log" in error
     assert not (data_dir / SHARD_LIST_NAME).exists()
     now = _file_states(killed)
     changed = [name for name in again if name not in now or now[name][1] != again[name][1]]

@@ -1,7 +1,7 @@
 """The parallel shard stage: data dir -> ``S/shard-N.tar`` + ``S/shard-N.json``, ``D/shards.list``.
 
-The utterances of the data dir (C-sorted) are cut in order into shards of at most ``utts_per_shard`` (as
-few as that allows, of sizes differing by one at most); the
+The utterances of the data dir, in an order drawn from ``seed`` (so that each shard mixes the speakers), are
+cut into shards of at most ``utts_per_shard`` (as few as that allows, of sizes differing by one at most); the
 shards are dealt to ``nj`` jobs (contiguous runs), each ``python -m speakernet.bin.make_shards
 --shard-dir S --job J`` run by the launcher ``--cmd`` chooses, as for the feature stage. Layout::
 
@@ -30,6 +30,8 @@ import re
 import time
 from pathlib import Path
 from typing import Sequence
+
+import numpy as np
 
 from speakernet.data.audio import AudioError, iter_data_dir_audio
 from speakernet.data.datadir_ops import split_contiguous
@@ -71,7 +73,8 @@ def _job_paths(shard_dir: Path, job: int) -> dict[str, Path]:
 
 
 def make_shards(data_dir: PathLike, shard_dir: PathLike, utts_per_shard: int = 1000, nj: int = 1,
-                sample_rate: int = 16000, audio_format: str = "flac", launcher: Launcher | str | None = None) -> Path:
+                sample_rate: int = 16000, audio_format: str = "flac", launcher: Launcher | str | None = None,
+                seed: int = 0) -> Path:
     """Writes the shards of every utterance of a data dir, in parallel, and ``D/shards.list``.
 
     Args:
@@ -83,6 +86,7 @@ def make_shards(data_dir: PathLike, shard_dir: PathLike, utts_per_shard: int = 1
         sample_rate: Rate of the stored audio (others are resampled); the training front-end's.
         audio_format: ``flac`` or ``wav`` (see :func:`speakernet.data.shards.format.encode_audio`).
         launcher: What runs the jobs (``run.pl``, ``slurm.pl ...`` or a Launcher); None: ``run.pl``.
+        seed: Seeds the order in which the utterances are dealt to the shards.
 
     Returns:
         The path of ``shards.list``.
@@ -106,16 +110,19 @@ def make_shards(data_dir: PathLike, shard_dir: PathLike, utts_per_shard: int = 1
         raise OutputError(error.errno, f"{error.strerror}; shards.list goes there: make shards of a writable copy "
                           f"(python -m speakernet.bin.combine_data COPY {data_dir})", str(data_dir)) from None
     with exclusive_lock(shard_dir / ".lock", "a shards run"):
-        return _make_shards(data_dir, shard_dir, utts, utts_per_shard, nj, sample_rate, audio_format, launcher)
+        return _make_shards(data_dir, shard_dir, utts, utts_per_shard, nj, sample_rate, audio_format, launcher, seed)
 
 
 def _make_shards(data_dir: Path, shard_dir: Path, utts: list[str], utts_per_shard: int, nj: int, sample_rate: int,
-                 audio_format: str, launcher: Launcher) -> Path:
+                 audio_format: str, launcher: Launcher, seed: int) -> Path:
     # The shards are about to change: a list of them must not outlive a failed run.
     with contextlib.suppress(FileNotFoundError):
         (data_dir / SHARD_LIST_NAME).unlink()
-    # as many shards as `utts_per_shard` needs, of sizes that differ by one at most
-    shards = split_contiguous(utts, -(-len(utts) // utts_per_shard))
+    # Dealt in a seeded random order, so that a shard (and a shuffle buffer's window of its stream) mixes the
+    # speakers, instead of holding a few speakers' sorted utterances; as many shards as `utts_per_shard`
+    # needs, of sizes that differ by one at most.
+    dealt = [utts[index] for index in np.random.default_rng(seed).permutation(len(utts))]
+    shards = split_contiguous(dealt, -(-len(utts) // utts_per_shard))
     if nj > len(shards):
         logger.warning("nj=%d is more than the %d shards of %s; using nj=%d", nj, len(shards), data_dir, len(shards))
         nj = len(shards)
@@ -123,7 +130,7 @@ def _make_shards(data_dir: Path, shard_dir: Path, utts: list[str], utts_per_shar
     claim_dir(shard_dir, data_dir, "shard")
     with atomic_write(shard_dir / "log" / JOB_CONFIG_NAME) as handle:
         json.dump({"data_dir": str(data_dir), "nj": nj, "sample_rate": sample_rate, "audio_format": audio_format,
-                   "utts_per_shard": utts_per_shard, "num_shards": len(shards)}, handle, indent=2)
+                   "utts_per_shard": utts_per_shard, "seed": seed, "num_shards": len(shards)}, handle, indent=2)
     numbers = list(range(len(shards)))
     for job, chunk in enumerate(split_contiguous(numbers, nj), start=1):
         paths = _job_paths(shard_dir, job)
@@ -149,7 +156,7 @@ def _make_shards(data_dir: Path, shard_dir: Path, utts: list[str], utts_per_shar
     paths = [shard_path(shard_dir, number) for number in numbers]
     for number, path in enumerate(paths):
         index = read_index(path)
-        if sorted(index.utts, key=c_sort_key) != shards[number]:
+        if sorted(index.utts) != sorted(shards[number]):
             raise ShardingError(f"shard {path} does not hold the utterances it should although its job succeeded; "
                                 f"see {shard_dir / 'log'}", [], [])
     _remove_stale_shards(shard_dir, len(shards))
