@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from training_data import AUDIO_OVERRIDES, make_audio_dir, make_shard_dir
+from training_data import AUDIO_OVERRIDES, free_ports, make_audio_dir, make_shard_dir
 
 from speakernet.config import ConfigError, load_config
 from speakernet.data.shards.format import ShardError
@@ -61,3 +61,21 @@ def test_a_training_without_shards_list_says_how_to_make_it(tmp_path: Path) -> N
     data_dir = make_audio_dir(tmp_path, num_speakers=2, utts_per_speaker=2)
     with pytest.raises(ShardError, match=r"shards.list does not exist: .*make_shards --data-dir"):
         train(load_config(None, SHARD_OVERRIDES + ["training.max_steps=1"]), data_dir, tmp_path / "exp")
+
+
+def test_a_ddp_training_from_shards_resumes_exactly(shard_dir: Path, tmp_path: Path) -> None:
+    import torch.multiprocessing as mp
+    from ddp_resume_worker import run_rank
+
+    # 16 utterances over 2 ranks x 2 lanes: 2 batches of 2 a lane, 4 steps an epoch; stop mid-epoch 1
+    overrides = SHARD_OVERRIDES + ["training.epochs=2"]
+    ports = free_ports(3)
+    mp.start_processes(run_rank, args=(2, ports, str(shard_dir), str(tmp_path), overrides, 8, 3), nprocs=2,
+                       join=True, start_method="spawn")
+    a, b = (ckpt.load_checkpoint(ckpt.resolve_checkpoint(tmp_path / name, "latest")) for name in ("straight",
+                                                                                                "resumed"))
+    assert (a["world_size"], a["epoch"], a["batch_in_epoch"], a["step"]) == (2, 1, 4, 8)
+    assert ckpt.load_checkpoint(tmp_path / "resumed" / "checkpoints" / "step_00000003.pt")["step"] == 3
+    for part in ("model", "head"):
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), f"{part}.{key} differs after a DDP resume at step 3"
