@@ -40,12 +40,12 @@ from speakernet.utils.fileio import (OutputError, PathLike, as_output_error, ato
                                      exclusive_lock)
 from speakernet.utils.faults import fault_point
 from speakernet.utils.launch import Launcher, launcher_from_command
-from speakernet.utils.stage_jobs import PROGRESS_INTERVAL_S, check_parent, claim_dir, run_jobs, set_single_thread
+from speakernet.utils.stage_jobs import (MAX_KEYS_IN_MESSAGE, PROGRESS_INTERVAL_S, check_parent, claim_dir, run_jobs,
+                                         set_single_thread)
 
 logger = logging.getLogger(__name__)
 
 JOB_CONFIG_NAME = "make_fbank.json"
-MAX_KEYS_IN_MESSAGE = 50
 # kaldiio/Kaldi compression method 2 = kSpeechFeature (per-column 8-bit quantisation).
 COMPRESSION_METHOD = 2
 

@@ -32,7 +32,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from speakernet.data.audio_dataset import Augment, AudioCropper
+from speakernet.data.audio_dataset import SPEEDS, Augment, AudioCropper
 from speakernet.data.dataset import collate_crops
 from speakernet.data.kaldi_dir import DataDirError
 from speakernet.data.shards.format import SHARD_LIST_NAME, AudioBytes, ShardError, ShardIndex, iter_shard, read_index, \
@@ -242,7 +242,7 @@ class ShardDataset(torch.utils.data.IterableDataset):
     @property
     def num_classes(self) -> int:
         """Classes of the labels: the speakers, three times over with speed perturbation."""
-        return self.cropper.num_speakers * (3 if self.speed_perturb else 1)
+        return self.cropper.num_speakers * (len(SPEEDS) if self.speed_perturb else 1)
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         """The epoch the next iteration reads, from its batch ``start`` on (mid-epoch resume)."""

@@ -171,6 +171,7 @@ class ShardIndex:
     Attributes:
         path: The tar.
         sample_rate: Rate of its audio in Hz.
+        tar_bytes: The tar's size when it was written.
         fingerprint: The inputs it was made from.
         utts, speakers, num_samples, exts: Per utterance, in tar order.
     """
@@ -185,12 +186,11 @@ class ShardIndex:
     exts: list[str]
 
 
-def read_index(tar_path: PathLike, check_tar: bool = True) -> ShardIndex:
-    """Reads a shard's index.
+def read_index(tar_path: PathLike) -> ShardIndex:
+    """Reads a shard's index and checks that the tar exists and has the size the index records.
 
     Args:
         tar_path: The shard.
-        check_tar: Also check that the tar exists and has the size its index records.
 
     Raises:
         ShardError: naming the file, on a missing or malformed index or a missing or changed tar.
@@ -215,14 +215,13 @@ def read_index(tar_path: PathLike, check_tar: bool = True) -> ShardIndex:
             raise
         raise ShardError(f"{path}: not a shard index ({type(error).__name__}: {error}); make the shards "
                          "again (python -m speakernet.bin.make_shards)") from None
-    if check_tar:
-        try:
-            size = tar_path.stat().st_size
-        except FileNotFoundError:
-            raise ShardError(f"shard {tar_path} does not exist (its index {path} does)") from None
-        if size != index.tar_bytes:
-            raise ShardError(f"shard {tar_path} is corrupt or was changed: {size} bytes, its index says "
-                             f"{index.tar_bytes}; make the shards again (python -m speakernet.bin.make_shards)")
+    try:
+        size = tar_path.stat().st_size
+    except FileNotFoundError:
+        raise ShardError(f"shard {tar_path} does not exist (its index {path} does)") from None
+    if size != index.tar_bytes:
+        raise ShardError(f"shard {tar_path} is corrupt or was changed: {size} bytes, its index says "
+                         f"{index.tar_bytes}; make the shards again (python -m speakernet.bin.make_shards)")
     return index
 
 

@@ -43,12 +43,12 @@ from speakernet.utils.faults import fault_point
 from speakernet.utils.fileio import OutputError, PathLike, as_output_error, atomic_write, ensure_writable_dir, \
     exclusive_lock
 from speakernet.utils.launch import Launcher, launcher_from_command
-from speakernet.utils.stage_jobs import PROGRESS_INTERVAL_S, check_parent, claim_dir, run_jobs, set_single_thread
+from speakernet.utils.stage_jobs import (MAX_KEYS_IN_MESSAGE, PROGRESS_INTERVAL_S, check_parent, claim_dir, run_jobs,
+                                         set_single_thread)
 
 logger = logging.getLogger(__name__)
 
 JOB_CONFIG_NAME = "make_shards.json"
-MAX_KEYS_IN_MESSAGE = 50
 
 
 class ShardingError(RuntimeError):
