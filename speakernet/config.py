@@ -46,7 +46,9 @@ DEFAULTS: dict[str, Any] = {
         "batch_size": 64,  # utterances per batch and process
         "speakers_per_batch": 16,  # P, for the speaker_balanced sampler
         "utts_per_speaker": 4,  # K, for the speaker_balanced sampler
-        "source": "features",  # features (feats.scp, made offline) | audio (wav.scp, fbank on the fly)
+        # features (feats.scp, made offline) | audio (wav.scp, fbank on the fly) | shards (shards.list of
+        # make_shards: the audio in tar shards, fbank on the fly)
+        "source": "features",
         # data.source=audio: the front-end's options (speakernet.features.fbank.FbankConfig), the offline
         # feature stage's defaults for those not given; num_mel_bins defaults to data.feat_dim
         "frontend": {},
@@ -55,6 +57,8 @@ DEFAULTS: dict[str, Any] = {
         # probability, reverb_probability, reverb/noise/speech/babble/music with their source dirs); {}: off
         "augment": {},
         "num_workers": 0,  # DataLoader worker processes (the crops are the same with any number)
+        "shard_lanes": 4,  # data.source=shards: streams of shards per process (data.num_workers must divide it)
+        "shuffle_buffer": 1000,  # data.source=shards: shuffle-buffer size of a lane, in utterances
         "prefetch_factor": 2,  # batches each worker loads ahead (with num_workers > 0)
         # SpecAugment on the normalised crops (speakernet.data.spec_augment); probability 0: off
         "spec_augment": {"probability": 0.0, "freq_masks": 1, "freq_width": 8, "time_masks": 1, "time_width": 10},
@@ -121,7 +125,7 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any], where: str = "") -> 
 CHOICES = {
     "extract.mode": ("full", "multicrop"),
     "data.sampler": ("random", "speaker_balanced"),
-    "data.source": ("features", "audio"),
+    "data.source": ("features", "audio", "shards"),
 }
 
 
@@ -136,6 +140,8 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "data.speakers_per_batch": (1, None),
     "data.utts_per_speaker": (1, None),
     "data.num_workers": (0, None),
+    "data.shard_lanes": (1, None),
+    "data.shuffle_buffer": (1, None),
     "data.prefetch_factor": (1, None),
     "data.spec_augment.probability": (0.0, 1.0),
     "data.spec_augment.freq_masks": (0, None),
@@ -386,18 +392,33 @@ def validate_data(config: Mapping[str, Any]) -> None:
     """Checks the ``data`` keys that depend on each other.
 
     Raises:
-        ConfigError: for options of training from audio set with ``data.source: features``, VAD
-            with ``data.source: audio`` (there is no VAD on the fly), or a bad ``data.frontend``.
+        ConfigError: for options of training from audio set with ``data.source: features``, options
+            of shards with another source, VAD with ``data.source: audio`` or ``shards`` (there is no
+            VAD on the fly), a bad ``data.frontend``, or (shards) a sampler other than ``random`` or
+            workers that do not divide the lanes.
     """
     data = config["data"]
+    if data["source"] != "shards":
+        for key in ("shard_lanes", "shuffle_buffer"):
+            if data[key] != DEFAULTS["data"][key]:
+                raise ConfigError(f"config key 'data.{key}' is for data.source: shards (data.source is "
+                                  f"{data['source']})")
     if data["source"] == "features":
         for key, unset in (("frontend", {}), ("speed_perturb", False), ("augment", {})):
             if data[key] != unset:
-                raise ConfigError(f"config key 'data.{key}' is for data.source: audio (data.source is features: the "
-                                  "features were made offline, with their own front-end)")
+                raise ConfigError(f"config key 'data.{key}' is for data.source: audio or shards (data.source is "
+                                  "features: the features were made offline, with their own front-end)")
         return
     if data["use_vad"]:
-        raise ConfigError("data.source: audio computes the features on the fly without VAD: set data.use_vad: false")
+        raise ConfigError(f"data.source: {data['source']} computes the features on the fly without VAD: set "
+                          "data.use_vad: false")
+    if data["source"] == "shards":
+        if data["sampler"] != "random":
+            raise ConfigError("data.source: shards reads each shard front to back through shuffle buffers: set "
+                              "data.sampler: random (speaker_balanced batches need random access, data.source: audio)")
+        if data["num_workers"] > 0 and data["shard_lanes"] % data["num_workers"]:
+            raise ConfigError(f"data.num_workers={data['num_workers']} must divide data.shard_lanes="
+                              f"{data['shard_lanes']} (each worker reads whole lanes of shards)")
     audio_frontend(data)
     if "speeds" in data["augment"]:
         raise ConfigError("config key 'data.augment.speeds': speed perturbation is data.speed_perturb (true: 0.9, 1.0 "

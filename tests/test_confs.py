@@ -51,17 +51,21 @@ def feature_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def audio_sources(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """An audio data dir for the confs that train from audio, and a noise source dir for their augmentation."""
+    """An audio data dir (with its shards, of 2 utterances each) for the confs that train from audio or shards, and
+    a noise source dir for their augmentation."""
     import numpy as np
     import soundfile
 
     from speakernet.data.prepare.noise_dir import prepare_noise_dir
+    from speakernet.data.shards.stage import make_shards
 
     root = tmp_path_factory.mktemp("audio_confs")
     (root / "noise").mkdir()
     soundfile.write(root / "noise" / "n.wav", 0.1 * np.random.default_rng(0).standard_normal(8000), 16000)
     prepare_noise_dir(root / "noise", root / "noise_dir")
-    return make_audio_dir(root / "audio"), root / "noise_dir"
+    audio_dir = make_audio_dir(root / "audio")
+    make_shards(audio_dir, root / "shards", utts_per_shard=2)
+    return audio_dir, root / "noise_dir"
 
 
 def test_the_confs_are_found() -> None:
@@ -81,7 +85,7 @@ def test_conf_builds_and_trains_two_steps(path: Path, feature_dir: Path, audio_s
         path = tmp_path / path.name
         path.write_text(yaml.safe_dump(body))
     config = load_config(path, smoke)
-    if config["data"]["source"] == "audio":
+    if config["data"]["source"] in ("audio", "shards"):
         feature_dir = audio_sources[0]
     if path in FINETUNING:
         # The named RepVGG presets have no width options; the generic RepVGG is the same blocks.

@@ -35,8 +35,9 @@ def test_format_duration() -> None:
 def test_feature_jobs_progress_is_the_sum_of_their_counts(tmp_path, caplog: pytest.LogCaptureFixture) -> None:
     import sys
 
-    from speakernet.features.make_features import _job_paths, _wait_with_progress
+    from speakernet.features.make_features import _job_paths
     from speakernet.utils.launch import JobRange, LocalLauncher
+    from speakernet.utils.stage_jobs import wait_with_progress
 
     (tmp_path / "log").mkdir()
     # two jobs that report 10, then 30 and 40 utterances done, as the feature jobs do
@@ -46,7 +47,8 @@ def test_feature_jobs_progress_is_the_sum_of_their_counts(tmp_path, caplog: pyte
     run = LocalLauncher().start([sys.executable, "-c", script, progress, "10", "JOB0"], tmp_path / "log" / "p.JOB.log",
                                 JobRange("JOB", 3, 4))  # last counts 30 and 40
     with caplog.at_level(logging.INFO):
-        statuses = _wait_with_progress(run, [3, 4], tmp_path, 100, "features of test", interval_s=0.0)
+        statuses = wait_with_progress(run, [_job_paths(tmp_path, job)["progress"] for job in (3, 4)], 100,
+                                      "features of test", interval_s=0.0)
     assert [(status.job, status.code) for status in statuses] == [(3, 0), (4, 0)]
     lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith("features of")]
     assert lines[0].startswith("features of test: 10 of 100 utts") or lines[0].startswith("features of test: 20 of")

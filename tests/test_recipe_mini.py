@@ -143,6 +143,28 @@ def test_training_stage_under_torchrun_with_two_processes(recipe: dict[str, Path
     assert (final["world_size"], final["step"]) == (2, 2)
 
 
+def test_a_conf_training_from_shards_makes_them_in_stage_1_and_trains_on_them(recipe: dict[str, Path],
+                                                                             tmp_path: Path) -> None:
+    exp = tmp_path / "shards"
+    overrides = (TRAIN_OVERRIDES.replace("training.epochs=2", "training.epochs=1")
+                 + " data.source=shards data.use_vad=false data.shard_lanes=1 data.shuffle_buffer=8")
+    # stages 1-2: the shards path (the later stages read the features and the model, as in every run)
+    result = _run(str(RUN), "--corpus", str(recipe["corpus"]), "--exp", str(exp), "--stage", "1", "--stop-stage", "2",
+                  "--train-overrides", overrides)
+    assert result.returncode == 0, result.stderr[-4000:]
+    train = recipe["corpus"] / "data" / "train"
+    assert "Stage 1: tar shards of" in result.stderr and "wrote 1 shards and kept 0 unchanged" in result.stderr
+    shards = (train / "shards.list").read_text().split()
+    assert len(shards) == 1 and Path(shards[0]).parent.name == "train.shards"
+    log = next((exp / "log").glob("train.*.log")).read_text()
+    assert "32 utterances of 8 speakers in 1 shards for training" in log and "4 batches/epoch of 8" in log
+    assert (exp / ".train.done").is_file()
+    # a re-run finds the shards made
+    result = _run(str(RUN), "--corpus", str(recipe["corpus"]), "--exp", str(exp), "--stage", "1", "--stop-stage", "1",
+                  "--train-overrides", overrides)
+    assert result.returncode == 0 and f"skip: {Path(shards[0]).parent} is complete" in result.stderr
+
+
 def test_finetuning_stage_adds_its_own_model_and_rows(recipe: dict[str, Path], tmp_path: Path) -> None:
     exp = tmp_path / "ecapa"
     shutil.copytree(recipe["exp"], exp)  # (copy2: mtimes kept, so the main model's stages stay done)

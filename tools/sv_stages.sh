@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The stages every speaker-verification recipe shares, after its own data preparation:
 #
-#   1  features    fbank + energy VAD for the train, enrol, test (and adapt) data dirs
+#   1  features    fbank + energy VAD for the train, enrol, test (and adapt) data dirs; when the conf trains from
+#                  shards (data.source: shards), also the training data's tar shards (feat_dir/<train>.shards)
 #   2  training    under torchrun (--nproc processes: GPUs, or CPU processes with gloo); on several machines
 #                  either this stage alone run on each with --nnodes N --rdzv-endpoint HOST:PORT (one c10d
 #                  rendezvous; the later stages then on one machine), or --train-cmd "slurm_train.sh --nodes N ..."
@@ -327,6 +328,18 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
       python -m speakernet.bin.make_features --data-dir "$data" --feat-dir "$feat_dir/$key" --nj "$nj" \
         --cmd "$feats_cmd" ${frontend[@]+"${frontend[@]}"}
   done
+  # A conf (with its overrides) that trains from shards: the training data's audio in tar shards too
+  # (a conf that does not load is stage 2's to report, with the reason).
+  if [ -n "$conf" ] && [ -z "$pretrained" ] && [ -n "$train_data" ] && [ "$(python -c 'import sys
+from speakernet.config import load_config
+print(load_config(sys.argv[1], sys.argv[2:])["data"]["source"])' "$conf" $train_overrides 2>/dev/null)" = shards ]; then
+    log "Stage 1: tar shards of $train_data's audio (data.source: shards)"
+    [ -f "$train_data/shards.list" ] || rm -f "$feat_dir/$train_name.shards/.done"
+    run_unless_newer "$feat_dir/$train_name.shards/.done" \
+      "$train_data/wav.scp $train_data/segments $train_data/utt2spk $train_data/shards.list" \
+      python -m speakernet.bin.make_shards --data-dir "$train_data" --shard-dir "$feat_dir/$train_name.shards" \
+        --nj "$nj" --cmd "$feats_cmd"
+  fi
 fi
 
 # train_into EXP CONF OVERRIDES [ARGS...]: trains (or continues training) into EXP unless it is done.

@@ -27,6 +27,16 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
 
 
+def add_job_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a stage running parallel jobs through a launcher: ``--nj``, ``--cmd``, the internal ``--job``."""
+    parser.add_argument("--nj", type=int, default=1, help="number of parallel jobs")
+    parser.add_argument("--cmd", default="run.pl",
+                        help="what runs the jobs, as in Kaldi's cmd.sh: 'run.pl [--max-jobs-run M]' (local processes) "
+                        "or 'slurm.pl [--partition P] [--time T] [--mem M] [--gpu G] [--num-threads N] "
+                        "[--max-jobs-run M] [--extra-args ARGS]' (one Slurm job array); default: %(default)s")
+    parser.add_argument("--job", type=int, help=argparse.SUPPRESS)
+
+
 def run_stage(
     action: Callable[[], object],
     errors: Mapping[type[BaseException], int] | None = None,

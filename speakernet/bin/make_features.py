@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from speakernet.bin import parse_bool, run_stage
+from speakernet.bin import add_job_options, parse_bool, run_stage
 from speakernet.utils.logging import setup_logging
 
 
@@ -25,11 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", help="Kaldi data dir with wav.scp and utt2spk (optional segments)")
     parser.add_argument("--feat-dir", required=True, help="where fbank.J.ark/scp, vad.J.ark/scp and log/ go")
-    parser.add_argument("--nj", type=int, default=1, help="number of parallel jobs")
-    parser.add_argument("--cmd", default="run.pl",
-                        help="what runs the jobs, as in Kaldi's cmd.sh: 'run.pl [--max-jobs-run M]' (local processes) "
-                        "or 'slurm.pl [--partition P] [--time T] [--mem M] [--gpu G] [--num-threads N] "
-                        "[--max-jobs-run M] [--extra-args ARGS]' (one Slurm job array); default: %(default)s")
+    add_job_options(parser)
     parser.add_argument("--compress", action="store_true", help="store features with Kaldi's lossy compression")
     parser.add_argument("--frontend", choices=["kaldi", "speechbrain"], default="kaldi",
                         help="kaldi: Kaldi fbank (the options below); speechbrain: SpeechBrain's Fbank, which models "
@@ -55,7 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--vad-energy-mean-scale", type=float, default=vad.energy_mean_scale)
     group.add_argument("--vad-frames-context", type=int, default=vad.frames_context)
     group.add_argument("--vad-proportion-threshold", type=float, default=vad.proportion_threshold)
-    parser.add_argument("--job", type=int, help=argparse.SUPPRESS)
     return parser
 
 

@@ -94,21 +94,15 @@ class AudioCropDataset(torch.utils.data.Dataset):
         speed_perturb: bool = False,
     ):
         data_dir = Path(data_dir)
-        for option in ("num_frames", "frame_length", "frame_shift"):
-            if not hasattr(frontend, option):
-                raise ValueError(f"front-end '{frontend.kind}' has no frame arithmetic ({option}); training from "
-                                 "audio takes the kaldi front-end")
-        self.crop_frames = crop_frames
-        self.frontend = frontend
-        self.spec_augment = spec_augment
-        self.augment = augment
-        self.speed_perturb = speed_perturb
-        self.crop_samples = frontend.frame_length + (crop_frames - 1) * frontend.frame_shift
-        rate = frontend.sample_rate
-        wav_scp = read_scp(data_dir / "wav.scp")
         utt2spk = read_scp(data_dir / "utt2spk")
         if spk2label is None:
             spk2label = {spk: i for i, spk in enumerate(utt2spk_to_spk2utt(utt2spk))}
+        self.cropper = AudioCropper(crop_frames, frontend, spec_augment, augment, speed_perturb, len(spk2label))
+        self.crop_frames, self.crop_samples = crop_frames, self.cropper.crop_samples
+        self.frontend = frontend
+        self.speed_perturb = speed_perturb
+        rate = frontend.sample_rate
+        wav_scp = read_scp(data_dir / "wav.scp")
         self.spk2label = spk2label
         self.num_speakers = len(spk2label)
         segments = read_segments(data_dir / "segments") if (data_dir / "segments").is_file() else None
@@ -181,44 +175,103 @@ class AudioCropDataset(torch.utils.data.Dataset):
         except AudioError as error:
             raise error.for_utt(self.utts[index]) from None
 
-    def _read_perturbed(self, index: int, start: int, count: int, up: int, down: int) -> np.ndarray:
+    def load_crop_waveform(self, index: int, rng: np.random.Generator, speed_index: int = 0) -> np.ndarray:
+        """A random window of :attr:`crop_samples` samples of utterance ``index`` at ``SPEEDS[speed_index]``
+        (see :meth:`AudioCropper.crop_waveform`)."""
+        return self.cropper.crop_waveform(lambda start, count: self._read(index, start, count),
+                                          self.num_samples[index], rng, speed_index)
+
+    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, int]:
+        index, crop_seed = item
+        return self.cropper.crop(lambda start, count: self._read(index, start, count), self.num_samples[index],
+                                 int(self.labels[index]), crop_seed)
+
+
+#: Reads samples ``[start, start + count)`` of one utterance (fewer at its end).
+SampleReader = Callable[[int, int], np.ndarray]
+
+
+class AudioCropper:
+    """One training crop of an utterance: speed, window, augmentation, fbank, CMN, SpecAugment.
+
+    The path every dataset of audio shares (:class:`AudioCropDataset` reads the window from its
+    file, :class:`speakernet.data.shards.ShardDataset` from a waveform in memory), so the same
+    utterance and crop seed give the same crop, bit for bit, from either.
+
+    Args:
+        crop_frames: Crop length in fbank frames.
+        frontend: The fbank options.
+        spec_augment: Masks applied to each normalised crop (None: none).
+        augment: Hook applied to each cropped waveform with the item's generator (None: none).
+        speed_perturb: A speed drawn uniformly from :data:`SPEEDS` per item.
+        num_speakers: Speakers of the labels: the copy at ``SPEEDS[i]`` has label ``label + num_speakers * i``.
+    """
+
+    def __init__(self, crop_frames: int, frontend: FbankConfig, spec_augment: SpecAugment | None,
+                 augment: Augment | None, speed_perturb: bool, num_speakers: int):
+        for option in ("num_frames", "frame_length", "frame_shift"):
+            if not hasattr(frontend, option):
+                raise ValueError(f"front-end '{frontend.kind}' has no frame arithmetic ({option}); training from "
+                                 "audio takes the kaldi front-end")
+        self.crop_frames = crop_frames
+        self.frontend = frontend
+        self.spec_augment = spec_augment
+        self.augment = augment
+        self.speed_perturb = speed_perturb
+        self.num_speakers = num_speakers
+        self.crop_samples = frontend.frame_length + (crop_frames - 1) * frontend.frame_shift
+
+    def _read_perturbed(self, read: SampleReader, start: int, count: int, up: int, down: int) -> np.ndarray:
         """Samples ``[start, start + count)`` of the utterance resampled by ``up / down`` (fewer at its end)."""
         if up == down:
-            return self._read(index, start, count)
+            return read(start, count)
         from scipy.signal import resample_poly
 
         # a multiple of `down`, so that the piece's resampled samples fall on the whole utterance's
         source_start = max(0, (start * down // up - _RESAMPLE_CONTEXT) // down * down)
         source_stop = -(-(start + count) * down // up) + _RESAMPLE_CONTEXT
-        piece = self._read(index, source_start, source_stop - source_start)
+        piece = read(source_start, source_stop - source_start)
         resampled = resample_poly(piece.astype(np.float64), up, down).astype(np.float32)
         first = start - source_start * up // down
         return resampled[first:first + count]
 
-    def load_crop_waveform(self, index: int, rng: np.random.Generator, speed_index: int = 0) -> np.ndarray:
-        """A random window of :attr:`crop_samples` samples of utterance ``index`` at ``SPEEDS[speed_index]``.
+    def crop_waveform(self, read: SampleReader, num_samples: int, rng: np.random.Generator,
+                      speed_index: int = 0) -> np.ndarray:
+        """A random window of :attr:`crop_samples` samples of an utterance at ``SPEEDS[speed_index]``.
 
         The window starts at a whole frame shift, drawn like :func:`crop_or_pad` draws a start
         frame; a shorter utterance is repeat-padded (wrapped).
+
+        Args:
+            read: Reads samples of the utterance.
+            num_samples: The utterance's length in samples.
+            rng: The item's generator.
+            speed_index: Index into :data:`SPEEDS`.
         """
         up, down = _SPEED_RATIOS[SPEEDS[speed_index]]
-        length = self.num_samples[index]
-        length = length if up == down else -(-length * up // down)  # resample_poly's output length
+        length = num_samples if up == down else -(-num_samples * up // down)  # resample_poly's output length
         frames = self.frontend.num_frames(length)
         if frames >= self.crop_frames:
             start = int(rng.integers(0, frames - self.crop_frames + 1)) * self.frontend.frame_shift
-            waveform = self._read_perturbed(index, start, self.crop_samples, up, down)
+            waveform = self._read_perturbed(read, start, self.crop_samples, up, down)
         else:
-            waveform = self._read_perturbed(index, 0, length, up, down)
+            waveform = self._read_perturbed(read, 0, length, up, down)
         if waveform.shape[0] < self.crop_samples:  # short, or a header or utt2dur a little longer than the audio
             waveform = np.pad(waveform, (0, self.crop_samples - waveform.shape[0]), mode="wrap")
         return waveform[: self.crop_samples]
 
-    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, int]:
-        index, crop_seed = item
+    def crop(self, read: SampleReader, num_samples: int, label: int, crop_seed: int) -> tuple[torch.Tensor, int]:
+        """The normalised ``[crop_frames, num_mel_bins]`` crop of an utterance and its (speed's) label.
+
+        Args:
+            read: Reads samples of the utterance.
+            num_samples: The utterance's length in samples.
+            label: The speaker's class index.
+            crop_seed: Seeds every random draw of the item (speed, window, augmentation, masks).
+        """
         rng = np.random.default_rng(crop_seed)
         speed_index = int(rng.integers(len(SPEEDS))) if self.speed_perturb else 0
-        waveform = self.load_crop_waveform(index, rng, speed_index)
+        waveform = self.crop_waveform(read, num_samples, rng, speed_index)
         if self.augment is not None:
             waveform = np.asarray(self.augment(waveform, rng), dtype=np.float32)
         feats, _ = compute_features_and_energy(waveform, self.frontend)
@@ -227,8 +280,7 @@ class AudioCropDataset(torch.utils.data.Dataset):
         crop = apply_cmn(feats)  # per-crop CMN, mean only
         if self.spec_augment is not None:
             crop = self.spec_augment(crop, rng)
-        label = int(self.labels[index]) + self.num_speakers * speed_index
-        return torch.from_numpy(np.ascontiguousarray(crop, dtype=np.float32)), label
+        return torch.from_numpy(np.ascontiguousarray(crop, dtype=np.float32)), label + self.num_speakers * speed_index
 
 
 def _read_numbers(path: Path, kind: type) -> dict:

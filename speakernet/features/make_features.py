@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Sequence
@@ -40,19 +39,15 @@ from speakernet.features.vad import VadConfig
 from speakernet.utils.fileio import (OutputError, PathLike, as_output_error, atomic_write, ensure_writable_dir,
                                      exclusive_lock)
 from speakernet.utils.faults import fault_point
-from speakernet.utils.launch import (JobRange, JobRun, JobStatus, Launcher, LocalLauncher, launcher_from_command,
-                                     unused_placeholder)
-from speakernet.utils.logging import Progress
+from speakernet.utils.launch import Launcher, launcher_from_command
+from speakernet.utils.stage_jobs import (MAX_KEYS_IN_MESSAGE, PROGRESS_INTERVAL_S, check_parent, claim_dir, run_jobs,
+                                         set_single_thread)
 
 logger = logging.getLogger(__name__)
 
 JOB_CONFIG_NAME = "make_fbank.json"
-OWNER_FILE_NAME = "data_dir"
-LOG_TAIL_LINES = 30
-MAX_KEYS_IN_MESSAGE = 50
 # kaldiio/Kaldi compression method 2 = kSpeechFeature (per-column 8-bit quantisation).
 COMPRESSION_METHOD = 2
-_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
 class FeatureExtractionError(RuntimeError):
@@ -106,19 +101,6 @@ def list_utterances(data_dir: PathLike) -> list[str]:
     return sorted(utts, key=c_sort_key)
 
 
-def _claim_feat_dir(feat_dir: Path, data_dir: Path) -> None:
-    # One feature dir per data dir: job archives have fixed names, so a second data dir would
-    # silently overwrite the archives the first one's feats.scp points into.
-    owner_file = feat_dir / OWNER_FILE_NAME
-    if owner_file.is_file():
-        owner = owner_file.read_text(encoding="utf-8").strip()
-        if owner and owner != str(data_dir):
-            raise ValueError(f"feature dir {feat_dir} already holds features of data dir {owner}, not {data_dir}; "
-                             "use one feature dir per data dir (or delete it)")
-    with atomic_write(owner_file) as handle:
-        handle.write(f"{data_dir}\n")
-
-
 def _job_paths(feat_dir: Path, job: int) -> dict[str, Path]:
     return {
         "fbank_ark": feat_dir / f"fbank.{job}.ark",
@@ -132,97 +114,6 @@ def _job_paths(feat_dir: Path, job: int) -> dict[str, Path]:
         "stats": feat_dir / "log" / f"make_fbank.{job}.stats.json",
         "progress": feat_dir / "log" / f"make_fbank.{job}.progress",
     }
-
-
-# Seconds between a job's progress reports (a count of utterances done, polled by the parent).
-PROGRESS_INTERVAL_S = 1.0
-
-
-def _wait_with_progress(run: JobRun, jobs: Sequence[int], feat_dir: Path, total: int, what: str,
-                        interval_s: float = 30.0) -> list[JobStatus]:
-    """Waits for the feature jobs, showing their utterances done (see :class:`Progress`).
-
-    The jobs' progress files are in the feature dir, so this works for any launcher whose jobs
-    see the same file system (a cluster's shared one too).
-
-    Args:
-        run: The running jobs.
-        jobs: Their job numbers.
-        feat_dir: The feature dir.
-        total: Utterances of all jobs.
-        what: What is shown, e.g. ``features of train``.
-        interval_s: Seconds between log lines (off a terminal).
-
-    Returns:
-        How each job ended.
-    """
-    shown = 0
-    with Progress(total, what, "utts", interval_s=interval_s, log=logger) as progress:
-        finished = False
-        while not finished:
-            finished = run.poll()
-            done = 0
-            for job in jobs:
-                with contextlib.suppress(OSError, ValueError):
-                    done += int(_job_paths(feat_dir, job)["progress"].read_text(encoding="utf-8") or 0)
-            if done > shown:
-                progress.update(done - shown)
-                shown = done
-            if not finished:
-                time.sleep(0.2)
-    for job in jobs:
-        with contextlib.suppress(FileNotFoundError):
-            _job_paths(feat_dir, job)["progress"].unlink()
-    return run.statuses()
-
-
-def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return "(no log written)"
-    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
-
-
-def _job_error(path: Path) -> str | None:
-    """The last ERROR message of a job's log (e.g. a full disk), without its timestamp and source."""
-    for line in reversed(_log_tail(path).splitlines()):
-        if " ERROR " in line:
-            return re.sub(r"^.*? ERROR \[[^]]*\] \([^)]*\) ", "", line)
-    return None
-
-
-_PARENT_ENV = "SPEAKERNET_FEATURES_PARENT"
-
-
-def _check_parent() -> None:
-    """Stops a local job whose stage process is gone.
-
-    A SIGKILLed stage cannot stop its jobs, and its lock dies with it: a re-run would start new jobs
-    while the orphans still rename their archives onto the new ones' names. The local launcher has
-    the kernel kill its jobs with their parent (Linux); this check covers the other systems.
-    """
-    parent = os.environ.get(_PARENT_ENV)
-    if parent and os.getppid() != int(parent):
-        raise FeatureExtractionError(f"the feature stage (pid {parent}) that started this job is gone; stopping",
-                                     [], [])
-
-
-def _worker_env(local: bool = True) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop(_PARENT_ENV, None)
-    if local:  # a cluster job's parent is not this process
-        env[_PARENT_ENV] = str(os.getpid())
-    for name in _THREAD_ENV:
-        env[name] = "1"
-    # Let the job import this very package even when it is not pip-installed.
-    package_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
-    return env
-
-
-def _placeholder(feat_dir: Path) -> str:
-    return unused_placeholder([sys.executable, str(feat_dir), "speakernet.bin.make_features"])
 
 
 def _remove_stale_jobs(feat_dir: Path, nj: int) -> None:
@@ -320,7 +211,7 @@ def _make_features(data_dir: Path, feat_dir: Path, utts: list[str], nj: int, fba
         logger.warning("nj=%d is more than the %d utterances of %s; using nj=%d", nj, len(utts), data_dir, len(utts))
         nj = len(utts)
     (feat_dir / "log").mkdir(parents=True, exist_ok=True)
-    _claim_feat_dir(feat_dir, data_dir)
+    claim_dir(feat_dir, data_dir, "feature")
     _remove_job_temps(feat_dir)
 
     with atomic_write(feat_dir / "log" / JOB_CONFIG_NAME) as handle:
@@ -337,41 +228,9 @@ def _make_features(data_dir: Path, feat_dir: Path, utts: list[str], nj: int, fba
 
     logger.info("making fbank+VAD for %d utterances of %s in %s with %d jobs through %s (logs in %s)",
                 len(utts), data_dir, feat_dir, nj, launcher.command_name, feat_dir / "log")
-    start_time = time.perf_counter()
-    # The job number's placeholder must not occur in the paths (a feat dir .../JOBS/... would be rewritten).
-    placeholder = _placeholder(feat_dir)
-    command = [sys.executable, "-m", "speakernet.bin.make_features", "--feat-dir", str(feat_dir), "--job", placeholder]
-    jobs = JobRange(placeholder, 1, nj)
-    run = launcher.start(command, feat_dir / "log" / f"make_fbank.{placeholder}.log", jobs,
-                         env=_worker_env(local=isinstance(launcher, LocalLauncher)))
-    try:
-        statuses = _wait_with_progress(run, jobs.jobs, feat_dir, len(utts), f"features of {data_dir.name}")
-    except BaseException:
-        run.terminate()
-        raise
-    wall = time.perf_counter() - start_time
-
-    by_job = {status.job: status for status in statuses}
-    failed_jobs = [status.job for status in statuses if not status.ok]
-    if failed_jobs:
-        if run.problem:
-            logger.error("%s", run.problem)
-        failed_utts: list[str] = []
-        for job in failed_jobs:
-            paths = _job_paths(feat_dir, job)
-            logger.error("job %d failed (%s); tail of %s:\n%s", job, by_job[job].describe(), paths["log"],
-                         _log_tail(paths["log"]))
-            if paths["failed"].is_file():
-                failed_utts.extend(paths["failed"].read_text(encoding="utf-8").split())
-        logs = ", ".join(str(_job_paths(feat_dir, job)["log"]) for job in failed_jobs)
-        shown = " ".join(failed_utts[:MAX_KEYS_IN_MESSAGE])
-        more = f" (and {len(failed_utts) - MAX_KEYS_IN_MESSAGE} more)" if len(failed_utts) > MAX_KEYS_IN_MESSAGE else ""
-        reason = _job_error(_job_paths(feat_dir, failed_jobs[0])["log"]) or run.problem
-        what = (f"{len(failed_utts)} bad utterances: {shown}{more}" if failed_utts
-                else f"job {failed_jobs[0]}: {reason}" if reason
-                else f"job {failed_jobs[0]}: {by_job[failed_jobs[0]].describe()}, no utterance list reported")
-        raise FeatureExtractionError(
-            f"{len(failed_jobs)} of {nj} feature jobs failed ({what}); see {logs}", failed_jobs, failed_utts)
+    wall = run_jobs(launcher, "speakernet.bin.make_features", "--feat-dir", feat_dir, "make_fbank", "feature", nj,
+                    lambda job, name: _job_paths(feat_dir, job)[name], len(utts), f"features of {data_dir.name}",
+                    FeatureExtractionError)
 
     feats: dict[str, str] = {}
     vads: dict[str, str] = {}
@@ -403,14 +262,6 @@ def _make_features(data_dir: Path, feat_dir: Path, utts: list[str], nj: int, fba
                 len(utts), audio_seconds, wall, audio_seconds / max(wall, 1e-9), len(utts) / max(wall, 1e-9))
 
 
-def _set_single_thread() -> None:
-    for name in _THREAD_ENV:
-        os.environ[name] = "1"
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(1)
-
-
 def _rewrite_scp(tmp_scp: Path, tmp_ark: Path, final_ark: Path, final_scp: Path) -> None:
     # kaldiio records the (temporary) ark path in the scp; point the entries at the final name.
     lines = []
@@ -440,7 +291,7 @@ def run_feature_job(feat_dir: PathLike, job: int) -> None:
         FeatureExtractionError: if any utterance failed (all bad keys are logged and written
             to ``<feat_dir>/log/make_fbank.<job>.failed`` first).
     """
-    _set_single_thread()
+    set_single_thread()
     import kaldiio
     import numpy as np
 
@@ -503,7 +354,7 @@ def run_feature_job(feat_dir: PathLike, job: int) -> None:
                 num_frames[utt] = fbank.shape[0]
                 audio_seconds += waveform.shape[0] / rate
                 fault_point("features.utt")
-                _check_parent()
+                check_parent(lambda message: FeatureExtractionError(message, [], []))
                 if time.perf_counter() - reported > PROGRESS_INTERVAL_S:
                     reported = time.perf_counter()
                     paths["progress"].write_text(f"{len(num_frames) + len(errors)}\n", encoding="utf-8")

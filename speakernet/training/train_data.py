@@ -1,5 +1,6 @@
-"""What a training reads: the dataset of ``data.source`` (offline features, or audio with speed
-perturbation and online augmentation), the front-end record it leaves in the exp dir, and its thread count."""
+"""What a training reads: the dataset of ``data.source`` (offline features, or audio, from files or
+shards, with speed perturbation and online augmentation), the front-end record it leaves in the exp
+dir, and its thread count."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from speakernet.config import ConfigError, audio_frontend
 from speakernet.data.audio_dataset import AudioCropDataset, base_speakers, speed_perturbed_speakers
 from speakernet.data.augment.augmenter import Augmenter
 from speakernet.data.dataset import FeatureCropDataset
+from speakernet.data.shards.dataset import ShardDataset
 from speakernet.data.spec_augment import SpecAugment
 from speakernet.features.frontend import FRONTEND_CONFIG_NAME, load_frontend, save_frontend
 from speakernet.features.vad import VadConfig
@@ -52,8 +54,9 @@ def training_threads(num_threads: int, world_size: int = 1) -> int:
     return max(1, (os.cpu_count() or 1) // world_size)
 
 
-def build_dataset(data_cfg: dict[str, Any], data_dir: Path, speakers: list[str],
-                  resumed: bool) -> tuple[FeatureCropDataset | AudioCropDataset, list[str]]:
+def build_dataset(data_cfg: dict[str, Any], data_dir: Path, speakers: list[str], resumed: bool, seed: int = 0,
+                  rank: int = 0, world_size: int = 1) -> tuple[FeatureCropDataset | AudioCropDataset | ShardDataset,
+                                                               list[str]]:
     """The training dataset of ``data.source``, and the head's class names.
 
     Args:
@@ -62,6 +65,9 @@ def build_dataset(data_cfg: dict[str, Any], data_dir: Path, speakers: list[str],
         speakers: The class names: the data's speakers, or the checkpoint's classes when ``resumed``
             (speed-perturbed ones included) or when taking an initial model's head.
         resumed: Whether ``speakers`` come from the checkpoint being resumed.
+        seed: The training's seed (the shards' epoch plan).
+        rank: This process's DDP rank (the shards' epoch plan).
+        world_size: Number of DDP processes (the shards' epoch plan).
 
     Returns:
         ``(dataset, classes)``: with speed perturbation, the classes are three per speaker.
@@ -92,18 +98,25 @@ def build_dataset(data_cfg: dict[str, Any], data_dir: Path, speakers: list[str],
             raise ConfigError(f"config key 'data.augment': {error}") from None
         kinds = (["reverb"] if augment.reverb is not None else []) + [kind.name for kind in augment.additive]
         logger.info("online augmentation of %.0f%% of the crops: %s", 100 * augment.probability, ", ".join(kinds))
-    return AudioCropDataset(data_dir, data_cfg["crop_frames"], data_cfg["min_frames"],
-                            {spk: i for i, spk in enumerate(base)}, audio_frontend(data_cfg), spec_augment,
-                            augment=augment, speed_perturb=data_cfg["speed_perturb"]), classes
+    spk2label = {spk: i for i, spk in enumerate(base)}
+    if data_cfg["source"] == "shards":
+        return ShardDataset(data_dir, spk2label, data_cfg["crop_frames"], data_cfg["min_frames"],
+                            audio_frontend(data_cfg), spec_augment, augment, data_cfg["speed_perturb"],
+                            data_cfg["batch_size"], data_cfg["shard_lanes"], data_cfg["shuffle_buffer"], seed, rank,
+                            world_size), classes
+    return AudioCropDataset(data_dir, data_cfg["crop_frames"], data_cfg["min_frames"], spk2label,
+                            audio_frontend(data_cfg), spec_augment, augment=augment,
+                            speed_perturb=data_cfg["speed_perturb"]), classes
+
 
 def record_frontend(data_cfg: dict[str, Any], data_dir: Path, exp_dir: Path) -> None:
     """Writes the front-end record into the exp dir (see features.frontend): the training features'
-    record, or for training from audio the config's front-end (and the default VAD, which is off).
+    record, or for training from audio (or shards) the config's front-end (and the default VAD, which is off).
 
     Raises:
         ValueError: when ``data.feat_dim`` is not the features' number of mel bins.
     """
-    if data_cfg["source"] == "audio":
+    if data_cfg["source"] != "features":
         save_frontend(exp_dir, audio_frontend(data_cfg), VadConfig())
         return
     frontend = load_frontend(data_dir)

@@ -22,6 +22,7 @@ from speakernet.config import audio_frontend, build_component, save_config
 from speakernet.data.dataset import collate_crops
 from speakernet.data.kaldi_dir import DataDirError, c_sort_key, read_scp, write_scp
 from speakernet.data.sampler import BatchPlan
+from speakernet.data.shards.dataset import ShardDataset, ShardPlan
 from speakernet.training import checkpoint as ckpt
 from speakernet.training.train_data import build_dataset, record_frontend, training_threads
 from speakernet.training.finetune import (apply_init, check_init_audio_frontend, check_init_frontend, init_speakers,
@@ -154,18 +155,19 @@ class Trainer:
         else:
             speakers = sorted(set(read_scp(Path(data_dir) / "utt2spk").values()), key=c_sort_key)
             if init is not None:
-                if data_cfg["source"] == "audio":
+                if data_cfg["source"] != "features":
                     check_init_audio_frontend(init, audio_frontend(data_cfg))
                 else:
                     check_init_frontend(init, Path(data_dir))
                 speakers = init_speakers(init, speakers, init_head)
         self.dataset, speakers = build_dataset(config["data"], Path(data_dir), speakers,
-                                               resumed=resume_state is not None)
+                                               resumed=resume_state is not None, seed=train_cfg["seed"],
+                                               rank=self.context.rank, world_size=self.context.world_size)
         if len(np.unique(self.dataset.labels)) < 2:
             # One class gives a loss of 0 from the first step: nothing to learn a speaker space from.
             raise DataDirError(Path(data_dir) / "utt2spk", f"training needs at least 2 speakers, got "
                                f"{len(np.unique(self.dataset.labels))} (after leaving out utterances too short)")
-        self.plan = BatchPlan(
+        self.plan: BatchPlan | ShardPlan = self.dataset.plan if isinstance(self.dataset, ShardDataset) else BatchPlan(
             self.dataset.labels,
             batch_size=data_cfg["batch_size"],
             sampler=data_cfg["sampler"],
@@ -287,6 +289,9 @@ class Trainer:
         freezing schedules, which are functions of epoch progress, are set to this world size's
         step at that point of the epoch.
         """
+        if isinstance(self.plan, ShardPlan):
+            self._map_shard_position(old_world_size)
+            return
         done = self.epoch_offset + self.batch_in_epoch * old_world_size  # global batches of the epoch done
         old_steps = max(0, self.plan.epoch_batches - self.epoch_offset) // old_world_size
         if self.batch_in_epoch >= old_steps:  # the epoch was complete: the next one starts afresh
@@ -306,6 +311,19 @@ class Trainer:
             old_world_size, self.context.world_size, self.plan.batch_size, self.step, where,
             self.scheduler.step_count, len(self.plan),
         )
+
+    def _map_shard_position(self, old_world_size: int) -> None:
+        """:meth:`_map_position` over shards: the lanes of the processes differ, so a begun epoch ends there."""
+        said = (f"checkpoint was written with {old_world_size} process(es), resuming with {self.context.world_size} "
+                f"from shards at step {self.step}")
+        if self.batch_in_epoch == 0:
+            logger.info("%s, at the start of epoch %d", said, self.epoch + 1)
+        else:
+            logger.warning("%s: shards are dealt to the processes as lanes, so an epoch begun on one number of "
+                           "processes cannot go on on another; the rest of epoch %d (after %d batch(es) per process) "
+                           "is left out and epoch %d starts", said, self.epoch + 1, self.batch_in_epoch, self.epoch + 2)
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        self._sync_schedule()
 
     def _steps_this_epoch(self) -> int:
         """Steps of the current epoch on this world size (fewer when it continues another world size's)."""
@@ -352,12 +370,17 @@ class Trainer:
     # --- loop ----------------------------------------------------------------------------
 
     def _loader(self, epoch: int, start: int) -> torch.utils.data.DataLoader:
+        if isinstance(self.dataset, ShardDataset):  # it batches itself, following its own plan
+            self.dataset.set_epoch(epoch, start)
+            batching: dict[str, Any] = {"batch_size": None}
+        else:
+            batching = {"batch_sampler": list(self.plan.batches(epoch, start, self.epoch_offset)),
+                        "collate_fn": collate_crops}
         return torch.utils.data.DataLoader(
             self.dataset,
-            batch_sampler=list(self.plan.batches(epoch, start, self.epoch_offset)),
             num_workers=self.config["data"]["num_workers"],
             prefetch_factor=self.config["data"]["prefetch_factor"] if self.config["data"]["num_workers"] > 0 else None,
-            collate_fn=collate_crops,
+            **batching,
             # Its own generator: without one, every loader draws its base seed from the global torch
             # RNG, and a mid-epoch resume (one loader more) would shift the model's random draws.
             generator=torch.Generator().manual_seed(

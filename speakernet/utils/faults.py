@@ -17,7 +17,7 @@ from pathlib import Path
 
 ENV = "SPEAKERNET_FAULT"
 GROUP_ENV = "SPEAKERNET_FAULT_PGID"
-POINTS = ("features.utt", "train.step", "checkpoint.save", "extract.batch", "scores.block")
+POINTS = ("features.utt", "shards.utt", "train.step", "checkpoint.save", "extract.batch", "scores.block")
 _hits: dict[str, int] = {}
 
 

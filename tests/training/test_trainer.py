@@ -6,7 +6,6 @@ import json
 import logging
 import random
 import re
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ from speakernet.config import load_config
 from speakernet.training import checkpoint as ckpt
 from speakernet.training.trainer import METRICS_NAME, train
 
-from training_data import TINY_OVERRIDES, make_feature_dir
+from training_data import TINY_OVERRIDES, free_ports, make_feature_dir
 
 
 def _params(exp_dir: Path, which: str = "latest") -> dict[str, torch.Tensor]:
@@ -241,10 +240,7 @@ def test_ddp_resume_is_exact(feature_dir: Path, tmp_path: Path) -> None:
 
     # 30 utterances, batches of 3 on 2 processes: 5 steps per epoch; stop mid-epoch 1
     overrides = TINY_OVERRIDES + ["training.epochs=2", "data.batch_size=3"]
-    with socket.socket() as a, socket.socket() as b, socket.socket() as c:  # three distinct free ports
-        for sock in (a, b, c):
-            sock.bind(("127.0.0.1", 0))
-        ports = [sock.getsockname()[1] for sock in (a, b, c)]
+    ports = free_ports(3)
     mp.start_processes(run_rank, args=(2, ports, str(feature_dir), str(tmp_path), overrides, 10, 3), nprocs=2,
                        join=True, start_method="spawn")
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"

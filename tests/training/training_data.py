@@ -115,3 +115,26 @@ def make_audio_dir(root: Path, num_speakers: int = 4, utts_per_speaker: int = 4,
 
 
 AUDIO_OVERRIDES = TINY_OVERRIDES + ["data.source=audio", "data.use_vad=false", "data.batch_size=4"]
+
+
+def make_shard_dir(root: Path, utts_per_shard: int = 3) -> Path:
+    """:func:`make_audio_dir`'s 17 utterances in shards of ``utts_per_shard`` (``root/shards``; 6 shards of 3)."""
+    from speakernet.data.shards.stage import make_shards
+
+    data_dir = make_audio_dir(root)
+    make_shards(data_dir, root / "shards", utts_per_shard=utts_per_shard)
+    return data_dir
+
+
+def free_ports(count: int = 3) -> list[int]:
+    """``count`` distinct free TCP ports on 127.0.0.1 (one per DDP rendezvous of a test)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:  # all bound at once, so the ports are distinct
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
