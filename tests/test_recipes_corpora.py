@@ -125,7 +125,7 @@ def voxceleb_trees(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
     return vox1, vox2
 
 
-def test_voxceleb_recipe_offline_augmented_features_then_online_from_audio(
+def test_voxceleb_recipe_offline_augmented_features_then_online_from_shards(
     tmp_path: Path, voxceleb_trees: tuple[Path, Path], augmentation_trees: tuple[Path, Path]
 ) -> None:
     vox1, vox2 = voxceleb_trees
@@ -156,11 +156,17 @@ def test_voxceleb_recipe_offline_augmented_features_then_online_from_audio(
     adapt_log = tmp_path / "exp" / "model" / "log" / "score.asnorm-adapt.latest.trials_vox1_O.log"
     assert "of 4 speaker cohort members" in adapt_log.read_text()  # the 4 VoxCeleb1 speakers, not vox2's
 
-    # (b) training from the audio (m4a pipes) with online augmentation, on the same data dirs
+    # (b) the online-augmentation conf trained from tar shards of the audio (the m4a decoded into them; the
+    # CN-Celeb test trains from the audio files themselves), on the same data dirs
     result = _run_recipe("voxceleb", tmp_path, "--stage", "1", "--exp", str(tmp_path / "exp" / "online"),
                          "--average-num", "0", "--backends", "cosine", conf="conf/ecapa_c512_aug.yaml",
-                         overrides=_online_overrides(data))
+                         overrides=_online_overrides(data) + " data.source=shards data.shard_lanes=1"
+                         " data.shuffle_buffer=8")
     assert result.returncode == 0, result.stderr[-4000:]
+    assert "Stage 1: tar shards of" in result.stderr
+    [shard] = (data / "vox2_dev" / "shards.list").read_text().split()
+    assert Path(shard).is_file() and "12 utterances of 4 speakers in 1 shards for training" in \
+        next((tmp_path / "exp" / "online" / "log").glob("train.*.log")).read_text()
     rows = _results(tmp_path, "online")
     assert set(rows) == {f"{model}:cosine:{name}" for model in ("untrained", "trained") for name in lists}
     train_log = next((tmp_path / "exp" / "online" / "log").glob("train.*.log")).read_text()
