@@ -287,6 +287,48 @@ def load_config(path: PathLike | None, overrides: list[str] | None = None) -> di
     return config
 
 
+def relocated_source_overrides(path: PathLike, data: str, default_data: str = "data") -> list[str]:
+    """Overrides that move a recipe conf's augmentation sources from the default ``--data`` to ``data``.
+
+    A recipe's conf names the source dirs its stage 0 prepares relative to the recipe dir, under the default
+    data dir (``data/sources/musan_noise``); a run with ``--data DIR`` has them under ``DIR``. Dirs outside
+    ``default_data`` (absolute, or the user's own) are kept.
+
+    Args:
+        path: The conf (YAML; read as it is, the training validates it).
+        data: The run's data dir.
+        default_data: The data dir the conf's paths assume.
+
+    Returns:
+        ``data.augment.<kind>.dirs=[...]`` overrides, one per kind whose dirs move (none when ``data`` is
+        ``default_data``).
+
+    Raises:
+        ConfigError: on an unreadable conf, or a moved dir that an override cannot carry (space, comma, bracket).
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = yaml.safe_load(handle) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"cannot read config {path}: {' '.join(str(error).split())}") from None
+    augment = (raw.get("data") or {}).get("augment") if isinstance(raw, dict) else None
+    overrides = []
+    for kind, section in (augment or {}).items():
+        dirs = section.get("dirs") if isinstance(section, dict) else None
+        if not isinstance(dirs, list):
+            continue
+        moved = [data + str(d)[len(default_data):] if str(d) == default_data or str(d).startswith(default_data + "/")
+                 else str(d) for d in dirs]
+        if moved == [str(d) for d in dirs]:
+            continue
+        bad = next((d for d in moved if any(c in d for c in " \t,[]")), None)
+        if bad is not None:
+            raise ConfigError(f"{path}: data.augment.{kind}.dirs: '{bad}' cannot be passed as an override (space, "
+                              "comma or bracket): choose a --data without them")
+        overrides.append(f"data.augment.{kind}.dirs=[{','.join(moved)}]")
+    return overrides
+
+
 def build_component(config: Mapping[str, Any], name_key: str, **trainer_args: Any) -> Any:
     """Builds the component a config names (``model``, ``head``, ``optimizer``, ``scheduler``).
 

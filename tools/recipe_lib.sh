@@ -258,3 +258,12 @@ training_dirs() {
   [ -z "$offline_aug" ] || { train_data=$1/$2_combined; backend_data=$1/$2; }
   [ "$stop_stage" -lt 1 ] || require_ffmpeg_for "$train_data"
 }
+
+# source_overrides CONF DATA: the training overrides that move CONF's augmentation source dirs, which recipe
+# confs name under the default --data (data/sources/...), to DATA's (nothing when DATA is that default).
+source_overrides() {
+  python -c 'import sys
+from speakernet.bin import run_stage
+from speakernet.config import relocated_source_overrides
+sys.exit(run_stage(lambda: print(" ".join(relocated_source_overrides(sys.argv[1], sys.argv[2])))))' "$1" "$2"
+}

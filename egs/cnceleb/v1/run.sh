@@ -90,6 +90,8 @@ fi
 
 training_dirs "$data" cnceleb_train  # with --offline-aug: train on cnceleb_train_combined, back-ends on cnceleb_train
 
+# The conf's augmentation sources, named under the default --data, are under this run's --data.
+[ ! -f "$conf" ] || train_overrides="$(source_overrides "$conf" "$data")${train_overrides:+ $train_overrides}"
 sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" --nj "$nj" --nproc "$nproc" \
   --conf "$conf" --train-data "$train_data" --backend-data "$backend_data" --eval-sets "$eval_sets" \
   --feat-dir "$feat_dir" --exp-dir "$exp" --train-overrides "$train_overrides" \

@@ -190,6 +190,8 @@ for name in "${eval_names[@]}"; do
   [ -d "$data/$name" ] || { echo "$0: $data/$name does not exist: run stage 0" >&2; exit 1; }
   sets+=("$spec")
 done
+# The conf's augmentation sources, named under the default --data, are under this run's --data.
+[ ! -f "$conf" ] || train_overrides="$(source_overrides "$conf" "$data")${train_overrides:+ $train_overrides}"
 sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" --nj "$nj" --nproc "$nproc" \
   --conf "$conf" --train-data "$data/train" --eval-sets "${sets[*]}" \
   --feat-dir "$feat_dir" --exp-dir "$exp" --train-overrides "$train_overrides" --train-threads "$train_threads" \

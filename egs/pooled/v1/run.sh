@@ -79,6 +79,8 @@ trials=$(for list in "$data"/test/trials "$data"/test/trials_*; do [ ! -f "$list
 [ -n "$trials" ] || { echo "$0: no trial list in $data/test (trials, trials_*): run stage 0" >&2; exit 1; }
 # The held-out speakers prepared as unlabelled in-domain data give the *-adapt rows.
 [ -n "$adapt_data" ] || [ ! -f "$data/adapt/utt2spk" ] || adapt_data=$data/adapt
+# The conf's augmentation sources, named under the default --data, are under this run's --data.
+[ ! -f "$conf" ] || train_overrides="$(source_overrides "$conf" "$data")${train_overrides:+ $train_overrides}"
 sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" --nj "$nj" --nproc "$nproc" \
   --conf "$conf" --train-data "$data/train" --test-data "$data/test" --trials "$trials" \
   --feat-dir "$feat_dir" --exp-dir "$exp" --train-overrides "$train_overrides" \

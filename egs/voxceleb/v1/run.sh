@@ -85,6 +85,8 @@ done
 trials=$(echo $trials)
 [ "$stage" -gt 0 ] || [ -n "$trials" ] || { echo "$0: no VoxCeleb1 trial list was prepared" >&2; exit 1; }
 
+# The conf's augmentation sources, named under the default --data, are under this run's --data.
+[ ! -f "$conf" ] || train_overrides="$(source_overrides "$conf" "$data")${train_overrides:+ $train_overrides}"
 sv_stages.sh --stage "$(( stage > 1 ? stage : 1 ))" --stop-stage "$stop_stage" --nj "$nj" --nproc "$nproc" \
   --conf "$conf" --train-data "$train_data" --backend-data "$backend_data" \
   --test-data "$data/vox1_all" --trials "$trials" \
