@@ -46,8 +46,9 @@ class ConvReluBn(nn.Module):
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd to keep the frame count, got {kernel_size}")
         padding = dilation * (kernel_size - 1) // 2
+        # Without padding the mode is moot, but a non-zeros mode would still copy the input through F.pad.
         self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, padding=padding, dilation=dilation,
-                              padding_mode=padding_mode)
+                              padding_mode=padding_mode if padding > 0 else "zeros")
         self.bn = nn.BatchNorm1d(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
