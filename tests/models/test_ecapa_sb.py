@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -97,3 +99,20 @@ def test_bf16_is_refused_where_it_would_be_emulated(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(precision, "bf16_supported", lambda: False)
     with pytest.raises(ValueError, match="needs a CPU with AVX512-BF16 or AMX"):
         with_precision(torch.nn.Linear(2, 2), "bf16")
+
+
+def test_the_onnx_export_equals_the_rewritten_model(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime", reason="the export extra is not installed")
+    from speakernet.export import PARITY_TOLERANCE, OnnxModel, export_onnx
+
+    torch.manual_seed(3)
+    model = build_model("ECAPA_TDNN_SB", feat_dim=TINY_FEAT_DIM, **TINY_MODEL_ARGS["ECAPA_TDNN_SB"]).eval()
+    _randomise_batch_norms(model, seed=3)
+    export_onnx(model, tmp_path / "model.onnx", TINY_FEAT_DIM)
+    exported = OnnxModel(tmp_path / "model.onnx")
+    for batch, frames in ((1, 9), (2, 333)):  # neither is the tracing length
+        feats = torch.randn(batch, frames, TINY_FEAT_DIM)
+        with torch.inference_mode():
+            expected = model(feats)
+        scale = max(1.0, float(expected.abs().max()))
+        assert float((exported(feats) - expected).abs().max()) <= PARITY_TOLERANCE * scale
