@@ -170,7 +170,7 @@ class MaskedAttentiveStatsPool(nn.Module):
             if bias is not None:
                 constant = constant + bias
             hidden = torch.matmul(frames_weight, x) + constant.unsqueeze(2)
-            hidden = self.attention_hidden.bn(torch.relu(hidden))
+            hidden = self.attention_hidden.bn(torch.relu_(hidden))
         else:
             hidden = self.attention_hidden(x)
         scores = self.attention_out(torch.tanh(hidden))

@@ -53,7 +53,9 @@ class ConvReluBn(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Maps ``[B, in_channels, T]`` to ``[B, out_channels, T]``."""
-        return self.bn(torch.relu(self.conv(x)))
+        # In place: the convolution's output is new and its backward does not need it; a fresh [B, C, T]
+        # allocation per layer costs more on CPU than the ReLU itself.
+        return self.bn(torch.relu_(self.conv(x)))
 
 
 class Res2Conv(nn.Module):
@@ -237,5 +239,5 @@ class ECAPA_TDNN(nn.Module):
         for block in self.blocks:
             hidden = block(hidden)
             block_outputs.append(hidden)
-        hidden = torch.relu(self.aggregation(torch.cat(block_outputs, dim=1)))
+        hidden = torch.relu_(self.aggregation(torch.cat(block_outputs, dim=1)))
         return self.embedding_bn(self.embedding(self.pooling_bn(self.pooling(hidden))))
