@@ -1,8 +1,9 @@
 """SpeechBrain's ECAPA-TDNN in SpeechBrain and imported into speakernet: speed and agreement, one run.
 
 Embeds the same files with SpeechBrain's own pipeline (``EncoderClassifier.encode_batch``, in
-SpeechBrain's environment, a subprocess) and with the imported model dir (PyTorch, and the ONNX
-export through onnxruntime when ``--export-dir`` is given), one thread each, file by file, audio
+SpeechBrain's environment, a subprocess) and with the imported model dir (PyTorch in exact float32,
+the default; PyTorch in bfloat16, the lossy opt-in ``precision="bf16"``, where the CPU has it; and the
+ONNX export through onnxruntime when ``--export-dir`` is given), one thread each, file by file, audio
 already in memory (front-end + network timed). The sides run in rounds, alternately, so a shared
 machine's load falls on all of them; the real-time factor of each side is its median over the
 rounds, and the table prints the speed-up over SpeechBrain and the lowest cosine similarity of a
@@ -33,6 +34,7 @@ import soundfile as sf
 import torch
 
 from speakernet.inference import SpeakerEmbedder
+from speakernet.models.precision import bf16_supported
 
 #: SpeechBrain's side: loads the model once, then per round embeds every file and reports the seconds.
 SB_SCRIPT = textwrap.dedent("""
@@ -86,6 +88,8 @@ def main() -> None:
     audio = [sf.read(f, dtype="float32")[0] for f in files]
     seconds = sum(len(a) for a in audio) / 16000
     sides = {"speakernet torch": SpeakerEmbedder(args.model_dir)}
+    if bf16_supported():
+        sides["speakernet torch bf16"] = SpeakerEmbedder(args.model_dir, precision="bf16")
     if args.export_dir:
         sides["speakernet onnxruntime"] = SpeakerEmbedder(args.export_dir, runtime="onnx")
     with tempfile.TemporaryDirectory() as work:

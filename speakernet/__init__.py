@@ -14,11 +14,12 @@ if TYPE_CHECKING:  # the real import is deferred to load()
 __version__ = "0.1.0"
 
 
-def load(model_dir: str | os.PathLike, checkpoint: str = "latest", runtime: str | None = None) -> SpeakerEmbedder:
+def load(model_dir: str | os.PathLike, checkpoint: str = "latest", runtime: str | None = None,
+         precision: str = "fp32") -> SpeakerEmbedder:
     """The model of an exp dir or an export dir: ``model.embed(audio)``, ``model.verify(a, b)``.
 
     See :func:`speakernet.inference.load`; torch is imported here, on first use.
     """
     from speakernet.inference import load as _load
 
-    return _load(model_dir, checkpoint, runtime)
+    return _load(model_dir, checkpoint, runtime, precision)

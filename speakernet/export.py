@@ -100,7 +100,8 @@ class OnnxModel:
 
     Args:
         path: The ``model.onnx`` file.
-        threads: Intra-op threads (0: onnxruntime's default).
+        threads: Intra-op threads (0: torch's thread count, so that ``torch.set_num_threads`` governs
+            both runtimes alike).
     """
 
     def __init__(self, path: PathLike, threads: int = 0):
@@ -109,7 +110,7 @@ class OnnxModel:
         except ImportError:
             raise ExportError(f"{path}: running an ONNX model needs onnxruntime (pip install onnxruntime)") from None
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = threads or torch.get_num_threads()
         options.log_severity_level = 3  # errors only: its warnings about unused initialisers are noise here
         try:
             self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

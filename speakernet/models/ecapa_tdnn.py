@@ -46,13 +46,16 @@ class ConvReluBn(nn.Module):
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd to keep the frame count, got {kernel_size}")
         padding = dilation * (kernel_size - 1) // 2
+        # Without padding the mode is moot, but a non-zeros mode would still copy the input through F.pad.
         self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, padding=padding, dilation=dilation,
-                              padding_mode=padding_mode)
+                              padding_mode=padding_mode if padding > 0 else "zeros")
         self.bn = nn.BatchNorm1d(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Maps ``[B, in_channels, T]`` to ``[B, out_channels, T]``."""
-        return self.bn(torch.relu(self.conv(x)))
+        # In place: the convolution's output is new and its backward does not need it; a fresh [B, C, T]
+        # allocation per layer costs more on CPU than the ReLU itself.
+        return self.bn(torch.relu_(self.conv(x)))
 
 
 class Res2Conv(nn.Module):
@@ -236,5 +239,5 @@ class ECAPA_TDNN(nn.Module):
         for block in self.blocks:
             hidden = block(hidden)
             block_outputs.append(hidden)
-        hidden = torch.relu(self.aggregation(torch.cat(block_outputs, dim=1)))
+        hidden = torch.relu_(self.aggregation(torch.cat(block_outputs, dim=1)))
         return self.embedding_bn(self.embedding(self.pooling_bn(self.pooling(hidden))))

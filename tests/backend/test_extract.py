@@ -239,6 +239,15 @@ def test_extract_stage_embeds_several_dirs_with_one_model_load(tmp_path: Path, t
         keys, matrix = load_embeddings(tmp_path / together / "xvector.scp")
         alone_keys, alone_matrix = load_embeddings(alone / "xvector.scp")
         assert keys == alone_keys and np.array_equal(matrix, alone_matrix)
+    from speakernet.models.precision import bf16_supported
+
+    if bf16_supported():  # the opt-in: close to fp32, not equal
+        assert extract_main(common + ["--precision", "bf16", "--data-dir", str(dirs[0]), "--out-dir",
+                                      str(tmp_path / "bf16")]) == 0
+        _, fast = load_embeddings(tmp_path / "bf16" / "xvector.scp")
+        _, exact = load_embeddings(tmp_path / "A" / "xvector.scp")
+        cosines = np.sum(fast * exact, axis=1) / np.linalg.norm(fast, axis=1) / np.linalg.norm(exact, axis=1)
+        assert cosines.min() > 0.99 and not np.array_equal(fast, exact)
     # --jobs: one process runs several extractions (other modes, checkpoints), each as it would alone
     from speakernet.training import checkpoint as ckpt
 

@@ -83,6 +83,23 @@ def test_the_embedder_runs_an_export_dir_like_its_exp_dir(exported: dict[str, Pa
         SpeakerEmbedder(only_onnx, runtime="torchscript")
 
 
+def test_precision_is_an_exp_dir_option_and_onnx_threads_follow_torch(exported: dict[str, Path]) -> None:
+    import speakernet
+    from speakernet.models.precision import Bfloat16Autocast, bf16_supported
+
+    assert not isinstance(speakernet.load(exported["exp"]).model, Bfloat16Autocast)  # exact fp32 by default
+    if bf16_supported():
+        assert isinstance(speakernet.load(exported["exp"], precision="bf16").model, Bfloat16Autocast)
+    with pytest.raises(ValueError, match="is an export dir, which runs in fp32"):
+        SpeakerEmbedder(exported["export"], precision="bf16")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # one thread for torch is one for onnxruntime too (a fair comparison, a shared CPU)
+        assert OnnxModel(exported["export"] / "model.onnx").session.get_session_options().intra_op_num_threads == 1
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_an_export_that_differs_is_refused_and_removed(exported: dict[str, Path], tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from speakernet import export
