@@ -107,10 +107,12 @@ def test_recipe_source_dirs_move_to_the_runs_data_dir(tmp_path: Path) -> None:
     from speakernet.config import relocated_source_overrides
 
     conf = tmp_path / "aug.yaml"
-    conf.write_text("data:\n  source: audio\n  use_vad: false\n  augment:\n    probability: 0.6\n    reverb: {dirs: [data/sources/rirs_a, /abs/rirs]}\n"
+    conf.write_text("data:\n  source: audio\n  use_vad: false\n  augment:\n    probability: 0.6\n"
+                    "    reverb: {dirs: [data/sources/rirs_a, /abs/rirs]}\n"
                     "    noise: {dirs: [mine/noise], snr: [0, 15]}\n    music: {dirs: [data/sources/music]}\n")
     assert relocated_source_overrides(conf, "/runs/d") == [
-        "data.augment.reverb.dirs=[/runs/d/sources/rirs_a,/abs/rirs]", "data.augment.music.dirs=[/runs/d/sources/music]"]
+        "data.augment.reverb.dirs=[/runs/d/sources/rirs_a,/abs/rirs]",
+        "data.augment.music.dirs=[/runs/d/sources/music]"]
     assert relocated_source_overrides(conf, "data") == []  # the default: nothing moves
     assert load_config(conf, relocated_source_overrides(conf, "/runs/d"))["data"]["augment"]["music"]["dirs"] == [
         "/runs/d/sources/music"]

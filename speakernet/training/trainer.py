@@ -24,20 +24,20 @@ from speakernet.data.kaldi_dir import DataDirError, c_sort_key, read_scp, write_
 from speakernet.data.sampler import BatchPlan
 from speakernet.data.shards.dataset import ShardDataset, ShardPlan
 from speakernet.training import checkpoint as ckpt
+from speakernet.training.position import EpochPosition
+from speakernet.training.train_metrics import METRICS_NAME, truncate_train_metrics
 from speakernet.training.train_data import build_dataset, record_frontend, training_threads
 from speakernet.training.finetune import (apply_init, check_init_audio_frontend, check_init_frontend, init_speakers,
                                          load_init)
 from speakernet.training.distributed import DistributedContext, all_reduce_mean, barrier, cleanup, init_distributed
 from speakernet.utils.dropped import TRAIN_DROPPED_NAME, log_dropped, write_dropped
 from speakernet.utils.faults import fault_point
-from speakernet.utils.fileio import atomic_write, exclusive_lock
+from speakernet.utils.fileio import exclusive_lock
 from speakernet.utils.logging import format_duration
 
 logger = logging.getLogger(__name__)
 
 FRAME_SHIFT_S = 0.01
-METRICS_NAME = "train_metrics.jsonl"
-"""One JSON line per logged interval in the exp dir (see :meth:`Trainer._log`)."""
 
 
 class EmbeddingTrainingModel(nn.Module):
@@ -82,37 +82,7 @@ def margin_at(config: dict[str, Any], epoch_progress: float) -> float | None:
     return margin_schedule(epoch_progress, final, schedule["increase_start_epoch"], schedule["fix_start_epoch"])
 
 
-def truncate_train_metrics(path: Path, step: int, keep_at_step: bool = True) -> float:
-    """Drops the lines of a ``train_metrics.jsonl`` logged after ``step``, rewriting it atomically.
-
-    Args:
-        path: The metrics file (nothing happens when it does not exist).
-        step: The step training resumes from (0 for a fresh start: every line goes).
-        keep_at_step: Whether a line logged exactly at ``step`` stays.
-
-    Returns:
-        The ``seconds`` of the last line kept (0.0 if none), so training time adds up over resumes.
-    """
-    if not path.is_file():
-        return 0.0
-    kept: list[str] = []
-    seconds = 0.0
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        try:
-            record = json.loads(line)
-            line_step = int(record["step"])
-        except (ValueError, KeyError, TypeError):  # e.g. a line cut short when the run was killed
-            logger.warning("%s:%d: dropping unreadable metrics line", path, number)
-            continue
-        if line_step < step or (keep_at_step and line_step == step):
-            kept.append(line + "\n")
-            seconds = float(record.get("seconds") or 0.0)
-    with atomic_write(path) as handle:
-        handle.write("".join(kept))
-    return seconds
-
-
-class Trainer:
+class Trainer(EpochPosition):
     """Trains an embedding model on the features of a data dir.
 
     Args:
@@ -280,74 +250,6 @@ class Trainer:
         if state["world_size"] != self.context.world_size:
             self._map_position(int(state["world_size"]))
         ckpt.set_rng_state(state["rng"])
-
-    def _map_position(self, old_world_size: int) -> None:
-        """Continues a position written by ``old_world_size`` processes on this run's number of processes.
-
-        The epoch goes on at the same global batch (each of the epoch's utterances is still
-        trained on once), the optimiser step count goes on as it was, and the lr, margin and
-        freezing schedules, which are functions of epoch progress, are set to this world size's
-        step at that point of the epoch.
-        """
-        if isinstance(self.plan, ShardPlan):
-            self._map_shard_position(old_world_size)
-            return
-        done = self.epoch_offset + self.batch_in_epoch * old_world_size  # global batches of the epoch done
-        old_steps = max(0, self.plan.epoch_batches - self.epoch_offset) // old_world_size
-        if self.batch_in_epoch >= old_steps:  # the epoch was complete: the next one starts afresh
-            self.epoch, self.epoch_offset, self.batch_in_epoch = self.epoch + 1, 0, 0
-            where = f"the end of epoch {self.epoch}: epoch {self.epoch + 1} starts at global batch 0"
-        else:
-            self.epoch_offset, self.batch_in_epoch = done, 0
-            where = (f"global batch {done} of {self.plan.epoch_batches} of epoch {self.epoch + 1}, which goes on for "
-                     f"{self._steps_this_epoch()} step(s) of {self.context.world_size} batch(es)")
-            left = self.plan.epoch_batches - done - self._steps_this_epoch() * self.context.world_size
-            if left:
-                where += f" ({left} batch(es) too few for a step are left out)"
-        self._sync_schedule()
-        logger.info(
-            "checkpoint was written with %d process(es), resuming with %d (batches of %d utterances per process): "
-            "step %d, at %s; the lr schedule continues from its step %d of %d per epoch",
-            old_world_size, self.context.world_size, self.plan.batch_size, self.step, where,
-            self.scheduler.step_count, len(self.plan),
-        )
-
-    def _map_shard_position(self, old_world_size: int) -> None:
-        """:meth:`_map_position` over shards: the lanes of the processes differ, so a begun epoch ends there."""
-        said = (f"checkpoint was written with {old_world_size} process(es), resuming with {self.context.world_size} "
-                f"from shards at step {self.step}")
-        if self.batch_in_epoch == 0:
-            logger.info("%s, at the start of epoch %d", said, self.epoch + 1)
-        else:
-            logger.warning("%s: shards are dealt to the processes as lanes, so an epoch begun on one number of "
-                           "processes cannot go on on another; the rest of epoch %d (after %d batch(es) per process) "
-                           "is left out and epoch %d starts", said, self.epoch + 1, self.batch_in_epoch, self.epoch + 2)
-            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-        self._sync_schedule()
-
-    def _steps_this_epoch(self) -> int:
-        """Steps of the current epoch on this world size (fewer when it continues another world size's)."""
-        return self.plan.steps_from(self.epoch_offset)
-
-    def _epoch_progress(self) -> float:
-        """Epochs done, fractional: the current epoch counts by its global batches done."""
-        if self.epoch_offset == 0:
-            return self.epoch + self.batch_in_epoch / len(self.plan)
-        world = self.context.world_size
-        done = self.epoch_offset + self.batch_in_epoch * world
-        return self.epoch + done / (self.epoch_offset + self._steps_this_epoch() * world)
-
-    def _schedule_position(self) -> int:
-        """The step the schedules stand at: this world size's steps up to the current point of the training.
-
-        The optimiser step count itself unless the number of processes changed during the training.
-        """
-        return (self.epoch * len(self.plan) + round(self.epoch_offset / self.context.world_size)
-                + self.batch_in_epoch)
-
-    def _sync_schedule(self) -> None:
-        """Sets the lr scheduler to :meth:`_schedule_position` (after a change of world size)."""
-        self.scheduler.load_state_dict({**self.scheduler.state_dict(), "step_count": self._schedule_position()})
 
     def save(self) -> Path | None:
         """Writes a full checkpoint of the current position (main process only) and marks it latest."""
@@ -623,5 +525,5 @@ def train(config: dict[str, Any], data_dir: str | Path, exp_dir: str | Path, res
         return Trainer(config, data_dir, exp_dir, resume=resume, device=device).train()
 
 
-__all__ = ["Trainer", "train", "previous_training", "margin_at", "truncate_train_metrics",
-           "EmbeddingTrainingModel", "METRICS_NAME"]
+__all__ = ["Trainer", "train", "previous_training", "margin_at",
+           "EmbeddingTrainingModel"]

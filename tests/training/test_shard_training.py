@@ -87,7 +87,7 @@ def test_another_world_size_over_shards_goes_on_at_the_next_epoch(shard_dir: Pat
     train(load_config(None, SHARD_OVERRIDES + ["training.max_steps=3"]), shard_dir, exp)  # 8 steps an epoch
     path = ckpt.resolve_checkpoint(exp, "latest")
     ckpt.save_checkpoint({**ckpt.load_checkpoint(path), "world_size": 2}, path)  # as 2 processes wrote it
-    with caplog.at_level(logging.INFO, logger="speakernet.training.trainer"):
+    with caplog.at_level(logging.INFO, logger="speakernet.training"):
         train(load_config(None, SHARD_OVERRIDES + ["training.max_steps=5"]), shard_dir, exp, resume="latest")
     assert any("the rest of epoch 1 (after 3 batch(es) per process) is left out and epoch 2 starts" in r.getMessage()
                for r in caplog.records)

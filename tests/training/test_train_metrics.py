@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from speakernet.config import load_config
-from speakernet.training.trainer import METRICS_NAME, train, truncate_train_metrics
+from speakernet.training.train_metrics import METRICS_NAME, truncate_train_metrics
+from speakernet.training.trainer import train
 
 from training_data import TINY_OVERRIDES
 

@@ -15,7 +15,8 @@ from torch import nn
 
 from speakernet.config import load_config
 from speakernet.training import checkpoint as ckpt
-from speakernet.training.trainer import METRICS_NAME, train
+from speakernet.training.train_metrics import METRICS_NAME
+from speakernet.training.trainer import train
 
 from training_data import TINY_OVERRIDES, free_ports, make_feature_dir
 

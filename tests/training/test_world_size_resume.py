@@ -63,7 +63,7 @@ def test_two_processes_stopped_mid_epoch_resume_on_one(feature_dir: Path, tmp_pa
     written = (record / "writes.0").read_text()
     assert "init.pt" in written and "step_00000002.pt" in written and "latest" in written
 
-    with caplog.at_level(logging.INFO, logger="speakernet.training.trainer"):
+    with caplog.at_level(logging.INFO, logger="speakernet.training"):
         run(record, feature_dir, exp, OVERRIDES + ["training.max_steps=5"], resume="latest")  # 3 steps on
     mapped = [r.getMessage() for r in caplog.records if "resuming with 1" in r.getMessage()]
     assert len(mapped) == 1 and "global batch 4 of 10 of epoch 1" in mapped[0], mapped
@@ -102,7 +102,7 @@ def test_a_finished_epoch_resumes_at_the_next_one(feature_dir: Path, tmp_path: P
     ckpt.save_checkpoint({**state, "world_size": 2}, path)
     for seen in record.glob("seen.*"):  # the 5 steps of 1 process saw half of epoch 1: forget them
         seen.unlink()
-    with caplog.at_level(logging.INFO, logger="speakernet.training.trainer"):
+    with caplog.at_level(logging.INFO, logger="speakernet.training"):
         run(record, feature_dir, exp, OVERRIDES, resume="latest")
     assert any("at the end of epoch 1: epoch 2 starts at global batch 0" in r.getMessage() for r in caplog.records)
     assert _position(exp) == (1, 10, 15, 1, 20)
