@@ -20,8 +20,7 @@ import numpy as np
 import torch
 
 from speakernet.training.checkpoint_files import (  # noqa: F401  (part of this module's interface)
-    CHECKPOINT_DIR, INIT_NAME, LATEST, checkpoint_name, epoch_checkpoints, mark_latest, prune_checkpoints,
-    resolve_checkpoint)
+    CHECKPOINT_DIR, INIT_NAME, LATEST, checkpoint_name, epoch_checkpoints, prune_checkpoints, resolve_checkpoint)
 from speakernet.utils.faults import fault_point
 from speakernet.utils.fileio import PathLike, atomic_write
 
@@ -169,6 +168,12 @@ def require_entries(state: dict[str, Any], path: PathLike, keys: tuple[str, ...]
 #: What a checkpoint must hold to continue its training exactly.
 TRAINING_ENTRIES = ("model", "head", "optimizer", "scheduler", "scaler", "epoch", "batch_in_epoch", "step", "rng",
                     "speakers", "world_size")
+
+
+def mark_latest(exp_dir: PathLike, path: PathLike) -> None:
+    """Points ``exp_dir/checkpoints/latest`` at ``path`` (a text file holding its name)."""
+    with atomic_write(Path(exp_dir) / CHECKPOINT_DIR / LATEST) as handle:
+        handle.write(Path(path).name + "\n")
 
 
 def average_checkpoints(paths: list[Path], part: str = "model") -> dict[str, torch.Tensor]:

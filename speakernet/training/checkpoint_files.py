@@ -1,7 +1,8 @@
-"""Where an exp dir's checkpoints are: file names, the ``latest`` pointer, finding and pruning them.
+"""Where an exp dir's checkpoints are: their file names, finding one (``latest`` and the other names), pruning.
 
 Torch-free (paths and text files only), so that stages which only name a checkpoint (calibration
-records its file) do not import torch; :mod:`speakernet.training.checkpoint` reads and writes them.
+records its file) do not import torch; :mod:`speakernet.training.checkpoint` reads and writes them
+(and the ``latest`` pointer).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from speakernet.utils.fileio import PathLike, atomic_write
+from speakernet.utils.fileio import PathLike
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest"
@@ -23,12 +24,6 @@ def checkpoint_name(epochs_done: int, step: int, end_of_epoch: bool) -> str:
     kept for model averaging. Mid-epoch ones are ``step_NNNNNNNN.pt``, for crash recovery only.
     """
     return f"epoch_{epochs_done:03d}.pt" if end_of_epoch else f"step_{step:08d}.pt"
-
-
-def mark_latest(exp_dir: PathLike, path: PathLike) -> None:
-    """Points ``exp_dir/checkpoints/latest`` at ``path`` (a text file holding its name)."""
-    with atomic_write(Path(exp_dir) / CHECKPOINT_DIR / LATEST) as handle:
-        handle.write(Path(path).name + "\n")
 
 
 def resolve_checkpoint(exp_dir: PathLike, which: str = "latest") -> Path:
