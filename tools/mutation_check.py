@@ -88,8 +88,8 @@ MUTANTS = (
            "if utt_a == utt_b or pair in seen:", "if pair in seen:", ("tests/backend/test_calibration.py",)),
     # Samplers.
     Mutant("sampler-ranks-overlap", "speakernet/data/sampler.py",
-           "plan = self._global_batches(epoch)[self.rank :: self.world_size]",
-           "plan = self._global_batches(epoch)[:: self.world_size]",
+           "plan = self._global_batches(epoch, total)[global_start + self.rank :: self.world_size]",
+           "plan = self._global_batches(epoch, total)[global_start :: self.world_size]",
            ("tests/training/test_sampler_and_schedule.py",)),
     Mutant("sampler-one-crop-seed", "speakernet/data/sampler.py",
            "seeds = rng.integers(0, 2**31 - 1, size=indices.shape)",
