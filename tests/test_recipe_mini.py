@@ -188,8 +188,8 @@ def test_finetuning_stage_adds_its_own_model_and_rows(recipe: dict[str, Path], t
     assert (exp / "threshold").read_bytes() == (recipe["exp"] / "threshold").read_bytes()
 
 
-def test_a_pretrained_model_is_evaluated_and_fine_tuned_without_a_training(recipe: dict[str, Path],
-                                                                           tmp_path: Path) -> None:
+def test_a_pretrained_model_is_evaluated_and_fine_tuned_without_a_training(
+        recipe: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--pretrained: another model dir (here the recipe's own trained model) scored as it is, then fine-tuned."""
     before = {path: path.stat().st_mtime_ns for path in recipe["exp"].rglob("*")}
     exp = tmp_path / "eval"
@@ -217,10 +217,10 @@ def test_a_pretrained_model_is_evaluated_and_fine_tuned_without_a_training(recip
     first, second = sorted(wav_scp)[:2]
     verdicts = []
     for model in (exp, recipe["exp"]):
-        result = _run(sys.executable, "-m", "speakernet.bin.cli", "verify", "--exp-dir", str(model),
-                      wav_scp[first], wav_scp[second], "--far", "0.05", "--json")
-        assert result.returncode == 0, result.stderr
-        verdicts.append(json.loads(result.stdout))
+        status, stdout, err = _cli(capsys, "verify", "--exp-dir", str(model), wav_scp[first], wav_scp[second],
+                                   "--far", "0.05", "--json")
+        assert status == 0, err
+        verdicts.append(json.loads(stdout))
     assert verdicts[0]["score"] == verdicts[1]["score"] and verdicts[0]["llr"] == verdicts[1]["llr"]
     assert str(exp / "calibration" / "trials") in verdicts[0]["threshold_source"]
     (tmp_path / "moved").mkdir()
@@ -291,7 +291,8 @@ def test_cli_embed_and_compare(recipe: dict[str, Path], tmp_path: Path, capsys: 
     assert status == 1 and "missing.wav" in err
 
 
-def test_cli_verify_is_calibrated_on_the_recipes_calibration_trials(recipe: dict[str, Path]) -> None:
+def test_cli_verify_is_calibrated_on_the_recipes_calibration_trials(recipe: dict[str, Path],
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     exp = recipe["exp"]
     record = json.loads((exp / "cosine_calibration.json").read_text())
     trials = (exp / "calibration" / "trials").read_text().splitlines()
@@ -306,10 +307,10 @@ def test_cli_verify_is_calibrated_on_the_recipes_calibration_trials(recipe: dict
     expected = float(table[first] @ table[second] / np.linalg.norm(table[first]) / np.linalg.norm(table[second]))
     wav_scp = dict(line.split(maxsplit=1) for line in
                    (exp / "calibration" / "data" / "wav.scp").read_text().splitlines())
-    result = _run(sys.executable, "-m", "speakernet.bin.cli", "verify", "--exp-dir", str(exp),
-                  wav_scp[first], wav_scp[second], "--far", "0.05", "--json")
-    assert result.returncode == 0, result.stderr
-    verdict = json.loads(result.stdout)
+    status, stdout, err = _cli(capsys, "verify", "--exp-dir", str(exp), wav_scp[first], wav_scp[second],
+                               "--far", "0.05", "--json")
+    assert status == 0, err
+    verdict = json.loads(stdout)
     assert verdict["score"] == pytest.approx(expected, abs=2e-5)
     assert verdict["llr"] == pytest.approx(record["scale"] * verdict["score"] + record["offset"], abs=1e-5)
     assert f"non-target calibration trials in {exp / 'calibration' / 'trials'}" in verdict["threshold_source"]

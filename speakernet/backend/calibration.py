@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import minimize
 
 from speakernet.backend.metrics import compute_cllr
 from speakernet.backend.normalization import SIDE_COLUMNS, read_durations, read_provenance
@@ -425,6 +424,8 @@ def fit_qmf(features: np.ndarray, labels: np.ndarray, prior: float = 0.5) -> tup
         loss = float(np.sum(weight * np.logaddexp(0.0, margin)))
         grad_llr = weight * sign / (1.0 + np.exp(-margin))  # d loss / d llr
         return loss, np.append(x.T @ grad_llr, grad_llr.sum())
+
+    from scipy.optimize import minimize  # (imported here: only fitting needs it, a third of a second of CPU)
 
     start = np.zeros(x.shape[1] + 1)
     start[0] = 1.0  # the score itself: the usual starting point of score calibration

@@ -11,8 +11,6 @@ import logging
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.linalg
-import scipy.sparse
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +57,8 @@ def class_stats(matrix: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, 
     # A sparse one-hot product and scatter = X^T X - sum_c n_c m_c m_c^T avoid [N, dim] temporaries, which
     # cost more than the products on 100k+ rows (np.add.at is slower still); float64 keeps the
     # difference accurate.
+    import scipy.sparse  # (imported here, as scipy.linalg below: training needs them, scoring does not)
+
     one_hot = scipy.sparse.csr_matrix((np.ones(index.size), (index, np.arange(index.size))))
     sums = np.asarray(one_hot @ matrix)
     means = sums / counts[:, None]
@@ -84,6 +84,8 @@ def compute_lda(matrix: np.ndarray, labels: Sequence[str], lda_dim: int) -> np.n
         ValueError: on fewer than 2 speakers, no more utterances than speakers, or a within-class
             covariance that stays singular after regularisation (a singular one gets a small ridge).
     """
+    import scipy.linalg
+
     matrix = np.asarray(matrix, dtype=np.float64)
     num, dim = matrix.shape
     counts, means, scatter = class_stats(matrix, labels)

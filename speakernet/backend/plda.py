@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import scipy.linalg
 
 from speakernet.backend.embeddings import load_embeddings, read_vector, without_embedding
 from speakernet.backend.lda import class_stats, symmetrize, ZeroRowError, compute_lda, length_normalize
@@ -41,6 +40,8 @@ _EMBED_BLOCK = 4096
 
 def _inverse_cholesky(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(L, L^-1)`` with ``matrix = L L^T``."""
+    import scipy.linalg  # (imported here: training needs it, scoring a trained model does not)
+
     chol = np.linalg.cholesky(matrix)
     return chol, scipy.linalg.solve_triangular(chol, np.eye(chol.shape[0]), lower=True)
 

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> None:
         from speakernet.backend.score_calibration import calibrate_files
-        from speakernet.training.checkpoint import resolve_checkpoint
+        from speakernet.training.checkpoint_files import resolve_checkpoint
 
         model_file = resolve_checkpoint(args.exp_dir, args.checkpoint) if args.exp_dir else None
         calibrate_files(args.trials, args.scp, args.mean_vec, args.out, args.prior, model_file)

@@ -25,7 +25,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import signal
 
 
 logger = logging.getLogger(__name__)
@@ -309,6 +308,8 @@ def _glottal_source(
 
 
 def _stft(x: np.ndarray) -> np.ndarray:
+    from scipy import signal
+
     return signal.stft(x, nperseg=N_FFT, noverlap=N_FFT - HOP, window="hann", boundary="zeros", padded=True)[2]
 
 
@@ -345,6 +346,8 @@ def synthesize_utterance(
     Raises:
         ValueError: if ``num_samples`` is shorter than 0.2 s.
     """
+    from scipy import signal  # (imported here: a run that finds its corpus made needs none of it)
+
     if num_samples < 0.2 * sample_rate:
         raise ValueError(f"an utterance needs at least 0.2 s, got {num_samples} samples at {sample_rate} Hz")
     frame_s = HOP / sample_rate
