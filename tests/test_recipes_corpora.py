@@ -148,8 +148,8 @@ def test_voxceleb_recipe_offline_augmented_features_then_online_from_shards(
     adapt_log = tmp_path / "exp" / "model" / "log" / "score.asnorm-adapt.latest.trials_vox1_O.log"
     assert "of 4 speaker cohort members" in adapt_log.read_text()  # the 4 VoxCeleb1 speakers, not vox2's
 
-    # (b) the online-augmentation conf trained from tar shards of the audio (the m4a decoded into them; the
-    # CN-Celeb test trains from the audio files themselves), on the same data dirs
+    # (b) the online-augmentation conf trained from tar shards of the audio (the m4a decoded into them), on the
+    # same data dirs (training from the audio files themselves: tests/training/test_audio_training.py)
     result = _run_recipe("voxceleb", tmp_path, "--stage", "1", "--exp", str(tmp_path / "exp" / "online"),
                          "--average-num", "0", "--backends", "cosine", conf="conf/ecapa_c512_aug.yaml",
                          overrides=" data.source=shards data.shard_lanes=1"
@@ -225,12 +225,15 @@ def test_cnceleb_recipe_both_enrolments_offline_augmented_then_online(
                   embeddings / "CNC-Eval-Concat_enroll" / "xvector.scp"):
         assert [line.split()[0] for line in table.read_text().splitlines()] == ["id00800-enroll", "id00801-enroll"]
 
-    # (b) training from the audio (merged ones through their pipes) with online augmentation, on the same
-    # data dirs, with the concatenated enrolment only
+    # (b) the online-augmentation conf trained from tar shards (the merged utterances decoded into them
+    # through their pipes), on the same data dirs, with the concatenated enrolment only
     result = _run_recipe("cnceleb", tmp_path, "--stage", "1", "--exp", str(tmp_path / "exp" / "online"),
                          "--enroll", "concat", "--average-num", "0", "--backends", "cosine",
-                         conf="conf/ecapa_c512_aug.yaml")
+                         conf="conf/ecapa_c512_aug.yaml",
+                         overrides=" data.source=shards data.shard_lanes=1 data.shuffle_buffer=8")
     assert result.returncode == 0, result.stderr[-4000:]
+    assert "9 utterances of 3 speakers in 1 shards for training" in \
+        next((tmp_path / "exp" / "online" / "log").glob("train.*.log")).read_text()
     assert set(_results(tmp_path, "online")) == {f"{m}:cosine:CNC-Eval-Concat" for m in ("untrained", "trained")}
     bad = _run_recipe("cnceleb", tmp_path, "--cnceleb1-root", str(cnceleb_tree), "--enroll", "mean")
     assert bad.returncode != 0 and "--enroll must be concat or average" in bad.stderr

@@ -78,6 +78,12 @@ def all_reduce_mean(value: torch.Tensor, context: DistributedContext) -> torch.T
 
 
 def cleanup(context: DistributedContext) -> None:
-    """Leaves the process group."""
+    """Leaves the process group, once every process has come this far.
+
+    Without the barrier a process that is done first tears its gloo group down while a peer's last
+    collective is still being answered, which now and then aborted a process at exit
+    ("terminate called without an active exception") and left torchrun's other agents waiting.
+    """
     if context.is_distributed and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()

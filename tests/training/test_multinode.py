@@ -4,7 +4,6 @@ of sv_stages.sh run on each node (--nnodes, --rdzv-endpoint), and tools/slurm_tr
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from pathlib import Path
 
@@ -13,15 +12,9 @@ from fake_slurm import install_fake_slurm, sbatch_calls
 from speakernet.config import load_config, save_config
 from speakernet.training import checkpoint as ckpt
 
-from training_data import TINY_OVERRIDES
+from training_data import TINY_OVERRIDES, free_ports
 
 TOOLS = Path(__file__).resolve().parents[2] / "tools"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _tiny_conf(tmp_path: Path) -> Path:
@@ -42,7 +35,7 @@ def _check_trained_on_two(exp: Path) -> str:
 
 
 def test_stage_2_run_on_each_node_joins_one_rendezvous(feature_dir: Path, tmp_path: Path) -> None:
-    conf, exp, port = _tiny_conf(tmp_path), tmp_path / "exp", _free_port()
+    conf, exp, port = _tiny_conf(tmp_path), tmp_path / "exp", free_ports(1)[0]
     command = ["bash", str(TOOLS / "sv_stages.sh"), "--stage", "2", "--stop-stage", "2", "--conf", str(conf),
                "--train-data", str(feature_dir), "--exp-dir", str(exp), "--nnodes", "2",
                "--rdzv-endpoint", f"127.0.0.1:{port}"]
@@ -59,7 +52,7 @@ def test_stage_2_run_on_each_node_joins_one_rendezvous(feature_dir: Path, tmp_pa
 def test_a_recipe_trains_on_two_slurm_nodes(feature_dir: Path, tmp_path: Path, monkeypatch) -> None:
     record = install_fake_slurm(tmp_path / "bin", monkeypatch)
     monkeypatch.setenv("FAKE_SLURM_NODELIST", "127.0.0.1,localhost")  # the first node hosts the rendezvous
-    conf, port = _tiny_conf(tmp_path), _free_port()
+    conf, port = _tiny_conf(tmp_path), free_ports(1)[0]
     train_cmd = f"slurm_train.sh --nodes 2 --nproc-per-node 1 --partition cpu --time 0:10:00 --mem 2G --port {port}"
     exp = tmp_path / "exp"
     done = subprocess.run(
@@ -86,7 +79,7 @@ def test_a_failed_training_job_fails_the_launcher_with_its_log(tmp_path: Path, m
     record = install_fake_slurm(tmp_path / "bin", monkeypatch)
     log = tmp_path / "log" / "train.log"
     done = subprocess.run(
-        ["bash", str(TOOLS / "slurm_train.sh"), "--nodes", "1", "--gpus-per-node", "1", "--port", str(_free_port()),
+        ["bash", str(TOOLS / "slurm_train.sh"), "--nodes", "1", "--gpus-per-node", "1", "--port", str(free_ports(1)[0]),
          "--extra-args", "--account proj", str(log), "-m", "speakernet.bin.train", "--conf", "missing.yaml"],
         capture_output=True, text=True, timeout=120)
     assert done.returncode != 0

@@ -7,7 +7,6 @@ code at other depths and widths (their shapes and gradients are tested in tests/
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from speakernet.training import checkpoint as ckpt
 from speakernet.training.trainer import train
 
 from tiny_models import FAMILY_REPRESENTATIVES, TINY_MODEL_ARGS
-from training_data import TINY_OVERRIDES
+from training_data import TINY_OVERRIDES, free_ports
 
 PAIR_BATCHES = ["data.sampler=speaker_balanced", "data.speakers_per_batch=3", "data.utts_per_speaker=2"]
 
@@ -75,12 +74,7 @@ def test_ddp_trains_every_model_family_and_head(feature_dir: Path, tmp_path: Pat
     base = TINY_OVERRIDES + ["training.max_steps=2", "data.batch_size=3"]
     runs = [(f"model-{name}", base + _model_overrides(name)) for name in FAMILY_REPRESENTATIVES]
     runs += [(f"head-{name}", base + _head_overrides(name)) for name in HEADS.names()]
-    sockets = [socket.socket() for _ in runs]
-    for sock in sockets:  # distinct free ports, one per run
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
+    ports = free_ports(len(runs))  # one per run
     mp.start_processes(run_rank, args=(2, ports, str(feature_dir), str(tmp_path), runs), nprocs=2, join=True,
                        start_method="spawn")
     for name, _ in runs:

@@ -127,14 +127,23 @@ def make_shard_dir(root: Path, utts_per_shard: int = 3) -> Path:
 
 
 def free_ports(count: int = 3) -> list[int]:
-    """``count`` distinct free TCP ports on 127.0.0.1 (one per DDP rendezvous of a test)."""
+    """``count`` distinct free TCP ports on 127.0.0.1 (one per DDP rendezvous of a test).
+
+    Drawn below Linux's ephemeral range (32768-60999): a port the OS handed out and took back would be
+    handed out again, e.g. to a gloo connection of a test on the other xdist worker, before the test's
+    processes bind it (EADDRINUSE). Each port is checked bindable now.
+    """
+    import random
     import socket
 
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:  # all bound at once, so the ports are distinct
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+    ports: list[int] = []
+    for port in random.SystemRandom().sample(range(20000, 32000), 200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise RuntimeError(f"no {count} free ports in 20000-32000")
