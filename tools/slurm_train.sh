@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs a training on N Slurm nodes x P processes: one sbatch job (--nodes N, waited for), in which srun starts
 # one task per node, each a torchrun agent joining a c10d rendezvous on the job's first node
-# (scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1), the job id as rendezvous id.
+# (the first of scontrol show hostnames "$SLURM_JOB_NODELIST"), the job id as rendezvous id.
 #
 # Usage: slurm_train.sh [--nodes N] [--gpus-per-node G] [--nproc-per-node P] [--partition P] [--time T]
 #                       [--mem M] [--cpus-per-task C] [--port PORT] [--extra-args "SBATCH ARGS"]
