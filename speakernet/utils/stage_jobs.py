@@ -103,11 +103,20 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
 
 
-def job_error(path: Path) -> str | None:
-    """The last ERROR message of a job's log (e.g. a full disk), without its timestamp and source."""
-    for line in reversed(log_tail(path).splitlines()):
+def job_error(path: Path, first_utterance: bool = False) -> str | None:
+    """An ERROR message of a job's log, without its timestamp and source.
+
+    Args:
+        path: The job's log.
+        first_utterance: The first message about an utterance (``utterance 'KEY' (...): why``, which names
+            its file) instead of the last message (e.g. a full disk).
+    """
+    lines = log_tail(path).splitlines()
+    for line in lines if first_utterance else reversed(lines):
         if " ERROR " in line:
-            return re.sub(r"^.*? ERROR \[[^]]*\] \([^)]*\) ", "", line)
+            message = re.sub(r"^.*? ERROR \[[^]]*\] \([^)]*\) ", "", line)
+            if not first_utterance or message.startswith("utterance '"):
+                return message
     return None
 
 
@@ -200,7 +209,8 @@ def run_jobs(launcher: Launcher, module: str, dir_option: str, out_dir: Path, lo
     shown = " ".join(utts[:MAX_KEYS_IN_MESSAGE])
     more = f" (and {len(utts) - MAX_KEYS_IN_MESSAGE} more)" if len(utts) > MAX_KEYS_IN_MESSAGE else ""
     reason = job_error(failed[0].log) or run.problem
-    detail = (f"{len(utts)} bad utterances: {shown}{more}" if utts
+    first = job_error(failed[0].log, first_utterance=True) if utts else None
+    detail = (f"{len(utts)} bad utterances: {shown}{more}" + (f"; the first: {first}" if first else "") if utts
               else f"job {failed[0].job}: {reason}" if reason
               else f"job {failed[0].job}: {failed[0].describe()}, no utterance list reported")
     raise error(f"{len(failed)} of {len(statuses)} {kind} jobs failed ({detail}); see {logs}",

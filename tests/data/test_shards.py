@@ -221,7 +221,8 @@ def test_make_shards_with_2_jobs_a_killed_run_a_rerun_and_bad_audio(tmp_path: Pa
     capfd.readouterr()
     assert make_shards_main(args + ["--shard-dir", str(killed)]) == 1
     error = [line for line in capfd.readouterr().err.splitlines() if " ERROR " in line][-1]
-    assert f"1 of 2 shard jobs failed (1 bad utterances: {bad_utt})" in error and "make_shards.2.log" in error
+    assert f"1 of 2 shard jobs failed (1 bad utterances: {bad_utt}; the first: utterance '{bad_utt}' (" in error
+    assert "cannot decode audio" in error and "make_shards.2.log" in error
     assert not (data_dir / SHARD_LIST_NAME).exists()
     now = _file_states(killed)
     changed = [name for name in again if name not in now or now[name][1] != again[name][1]]

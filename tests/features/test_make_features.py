@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import kaldiio
@@ -166,6 +167,9 @@ def test_bad_audio_fails_naming_every_key_then_rerun_works(mixed_dir, tmp_path):
         make_features(data, feat_dir, nj=2)
     assert set(info.value.failed_utts) == {"spk1-bad", "spk2-nan"}
     assert "spk1-bad" in str(info.value) and "spk2-nan" in str(info.value)
+    # the one line says why, with the file: the first bad utterance's error from its job's log
+    assert re.search(r"; the first: utterance 'spk\d-(bad|nan)' \(wav.scp value '[^']*(bad|nan).wav'\): ",
+                     str(info.value))
     assert not (data / "feats.scp").exists() and not (data / "vad.scp").exists()
     assert not (data / "utt2num_frames").exists()
     logs = "".join(p.read_text() for p in (feat_dir / "log").glob("make_fbank.*.log"))
