@@ -238,6 +238,28 @@ def _deep_update(base: dict[str, Any], update: Mapping[str, Any]) -> None:
             base[key] = value
 
 
+def _read_yaml(path: PathLike) -> dict[str, Any]:
+    """A config file's YAML mapping, as written (no defaults, no checks of its keys).
+
+    Raises:
+        ConfigError: on an unreadable file, invalid YAML (one line: file, line and column, the problem)
+            or a top level that is not a mapping.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = yaml.safe_load(handle) or {}
+    except OSError as error:
+        raise ConfigError(f"cannot read config {path}: {error}") from error
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = " ".join(str(getattr(error, "problem", None) or error).split())
+        raise ConfigError(f"config {where}: not valid YAML: {problem}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path} must be a YAML mapping at the top level")
+    return raw
+
+
 def load_config(path: PathLike | None, overrides: list[str] | None = None) -> dict[str, Any]:
     """Reads a YAML config, applies dotted overrides and validates the result.
 
@@ -253,21 +275,7 @@ def load_config(path: PathLike | None, overrides: list[str] | None = None) -> di
         ConfigError: on an unreadable file, unknown key, wrong type, unknown component
             name or an argument the component does not take.
     """
-    raw: dict[str, Any] = {}
-    if path is not None:
-        try:
-            with open(path, encoding="utf-8") as handle:
-                raw = yaml.safe_load(handle) or {}
-        except OSError as error:
-            raise ConfigError(f"cannot read config {path}: {error}") from error
-        except yaml.YAMLError as error:
-            # One line: the file, the line and column of the problem, what is wrong there.
-            mark = getattr(error, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-            problem = " ".join(str(getattr(error, "problem", None) or error).split())
-            raise ConfigError(f"config {where}: not valid YAML: {problem}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"config {path} must be a YAML mapping at the top level")
+    raw = _read_yaml(path) if path is not None else {}
     for override in overrides or []:
         update = parse_override(override)
         for args_key, name_key in COMPONENT_ARGS.items():
@@ -304,16 +312,13 @@ def relocated_source_overrides(path: PathLike, data: str, default_data: str = "d
         ``default_data``).
 
     Raises:
-        ConfigError: on an unreadable conf, or a moved dir that an override cannot carry (space, comma, bracket).
+        ConfigError: on an unreadable conf (as :func:`load_config` says it), or a moved dir that an override
+            cannot carry (space, comma, bracket).
     """
-    try:
-        with open(path, encoding="utf-8") as handle:
-            raw = yaml.safe_load(handle) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"cannot read config {path}: {' '.join(str(error).split())}") from None
-    augment = (raw.get("data") or {}).get("augment") if isinstance(raw, dict) else None
+    data_section = _read_yaml(path).get("data")
+    augment = data_section.get("augment") if isinstance(data_section, dict) else None
     overrides = []
-    for kind, section in (augment or {}).items():
+    for kind, section in (augment if isinstance(augment, dict) else {}).items():
         dirs = section.get("dirs") if isinstance(section, dict) else None
         if not isinstance(dirs, list):
             continue
