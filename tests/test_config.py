@@ -118,3 +118,13 @@ def test_recipe_source_dirs_move_to_the_runs_data_dir(tmp_path: Path) -> None:
         "/runs/d/sources/music"]
     with pytest.raises(ConfigError, match="data.augment.reverb.dirs: '/my data/sources/rirs_a' cannot be passed"):
         relocated_source_overrides(conf, "/my data")
+
+
+def test_a_quick_load_checks_the_data_keys_without_the_component_registries() -> None:
+    quick = load_config(None, ["model=NoSuchModel", "data.source=shards", "data.use_vad=false"],
+                        check_components=False)
+    assert quick["data"]["source"] == "shards"
+    with pytest.raises(ConfigError, match="NoSuchModel"):
+        load_config(None, ["model=NoSuchModel"])
+    with pytest.raises(ConfigError, match="set data.use_vad: false"):
+        load_config(None, ["data.source=shards"], check_components=False)

@@ -332,7 +332,8 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   # (a conf that does not load is stage 2's to report, with the reason).
   if [ -n "$conf" ] && [ -z "$pretrained" ] && [ -n "$train_data" ] && [ "$(python -c 'import sys
 from speakernet.config import load_config
-print(load_config(sys.argv[1], sys.argv[2:])["data"]["source"])' "$conf" $train_overrides 2>/dev/null)" = shards ]; then
+print(load_config(sys.argv[1], sys.argv[2:], check_components=False)["data"]["source"])' "$conf" $train_overrides \
+      2>/dev/null)" = shards ]; then
     log "Stage 1: tar shards of $train_data's audio (data.source: shards)"
     [ -f "$train_data/shards.list" ] || rm -f "$feat_dir/$train_name.shards/.done"
     run_unless_newer "$feat_dir/$train_name.shards/.done" \
