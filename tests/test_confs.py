@@ -16,6 +16,7 @@ import torch
 import yaml
 
 from speakernet.config import load_config
+from speakernet.training import checkpoint as ckpt
 from speakernet.training.trainer import Trainer
 
 from tiny_models import TINY_MODEL_ARGS
@@ -77,8 +78,12 @@ def test_the_confs_are_found() -> None:
 
 @pytest.mark.parametrize("path", _distinct_confs(), ids=lambda p: f"{p.parents[2].name}/{p.stem}")
 def test_conf_builds_and_trains_two_steps(path: Path, feature_dir: Path, audio_sources: tuple[Path, Path],
-                                         tmp_path: Path) -> None:
+                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     torch.set_num_threads(1)
+    # Checkpoints are not written: a full-size model's are hundreds of MB each, and saving does not depend on
+    # the conf (tests/training/test_checkpoint.py); the trainer must still have asked for them.
+    saved = []
+    monkeypatch.setattr(ckpt, "save_checkpoint", lambda state, path: saved.append(Path(path).name))
     body = yaml.safe_load(path.read_text())
     smoke = list(SMOKE)
     if body.get("data", {}).get("augment"):  # the conf's own sources are a recipe's stage 0: a tiny one here
@@ -96,6 +101,7 @@ def test_conf_builds_and_trains_two_steps(path: Path, feature_dir: Path, audio_s
     before = copy.deepcopy(trainer.module.model.state_dict())
     stats = trainer.train()
     assert trainer.step == 2 and torch.isfinite(torch.tensor(stats["loss"]))
+    assert saved[0] == ckpt.INIT_NAME and len(saved) >= 2
     after = trainer.module.model.state_dict()
     assert any(not torch.equal(before[key], after[key]) for key in after if after[key].is_floating_point())
 

@@ -48,3 +48,15 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def randomise_batch_norms(module: torch.nn.Module, seed: int = 0) -> None:
+    """Running statistics and affine parameters far from the identity, negative scales included."""
+    generator = torch.Generator().manual_seed(seed)
+    for norm in module.modules():
+        if isinstance(norm, torch.nn.BatchNorm1d):
+            size = norm.num_features
+            norm.running_mean.copy_(torch.randn(size, generator=generator))
+            norm.running_var.copy_(torch.rand(size, generator=generator) + 0.1)
+            norm.weight.data.copy_(torch.randn(size, generator=generator))
+            norm.bias.data.copy_(torch.randn(size, generator=generator))

@@ -63,7 +63,8 @@ def _digest(value: Any, hasher: Any) -> None:
     if isinstance(value, torch.Tensor):
         tensor = value.detach().cpu().contiguous()
         hasher.update(f"T{tensor.dtype}{tuple(tensor.shape)}".encode())
-        hasher.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        # the tensor's own memory, not a bytes copy of it (a second copy of the whole model per save and load)
+        hasher.update(tensor.reshape(-1).view(torch.uint8).numpy() if tensor.numel() else b"")
     elif isinstance(value, dict):
         hasher.update(f"D{len(value)}".encode())
         for key in sorted(value, key=str):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -11,19 +9,7 @@ from speakernet.models import build_model
 from speakernet.models.ecapa_sb import MaskedAttentiveStatsPool, SERes2BlockSB
 from speakernet.models.precision import Bfloat16Autocast, bf16_supported, with_precision
 
-from tiny_models import TINY_FEAT_DIM, TINY_MODEL_ARGS
-
-
-def _randomise_batch_norms(module: torch.nn.Module, seed: int = 0) -> None:
-    """Running statistics and affine parameters far from the identity, negative scales included."""
-    generator = torch.Generator().manual_seed(seed)
-    for norm in module.modules():
-        if isinstance(norm, torch.nn.BatchNorm1d):
-            size = norm.num_features
-            norm.running_mean.copy_(torch.randn(size, generator=generator))
-            norm.running_var.copy_(torch.rand(size, generator=generator) + 0.1)
-            norm.weight.data.copy_(torch.randn(size, generator=generator))
-            norm.bias.data.copy_(torch.randn(size, generator=generator))
+from tiny_models import TINY_FEAT_DIM, TINY_MODEL_ARGS, randomise_batch_norms
 
 
 def _pool_by_concatenation(pool: MaskedAttentiveStatsPool, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -48,7 +34,7 @@ def _pool_by_concatenation(pool: MaskedAttentiveStatsPool, x: torch.Tensor, mask
 def test_pooling_without_the_concatenated_input_equals_the_formula(masked: bool) -> None:
     torch.manual_seed(0)
     pool = MaskedAttentiveStatsPool(channels=12, attention_channels=6).eval()
-    _randomise_batch_norms(pool)
+    randomise_batch_norms(pool)
     x = torch.randn(3, 12, 41) * 3 + 1
     mask = (torch.arange(41)[None, :] < torch.tensor([41, 30, 7])[:, None]).float().unsqueeze(1) if masked else None
     with torch.inference_mode():
@@ -58,7 +44,7 @@ def test_pooling_without_the_concatenated_input_equals_the_formula(masked: bool)
 def test_the_block_adds_the_gated_output_to_its_input() -> None:
     torch.manual_seed(1)
     block = SERes2BlockSB(16, 16, kernel_size=3, dilation=2, scale=4, se_channels=4).eval()
-    _randomise_batch_norms(block, seed=1)
+    randomise_batch_norms(block, seed=1)
     x = torch.randn(2, 16, 30)
     with torch.inference_mode():
         hidden = block.tdnn2(block.res2(block.tdnn1(x)))
@@ -99,20 +85,3 @@ def test_bf16_is_refused_where_it_would_be_emulated(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(precision, "bf16_supported", lambda: False)
     with pytest.raises(ValueError, match="needs a CPU with AVX512-BF16 or AMX"):
         with_precision(torch.nn.Linear(2, 2), "bf16")
-
-
-def test_the_onnx_export_equals_the_rewritten_model(tmp_path: Path) -> None:
-    pytest.importorskip("onnxruntime", reason="the export extra is not installed")
-    from speakernet.export import PARITY_TOLERANCE, OnnxModel, export_onnx
-
-    torch.manual_seed(3)
-    model = build_model("ECAPA_TDNN_SB", feat_dim=TINY_FEAT_DIM, **TINY_MODEL_ARGS["ECAPA_TDNN_SB"]).eval()
-    _randomise_batch_norms(model, seed=3)
-    export_onnx(model, tmp_path / "model.onnx", TINY_FEAT_DIM)
-    exported = OnnxModel(tmp_path / "model.onnx")
-    for batch, frames in ((1, 9), (2, 333)):  # neither is the tracing length
-        feats = torch.randn(batch, frames, TINY_FEAT_DIM)
-        with torch.inference_mode():
-            expected = model(feats)
-        scale = max(1.0, float(expected.abs().max()))
-        assert float((exported(feats) - expected).abs().max()) <= PARITY_TOLERANCE * scale

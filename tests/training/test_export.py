@@ -12,14 +12,16 @@ import torch
 
 from speakernet.backend.score_calibration import CALIBRATION_NAME, ScoreCalibration, fit_score_calibration
 from speakernet.config import load_config
-from speakernet.export import ExportError, OnnxModel, export_model, load_exported
+from speakernet.export import PARITY_TOLERANCE, ExportError, OnnxModel, export_model, export_onnx, load_exported
 from speakernet.features.fbank import FbankConfig
 from speakernet.features.frontend import save_frontend
 from speakernet.features.vad import VadConfig
 from speakernet.inference import SpeakerEmbedder
+from speakernet.models import build_model
 from speakernet.training import checkpoint as ckpt
 from speakernet.training.trainer import train
 
+from tiny_models import TINY_FEAT_DIM, TINY_MODEL_ARGS, randomise_batch_norms
 from training_data import TINY_OVERRIDES
 
 pytest.importorskip("onnxruntime", reason="the export extra (pip install -e .[export]) is not installed")
@@ -348,3 +350,19 @@ def test_cli_identify_ranks_with_calibrated_scores_and_a_far_threshold(
     assert cli.main(["identify", "--exp-dir", str(exp), "--store", str(tmp_path / "store"), str(probe)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "threshold 0.25000" in lines[0] and "LLR " in lines[1] and "P(same | prior 0.5)" in lines[1]
+
+
+# ECAPA_TDNN_SB's inference rewrites (tests/models/test_ecapa_sb.py) export: here, where the exporter's
+# first call (seconds of imports and warm-up) is paid anyway
+def test_the_onnx_export_of_the_rewritten_speechbrain_ecapa_equals_it(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    model = build_model("ECAPA_TDNN_SB", feat_dim=TINY_FEAT_DIM, **TINY_MODEL_ARGS["ECAPA_TDNN_SB"]).eval()
+    randomise_batch_norms(model, seed=3)
+    export_onnx(model, tmp_path / "model.onnx", TINY_FEAT_DIM)
+    exported = OnnxModel(tmp_path / "model.onnx")
+    for batch, frames in ((1, 9), (2, 333)):  # neither is the tracing length
+        feats = torch.randn(batch, frames, TINY_FEAT_DIM)
+        with torch.inference_mode():
+            expected = model(feats)
+        scale = max(1.0, float(expected.abs().max()))
+        assert float((exported(feats) - expected).abs().max()) <= PARITY_TOLERANCE * scale
