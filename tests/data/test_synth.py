@@ -111,9 +111,8 @@ def test_deterministic_across_runs_and_jobs(corpus: Path, tmp_path: Path, monkey
 
     again = tmp_path / "again"
     parallel = tmp_path / "parallel"
-    generate_corpus(again, nj=1, **TINY)
     with caplog.at_level("INFO"):
-        generate_corpus(tmp_path / "few", nj=2, **TINY)  # 24 utterances: not worth a second worker
+        generate_corpus(again, nj=2, **TINY)  # a second run; 24 utterances are not worth a second worker
     assert "24 utterances: 1 job(s) instead of 2" in caplog.text
     monkeypatch.setattr(synth_corpus, "MIN_UTTS_PER_WORKER", 1)
     generate_corpus(parallel, nj=2, **TINY)

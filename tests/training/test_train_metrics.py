@@ -13,7 +13,7 @@ from speakernet.config import load_config
 from speakernet.training.train_metrics import METRICS_NAME, truncate_train_metrics
 from speakernet.training.trainer import train
 
-from training_data import TINY_OVERRIDES
+from training_data import TINY_OVERRIDES, make_feature_dir
 
 KEYS = {"epoch", "progress", "step", "loss", "accuracy", "lr", "margin", "utts_per_s", "data_wait", "seconds"}
 TIMING_KEYS = ("seconds", "utts_per_s", "data_wait")  # wall-clock figures, allowed to differ between runs
@@ -59,12 +59,26 @@ def test_metrics_file_has_one_line_per_logged_interval(feature_dir: Path, tmp_pa
     assert [r["step"] for r in _records(exp)] == [2, 4]
 
 
-@pytest.mark.parametrize("stop_at", [3, 4, 5])  # off the log grid, on it, end of epoch
-def test_resumed_metrics_equal_uninterrupted(feature_dir: Path, tmp_path: Path, stop_at: int) -> None:
-    total = 12
-    straight = tmp_path / "straight"
-    train(load_config(None, TINY_OVERRIDES + [f"training.max_steps={total}"]), feature_dir, straight)
+TOTAL_STEPS = 12
 
+
+@pytest.fixture(scope="module")
+def shared_features(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_feature_dir(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="module")
+def straight(shared_features: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted run of TOTAL_STEPS, the reference of every stop point."""
+    exp = tmp_path_factory.mktemp("straight")
+    train(load_config(None, TINY_OVERRIDES + [f"training.max_steps={TOTAL_STEPS}"]), shared_features, exp)
+    return exp
+
+
+@pytest.mark.parametrize("stop_at", [3, 4, 5])  # off the log grid, on it, end of epoch
+def test_resumed_metrics_equal_uninterrupted(shared_features: Path, straight: Path, tmp_path: Path,
+                                             stop_at: int) -> None:
+    total, feature_dir = TOTAL_STEPS, shared_features
     resumed = tmp_path / "resumed"
     train(load_config(None, TINY_OVERRIDES + [f"training.max_steps={stop_at}"]), feature_dir, resumed)
     assert _records(resumed)[-1]["step"] == stop_at  # the stop logs its (partial) interval

@@ -43,12 +43,25 @@ def test_training_reduces_loss_and_writes_full_checkpoints(feature_dir: Path, tm
     assert changed, "training did not change the weights"
 
 
-@pytest.mark.parametrize("stop_at", [3, 5, 7])  # mid-epoch, end of epoch, mid-epoch after a boundary
-def test_resume_is_exact(feature_dir: Path, tmp_path: Path, stop_at: int) -> None:
-    total = 12
-    straight = tmp_path / "straight"
-    train(load_config(None, TINY_OVERRIDES + [f"training.max_steps={total}"]), feature_dir, straight)
+RESUME_TOTAL_STEPS = 12
 
+
+@pytest.fixture(scope="module")
+def resume_features(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_feature_dir(tmp_path_factory.mktemp("resume_corpus"))
+
+
+@pytest.fixture(scope="module")
+def straight_run(resume_features: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted run of RESUME_TOTAL_STEPS: the reference of every stop point."""
+    exp = tmp_path_factory.mktemp("straight")
+    train(load_config(None, TINY_OVERRIDES + [f"training.max_steps={RESUME_TOTAL_STEPS}"]), resume_features, exp)
+    return exp
+
+
+@pytest.mark.parametrize("stop_at", [3, 5, 7])  # mid-epoch, end of epoch, mid-epoch after a boundary
+def test_resume_is_exact(resume_features: Path, straight_run: Path, tmp_path: Path, stop_at: int) -> None:
+    total, feature_dir, straight = RESUME_TOTAL_STEPS, resume_features, straight_run
     resumed = tmp_path / "resumed"
     train(load_config(None, TINY_OVERRIDES + [f"training.max_steps={stop_at}"]), feature_dir, resumed)
     assert ckpt.load_checkpoint(ckpt.resolve_checkpoint(resumed, "latest"))["step"] == stop_at
