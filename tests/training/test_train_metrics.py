@@ -13,7 +13,7 @@ from speakernet.config import load_config
 from speakernet.training.train_metrics import METRICS_NAME, truncate_train_metrics
 from speakernet.training.trainer import train
 
-from training_data import TINY_OVERRIDES, make_feature_dir
+from training_data import TINY_OVERRIDES, uninterrupted_run
 
 KEYS = {"epoch", "progress", "step", "loss", "accuracy", "lr", "margin", "utts_per_s", "data_wait", "seconds"}
 TIMING_KEYS = ("seconds", "utts_per_s", "data_wait")  # wall-clock figures, allowed to differ between runs
@@ -63,22 +63,13 @@ TOTAL_STEPS = 12
 
 
 @pytest.fixture(scope="module")
-def shared_features(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_feature_dir(tmp_path_factory.mktemp("corpus"))
-
-
-@pytest.fixture(scope="module")
-def straight(shared_features: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An uninterrupted run of TOTAL_STEPS, the reference of every stop point."""
-    exp = tmp_path_factory.mktemp("straight")
-    train(load_config(None, TINY_OVERRIDES + [f"training.max_steps={TOTAL_STEPS}"]), shared_features, exp)
-    return exp
+def straight_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return uninterrupted_run(tmp_path_factory.mktemp("metrics"), TOTAL_STEPS)
 
 
 @pytest.mark.parametrize("stop_at", [3, 4, 5])  # off the log grid, on it, end of epoch
-def test_resumed_metrics_equal_uninterrupted(shared_features: Path, straight: Path, tmp_path: Path,
-                                             stop_at: int) -> None:
-    total, feature_dir = TOTAL_STEPS, shared_features
+def test_resumed_metrics_equal_uninterrupted(straight_run: tuple[Path, Path], tmp_path: Path, stop_at: int) -> None:
+    total, (feature_dir, straight) = TOTAL_STEPS, straight_run
     resumed = tmp_path / "resumed"
     train(load_config(None, TINY_OVERRIDES + [f"training.max_steps={stop_at}"]), feature_dir, resumed)
     assert _records(resumed)[-1]["step"] == stop_at  # the stop logs its (partial) interval

@@ -18,7 +18,7 @@ from speakernet.training import checkpoint as ckpt
 from speakernet.training.train_metrics import METRICS_NAME
 from speakernet.training.trainer import train
 
-from training_data import TINY_OVERRIDES, free_ports, make_feature_dir
+from training_data import TINY_OVERRIDES, free_ports, make_feature_dir, uninterrupted_run
 
 
 def _params(exp_dir: Path, which: str = "latest") -> dict[str, torch.Tensor]:
@@ -47,21 +47,13 @@ RESUME_TOTAL_STEPS = 12
 
 
 @pytest.fixture(scope="module")
-def resume_features(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_feature_dir(tmp_path_factory.mktemp("resume_corpus"))
-
-
-@pytest.fixture(scope="module")
-def straight_run(resume_features: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An uninterrupted run of RESUME_TOTAL_STEPS: the reference of every stop point."""
-    exp = tmp_path_factory.mktemp("straight")
-    train(load_config(None, TINY_OVERRIDES + [f"training.max_steps={RESUME_TOTAL_STEPS}"]), resume_features, exp)
-    return exp
+def straight_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return uninterrupted_run(tmp_path_factory.mktemp("resume"), RESUME_TOTAL_STEPS)
 
 
 @pytest.mark.parametrize("stop_at", [3, 5, 7])  # mid-epoch, end of epoch, mid-epoch after a boundary
-def test_resume_is_exact(resume_features: Path, straight_run: Path, tmp_path: Path, stop_at: int) -> None:
-    total, feature_dir, straight = RESUME_TOTAL_STEPS, resume_features, straight_run
+def test_resume_is_exact(straight_run: tuple[Path, Path], tmp_path: Path, stop_at: int) -> None:
+    total, (feature_dir, straight) = RESUME_TOTAL_STEPS, straight_run
     resumed = tmp_path / "resumed"
     train(load_config(None, TINY_OVERRIDES + [f"training.max_steps={stop_at}"]), feature_dir, resumed)
     assert ckpt.load_checkpoint(ckpt.resolve_checkpoint(resumed, "latest"))["step"] == stop_at
