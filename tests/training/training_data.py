@@ -149,13 +149,12 @@ def free_ports(count: int = 3) -> list[int]:
     raise RuntimeError(f"no {count} free ports in 20000-32000")
 
 
-def uninterrupted_run(root: Path, max_steps: int, overrides: list[str] | None = None) -> tuple[Path, Path]:
+def uninterrupted_run(root: Path, max_steps: int) -> tuple[Path, Path]:
     """:func:`make_feature_dir`'s features and a training of ``max_steps`` on them, never stopped: the
     reference that resume tests compare their stopped-and-resumed runs with (``(feature dir, exp dir)``)."""
     from speakernet.config import load_config
     from speakernet.training.trainer import train
 
     features = make_feature_dir(root / "corpus")
-    overrides = TINY_OVERRIDES if overrides is None else overrides
-    train(load_config(None, overrides + [f"training.max_steps={max_steps}"]), features, root / "straight")
+    train(load_config(None, TINY_OVERRIDES + [f"training.max_steps={max_steps}"]), features, root / "straight")
     return features, root / "straight"
