@@ -80,6 +80,9 @@ DEFAULTS: dict[str, Any] = {
         # Epochs (a fraction is fine) in which only the head learns, the model frozen (its batch norms
         # too): a new head for a pretrained model first fits the model before it changes the model
         "freeze_model_epochs": 0.0,
+        # Batch norms keep their running statistics (inference mode) while the rest trains; their scales and
+        # shifts still learn. For fine-tuning a pretrained model on little data, whose statistics would drift.
+        "freeze_norm_stats": False,
     },
     "extract": {
         "mode": "full",  # full | multicrop

@@ -344,6 +344,10 @@ class Trainer(EpochPosition):
             frozen = self._schedule_position() < freeze_steps
             # A frozen model runs as in evaluation (batch-norm statistics kept) and gets no update.
             self.module.model.train(not frozen)
+            if train_cfg["freeze_norm_stats"] and not frozen:
+                for norm in self.module.model.modules():
+                    if isinstance(norm, nn.modules.batchnorm._BatchNorm):
+                        norm.eval()
             self.module.model_without_grad = frozen and not self.context.is_distributed
             margin = margin_at(self.config, self._epoch_progress())
             if margin is not None and hasattr(self.module.head, "update_margin"):

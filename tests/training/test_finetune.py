@@ -120,6 +120,23 @@ def test_a_frozen_model_is_kept_exactly_while_its_new_head_learns(feature_dir: P
                              source["model"])
 
 
+def test_frozen_norm_statistics_stay_while_the_weights_learn(feature_dir: Path, pretrained: Path,
+                                                             tmp_path: Path) -> None:
+    source = ckpt.load_checkpoint(ckpt.resolve_checkpoint(pretrained, "latest"))["model"]
+    statistics = [key for key in source if key.endswith(("running_mean", "running_var"))]
+    assert statistics
+    for freeze in (True, False):
+        exp = tmp_path / f"freeze_{freeze}"
+        train(load_config(None, ONE_EPOCH + [f"training.init_from={pretrained}", "training.init_head=false",
+                                             f"training.freeze_norm_stats={str(freeze).lower()}"]), feature_dir, exp)
+        tuned = ckpt.load_checkpoint(ckpt.resolve_checkpoint(exp, "latest"))["model"]
+        kept = [torch.equal(tuned[key], source[key]) for key in statistics]
+        assert all(kept) if freeze else not any(kept)
+        learned = [key for key in tuned if key.endswith(".weight") and not torch.equal(tuned[key], source[key])]
+        assert any(key.rsplit(".", 1)[0] + ".running_mean" in source for key in learned)  # a norm's own scale too
+        assert len(learned) > len(statistics) // 2
+
+
 def test_features_of_another_front_end_are_refused(feature_dir: Path, pretrained: Path, tmp_path: Path) -> None:
     from speakernet.features.frontend import save_frontend
     from speakernet.features.sb_fbank import SpeechBrainFbankConfig
