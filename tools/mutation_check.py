@@ -133,7 +133,7 @@ MUTANTS = (
            "    _remove_job_temps(feat_dir)\n", "\n", ("tests/features/test_make_features.py",)),
     # Nothing silent, nothing lost (reliability).
     Mutant("norm-statistics-not-frozen", "speakernet/training/trainer.py",
-           'if train_cfg["freeze_norm_stats"] and not frozen:', "if False:", ("tests/training/test_finetune.py",)),
+           'if train_cfg["freeze_norm_stats"] else []', "if False else []", ("tests/training/test_finetune.py",)),
     Mutant("fresh-training-over-an-old-one", "speakernet/training/trainer.py",
            "if first and resume is None:", "if False:", ("tests/training/test_train_metrics.py",)),
     Mutant("resume-entries-unchecked", "speakernet/training/trainer.py",

@@ -38,6 +38,7 @@ from speakernet.utils.logging import format_duration
 logger = logging.getLogger(__name__)
 
 FRAME_SHIFT_S = 0.01
+NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)  # what training.freeze_norm_stats keeps
 
 
 class EmbeddingTrainingModel(nn.Module):
@@ -333,6 +334,9 @@ class Trainer(EpochPosition):
         interval_wait = 0.0  # seconds the loop waited for batches in this interval
         stats: dict[str, float] = {}
         freeze_steps = round(train_cfg["freeze_model_epochs"] * len(self.plan))
+        # Batch norms whose running statistics stay as they are (training.freeze_norm_stats), found once
+        frozen_norms = [module for module in self.module.model.modules() if isinstance(module, NORMS)] \
+            if train_cfg["freeze_norm_stats"] else []
         batches = iter(loader)
         while True:
             wait_started = time.perf_counter()
@@ -344,10 +348,9 @@ class Trainer(EpochPosition):
             frozen = self._schedule_position() < freeze_steps
             # A frozen model runs as in evaluation (batch-norm statistics kept) and gets no update.
             self.module.model.train(not frozen)
-            if train_cfg["freeze_norm_stats"] and not frozen:
-                for norm in self.module.model.modules():
-                    if isinstance(norm, nn.modules.batchnorm._BatchNorm):
-                        norm.eval()
+            if not frozen:
+                for norm in frozen_norms:
+                    norm.eval()
             self.module.model_without_grad = frozen and not self.context.is_distributed
             margin = margin_at(self.config, self._epoch_progress())
             if margin is not None and hasattr(self.module.head, "update_margin"):

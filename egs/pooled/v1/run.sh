@@ -70,9 +70,7 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   # Sources of the online augmentation (conf/*_aug.yaml): real noise, simulated room impulse responses.
   [ -z "$noise_root" ] || run_unless_fresh "$data/sources/.noise.done" "" \
     python -m speakernet.bin.prepare_noise_dir --root "$noise_root" --out-dir "$data/sources/noise"
-  [ "$rir_rooms" -eq 0 ] || run_unless_fresh "$data/sources/.rirs.done" "" \
-    python -m speakernet.bin.simulate_rirs --out-dir "$data/rir_audio" --data-dir "$data/sources" \
-      --num-rooms "$rir_rooms" --rirs-per-room 10
+  prepare_aug_sources "$data/sources" "$data/rir_audio" "" "" "$rir_rooms"  # (no MUSAN, no RIRS_NOISES here)
 fi
 
 trials=$(for list in "$data"/test/trials "$data"/test/trials_*; do [ ! -f "$list" ] || printf '%s ' "$list"; done)
