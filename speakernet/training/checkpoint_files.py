@@ -33,7 +33,7 @@ def resolve_checkpoint(exp_dir: PathLike, which: str = "latest") -> Path:
         exp_dir: Experiment dir written by the training stage.
         which: ``latest``, ``init`` (the untrained model saved before the first step),
             ``avgN`` (written by :func:`write_average`), a file name inside
-            ``exp_dir/checkpoints`` or a path.
+            ``exp_dir/checkpoints`` (with or without its ``.pt``: ``epoch_002``) or a path.
 
     Returns:
         Path of the checkpoint file.
@@ -59,6 +59,8 @@ def resolve_checkpoint(exp_dir: PathLike, which: str = "latest") -> Path:
         path = Path(which)
     else:
         path = directory / which
+        if not path.is_file() and path.suffix != ".pt" and path.with_name(f"{path.name}.pt").is_file():
+            path = path.with_name(f"{path.name}.pt")  # the name as the listing below shows it, less .pt
     if not path.is_file():
         available = sorted(p.name for p in directory.glob("*.pt")) if directory.is_dir() else []
         listing = ", ".join(available) if available else "none"

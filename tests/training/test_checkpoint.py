@@ -71,6 +71,16 @@ def test_empty_latest_pointer_is_named(tmp_path: Path) -> None:
         ckpt.resolve_checkpoint(tmp_path, "latest")
 
 
+def test_a_checkpoint_is_found_by_its_name_with_or_without_pt(tmp_path: Path) -> None:
+    directory = tmp_path / "checkpoints"
+    directory.mkdir()
+    (directory / "epoch_002.pt").write_bytes(b"")
+    assert ckpt.resolve_checkpoint(tmp_path, "epoch_002") == directory / "epoch_002.pt"
+    assert ckpt.resolve_checkpoint(tmp_path, "epoch_002.pt") == directory / "epoch_002.pt"
+    with pytest.raises(FileNotFoundError, match="epoch_003.pt does not exist; .* holds: epoch_002.pt"):
+        ckpt.resolve_checkpoint(tmp_path, "epoch_003.pt")
+
+
 def test_weights_that_do_not_fit_the_config_name_both(feature_dir: Path, tmp_path: Path) -> None:
     from speakernet.config import load_config
     from speakernet.training.trainer import train
