@@ -112,6 +112,7 @@ class OnnxModel:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.log_severity_level = 3  # errors only: its warnings about unused initialisers are noise here
+        options.add_session_config_entry("session.set_denormal_as_zero", "1")  # as torch runs (flush_denormals)
         try:
             self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # noqa: BLE001  (onnxruntime raises its own exception types)

@@ -446,7 +446,8 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   # One extraction process runs every (checkpoint, mode) group that is not done, each group with all
   # its dirs (a line of extract --jobs): torch is imported once, each model built once. Each dir keeps
   # its own .done marker, written with the command line that one dir alone would have, so adding a
-  # dir does not redo the others.
+  # dir does not redo the others; extract renames a dir's .done.pending to .done once the dir is
+  # written, so a killed run keeps the dirs it finished.
   jobs_file="$exp_dir/log/extract.jobs"
   mkdir -p "$exp_dir/log"
   : > "$jobs_file"
@@ -476,6 +477,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
         signature=$(printf '%q ' "${command[@]}" --data-dir "$data" --out-dir "$out")
         is_fresh "$out/.done" "$model_file $data/feats.scp" "$signature" && continue
         data_dirs+=("$data"); out_dirs+=("$out"); markers+=("$out/.done"); signatures+=("$signature")
+        mark_done "$out/.done.pending" "$signature"
       done
       [ ${#data_dirs[@]} -gt 0 ] || continue
       # Threads change the speed, not the embeddings: they are not part of a dir's signature.

@@ -10,17 +10,25 @@ checkpoint, mode and dirs) and one process runs them all, so that torch is impor
 for, say, the untrained and the trained model (the recipes' stage 3):
 
     python -m speakernet.bin.extract --jobs exp/ecapa/extract.jobs
+
+An output dir that holds a ``.done.pending`` file (the recipes put their freshness marker there
+before the run) gets it renamed to ``.done`` as soon as that dir is written, so that a run killed
+half-way keeps the dirs it finished and a re-run embeds only the others.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
 
 from speakernet.bin import parse_bool, run_stage
 from speakernet.utils.logging import setup_logging
+
+DONE_MARKER = ".done"  # the recipes' freshness marker of an embeddings dir (tools/sv_stages.sh)
+PENDING_MARKER = ".done.pending"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -119,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
                     max_frames=extract_cfg["max_frames"] if job.max_frames is None else job.max_frames,
                     device=device,
                 )
+                pending = Path(out_dir) / PENDING_MARKER
+                if pending.is_file():  # this dir is complete: the recipe's marker takes effect now
+                    os.replace(pending, pending.with_name(DONE_MARKER))
 
     return run_stage(extract)
 

@@ -24,6 +24,7 @@ from speakernet.data.kaldi_dir import DataDirError, c_sort_key, read_scp, write_
 from speakernet.data.sampler import BatchPlan
 from speakernet.data.shards.dataset import ShardDataset, ShardPlan
 from speakernet.training import checkpoint as ckpt
+from speakernet.models.precision import flush_denormals
 from speakernet.training.position import EpochPosition
 from speakernet.training.train_metrics import METRICS_NAME, truncate_train_metrics
 from speakernet.training.train_data import build_dataset, record_frontend, training_threads
@@ -109,6 +110,7 @@ class Trainer(EpochPosition):
         train_cfg, data_cfg = config["training"], config["data"]
         threads = training_threads(train_cfg["num_threads"], self.context.local_world_size)
         torch.set_num_threads(threads)
+        flush_denormals()  # a pretrained model's subnormal activations would run forward and backward 3x slower
 
         resume_state = None
         if resume is not None:

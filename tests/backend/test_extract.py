@@ -267,6 +267,18 @@ def test_extract_stage_embeds_several_dirs_with_one_model_load(tmp_path: Path, t
     _, halved_matrix = load_embeddings(tmp_path / "alone_halved" / "xvector.scp")
     _, latest_matrix = load_embeddings(tmp_path / "alone_B" / "xvector.scp")
     assert not np.allclose(halved_matrix, latest_matrix)  # the line's own checkpoint and mode took effect
+    # A recipe's pending marker becomes .done as soon as its dir is written: a run that fails (or is
+    # killed) at the second line keeps the first line's dir done, and only that one.
+    broken = [lines[0][:-1] + [str(tmp_path / "kept")], lines[1][:-1] + [str(tmp_path / "lost")]]
+    broken[1][broken[1].index("halved.pt")] = "missing.pt"
+    (tmp_path / "broken.jobs").write_text("".join(" ".join(line) + "\n" for line in broken))
+    for name in ("kept", "lost"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / ".done.pending").write_text(f"signature of {name}")
+    assert extract_main(["--jobs", str(tmp_path / "broken.jobs")]) != 0
+    assert (tmp_path / "kept" / ".done").read_text() == "signature of kept"
+    assert not (tmp_path / "kept" / ".done.pending").exists() and (tmp_path / "kept" / "xvector.scp").is_file()
+    assert not (tmp_path / "lost" / ".done").exists() and (tmp_path / "lost" / ".done.pending").is_file()
     capsys.readouterr()
     with pytest.raises(SystemExit):
         extract_main(common + ["--data-dir", *map(str, dirs), "--out-dir", str(tmp_path / "C")])
@@ -350,3 +362,21 @@ def test_extract_stage_use_vad_switch_and_the_count_of_unvoiced_utterances(
             assert not np.allclose(embedded["off"][utt], embedded["on"][utt], atol=1e-4)
     with pytest.raises(SystemExit):
         extract_main(common + [str(tmp_path / "bad"), "--use-vad", "maybe"])
+
+
+def test_a_loaded_model_runs_with_subnormals_flushed(tmp_path: Path, tiny_model: torch.nn.Module) -> None:
+    """Trained weights make subnormal activations, 3x slower on x86 unless flushed (precision.flush_denormals)."""
+    from speakernet.features.fbank import FbankConfig
+    from speakernet.features.vad import VadConfig
+    from speakernet.training.checkpoint import load_model
+
+    exp = _tiny_exp_dir(tmp_path / "exp", tiny_model, (FbankConfig(num_mel_bins=20), VadConfig()))
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush subnormals")
+    subnormal = torch.tensor([1e-39], dtype=torch.float32)  # made unflushed (a flushing process zeroes it)
+    try:
+        assert (subnormal * 1.0).item() != 0.0
+        load_model(exp)
+        assert (subnormal * 1.0).item() == 0.0
+    finally:
+        torch.set_flush_denormal(False)

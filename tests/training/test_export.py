@@ -97,7 +97,9 @@ def test_precision_is_an_exp_dir_option_and_onnx_threads_follow_torch(exported: 
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)  # one thread for torch is one for onnxruntime too (a fair comparison, a shared CPU)
-        assert OnnxModel(exported["export"] / "model.onnx").session.get_session_options().intra_op_num_threads == 1
+        options = OnnxModel(exported["export"] / "model.onnx").session.get_session_options()
+        assert options.intra_op_num_threads == 1
+        assert options.get_session_config_entry("session.set_denormal_as_zero") == "1"  # flushes as torch does
     finally:
         torch.set_num_threads(threads)
 
