@@ -151,7 +151,7 @@ MUTANTS = (
            "                if pending.is_file():", "                if False:",
            ("tests/backend/test_extract.py::test_extract_stage_embeds_several_dirs_with_one_model_load",)),
     Mutant("subnormals-not-flushed", "speakernet/training/checkpoint.py",
-           "    flush_denormals()  # every caller", "    pass  # every caller", ("tests/backend/test_extract.py",)),
+           "    flush_denormals()  # first:", "    pass  # first:", ("tests/backend/test_extract.py",)),
     Mutant("long-utterances-whole", "speakernet/backend/extract.py",
            "    if max_frames <= 0 or len(feats) <= max_frames:", "    if True:",
            ("tests/backend/test_extract.py",)),

@@ -263,6 +263,7 @@ def load_model(exp_dir: PathLike, which: str = "latest") -> tuple[torch.nn.Modul
     from speakernet.models import build_model
     from speakernet.models.precision import flush_denormals
 
+    flush_denormals()  # first: torch's intra-op threads take the mode from this thread when they start
     config = load_resolved_config(exp_dir)
     path = resolve_checkpoint(exp_dir, which)
     state = load_checkpoint(path)
@@ -277,6 +278,5 @@ def load_model(exp_dir: PathLike, which: str = "latest") -> tuple[torch.nn.Modul
         raise CheckpointError(f"checkpoint {path}: its weights do not fit the {config['model']} that "
                               f"{Path(exp_dir) / 'config.yaml'} describes ({detail[:300]})") from None
     model.eval()
-    flush_denormals()  # every caller runs the model next: inference at the CPU's full float speed
     logger.info("loaded %s (%s, step %d) from %s", config["model"], which, state.get("step", -1), path)
     return model, config

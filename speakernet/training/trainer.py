@@ -104,13 +104,14 @@ class Trainer(EpochPosition):
         resume: str | None = None,
         device: str | None = None,
     ):
+        # First, before torch starts its threads: a pretrained model's subnormal activations would run 3x slower
+        flush_denormals()
         self.config = config
         self.exp_dir = Path(exp_dir)
         self.context: DistributedContext = init_distributed(device)
         train_cfg, data_cfg = config["training"], config["data"]
         threads = training_threads(train_cfg["num_threads"], self.context.local_world_size)
         torch.set_num_threads(threads)
-        flush_denormals()  # a pretrained model's subnormal activations would run forward and backward 3x slower
 
         resume_state = None
         if resume is not None:

@@ -380,3 +380,29 @@ def test_a_loaded_model_runs_with_subnormals_flushed(tmp_path: Path, tiny_model:
         assert (subnormal * 1.0).item() == 0.0
     finally:
         torch.set_flush_denormal(False)
+
+
+def test_every_intra_op_thread_of_an_extraction_process_flushes(tmp_path: Path, tiny_model: torch.nn.Module) -> None:
+    """The mode is per thread: load_model must set it before torch starts its threads, or they keep the slow path."""
+    import subprocess
+    import sys
+
+    from speakernet.features.fbank import FbankConfig
+    from speakernet.features.vad import VadConfig
+
+    exp = _tiny_exp_dir(tmp_path / "exp", tiny_model, (FbankConfig(num_mel_bins=20), VadConfig()))
+    script = (
+        "import sys, numpy as np, torch\n"
+        "torch.set_num_threads(2)\n"
+        "values = np.full(1 << 20, 1e-39, dtype=np.float32)  # subnormals, made before any flushing\n"
+        "from speakernet.training.checkpoint import load_model\n"
+        "load_model(sys.argv[1])\n"
+        "if not torch.set_flush_denormal(True): print('unsupported'); sys.exit()\n"
+        "product = torch.from_numpy(values) * 1.0  # large enough for both threads to take a part\n"
+        "print(int(torch.count_nonzero(product)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(exp)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    if result.stdout.strip() == "unsupported":
+        pytest.skip("this CPU cannot flush subnormals")
+    assert result.stdout.strip() == "0"
