@@ -37,8 +37,8 @@ def flush_denormals() -> bool:
     """Makes this process's float math flush subnormal numbers to zero (the CPU's FTZ/DAZ modes).
 
     Trained weights drive some activations into the subnormal range (below 1.2e-38), where x86
-    float units take a slow path: SpeechBrain's imported ECAPA-TDNN ran 2.7-3.5x slower on CPU without
-    this, a freshly initialised one not at all (README, "Pretrained models"). A flushed value is off
+    float units take a slow path: SpeechBrain's imported ECAPA-TDNN ran 2.9x slower on one CPU thread
+    without this (README, "Pretrained models"). A flushed value is off
     by less than 1.2e-38, far below float32's rounding at any embedding's scale. The mode belongs to a
     thread, and torch's intra-op threads take it from the thread that starts them: call this before
     the process's first parallel torch operation (load_model and the trainer do), or those threads
