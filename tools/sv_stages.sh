@@ -358,7 +358,9 @@ train_into() {
   fi
   if [ ! -f "$exp/.train.done" ]; then
     mkdir -p "$exp"
-    printf '%s' "$signature" > "$exp/.train.settings"
+    # Written whole, then renamed: the other nodes of a multi-node training read it at the same moment,
+    # and a half-written file would read as other settings.
+    printf '%s' "$signature" > "$exp/.train.settings.$$.tmp" && mv -f "$exp/.train.settings.$$.tmp" "$exp/.train.settings"
     local resume=()
     [ -f "$exp/checkpoints/latest" ] && resume=(--resume latest) && log "  continuing from the latest checkpoint of $exp"
     mkdir -p "$exp/log"
