@@ -56,10 +56,11 @@ is_fresh() {
   return 1
 }
 
-# mark_done MARKER SIGNATURE: records a finished step (after its command succeeded).
+# mark_done MARKER SIGNATURE: records a finished step (after its command succeeded). Written whole, then
+# renamed: a reader at the same moment (the other node of a multi-node training) never sees half of it.
 mark_done() {
   mkdir -p "$(dirname "$1")"
-  printf '%s' "$2" > "$1"
+  printf '%s' "$2" > "$1.$$.tmp" && mv -f "$1.$$.tmp" "$1"
 }
 
 # run_logged LOG COMMAND...: runs COMMAND with its output shown on stderr and kept in LOG

@@ -358,9 +358,7 @@ train_into() {
   fi
   if [ ! -f "$exp/.train.done" ]; then
     mkdir -p "$exp"
-    # Written whole, then renamed: the other nodes of a multi-node training read it at the same moment,
-    # and a half-written file would read as other settings.
-    printf '%s' "$signature" > "$exp/.train.settings.$$.tmp" && mv -f "$exp/.train.settings.$$.tmp" "$exp/.train.settings"
+    mark_done "$exp/.train.settings" "$signature"  # (whole: the other nodes of a multi-node training read it now)
     local resume=()
     [ -f "$exp/checkpoints/latest" ] && resume=(--resume latest) && log "  continuing from the latest checkpoint of $exp"
     mkdir -p "$exp/log"
@@ -448,12 +446,12 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   # One extraction process runs every (checkpoint, mode) group that is not done, each group with all
   # its dirs (a line of extract --jobs): torch is imported once, each model built once. Each dir keeps
   # its own .done marker, written with the command line that one dir alone would have, so adding a
-  # dir does not redo the others; extract renames a dir's .done.pending to .done once the dir is
-  # written, so a killed run keeps the dirs it finished.
+  # dir does not redo the others. The marker is written as .done.pending, and extract makes it .done
+  # as soon as that dir is written, so a killed run keeps the dirs it finished.
   jobs_file="$exp_dir/log/extract.jobs"
   mkdir -p "$exp_dir/log"
   : > "$jobs_file"
-  markers=(); signatures=(); checkpoints_run=()
+  checkpoints_run=()
   for checkpoint in $checkpoints; do
     read -r source_exp source_name <<< "$(checkpoint_exp "$checkpoint")"
     model_file="$source_exp/checkpoints/$source_name.pt"
@@ -478,7 +476,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
         out="$exp_dir/embeddings/$checkpoint/$key"
         signature=$(printf '%q ' "${command[@]}" --data-dir "$data" --out-dir "$out")
         is_fresh "$out/.done" "$model_file $data/feats.scp" "$signature" && continue
-        data_dirs+=("$data"); out_dirs+=("$out"); markers+=("$out/.done"); signatures+=("$signature")
+        data_dirs+=("$data"); out_dirs+=("$out")
         mark_done "$out/.done.pending" "$signature"
       done
       [ ${#data_dirs[@]} -gt 0 ] || continue
@@ -490,10 +488,9 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
       [[ " ${checkpoints_run[*]} " == *" $checkpoint "* ]] || checkpoints_run+=("$checkpoint")
     done
   done
-  if [ ${#markers[@]} -gt 0 ]; then
+  if [ -s "$jobs_file" ]; then
     log "  extracting with ${checkpoints_run[*]}: $(wc -l < "$jobs_file") group(s) of dirs in one process"
     run_logged "$exp_dir/log/extract.log" python -m speakernet.bin.extract --jobs "$jobs_file"
-    for index in "${!markers[@]}"; do mark_done "${markers[$index]}" "${signatures[$index]}"; done
   fi
 fi
 

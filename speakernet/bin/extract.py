@@ -129,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 pending = Path(out_dir) / PENDING_MARKER
                 if pending.is_file():  # this dir is complete: the recipe's marker takes effect now
-                    os.replace(pending, pending.with_name(DONE_MARKER))
+                    done = pending.with_name(DONE_MARKER)
+                    os.replace(pending, done)
+                    os.utime(done)  # dated when the dir was finished, as the recipe's later steps compare
 
     return run_stage(extract)
 

@@ -23,8 +23,8 @@ from speakernet.data.dataset import collate_crops
 from speakernet.data.kaldi_dir import DataDirError, c_sort_key, read_scp, write_scp
 from speakernet.data.sampler import BatchPlan
 from speakernet.data.shards.dataset import ShardDataset, ShardPlan
-from speakernet.training import checkpoint as ckpt
 from speakernet.models.precision import flush_denormals
+from speakernet.training import checkpoint as ckpt
 from speakernet.training.position import EpochPosition
 from speakernet.training.train_metrics import METRICS_NAME, truncate_train_metrics
 from speakernet.training.train_data import build_dataset, record_frontend, training_threads
